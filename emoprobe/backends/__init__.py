@@ -1,0 +1,5 @@
+"""Model servers behind one small interface: describe a model, answer one request."""
+
+from .base import Answer, Backend, ModelInfo
+
+__all__ = ["Answer", "Backend", "ModelInfo"]

@@ -1,0 +1,72 @@
+"""What every backend provides, and the plain records it returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the server says about a model before any image is sent."""
+
+    name: str
+    digest: str
+    server_version: str
+    family: str = ""
+    parameter_size: str = ""
+    quantization: str = ""
+    size_bytes: int = 0
+    capabilities: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["capabilities"] = list(self.capabilities)
+        return record
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One successful reply: the model's text and the server's timings."""
+
+    raw: str
+    latency_s: float
+    done_reason: str = ""
+    timings: dict[str, int] = field(default_factory=dict)
+
+    def to_cache(self) -> dict[str, Any]:
+        return {
+            "raw": self.raw,
+            "latency_s": self.latency_s,
+            "done_reason": self.done_reason,
+            "timings": dict(self.timings),
+        }
+
+    @classmethod
+    def from_cache(cls, value: dict[str, Any]) -> Answer:
+        return cls(
+            raw=value["raw"],
+            latency_s=float(value.get("latency_s") or 0.0),
+            done_reason=value.get("done_reason", ""),
+            timings=dict(value.get("timings") or {}),
+        )
+
+
+class Backend(Protocol):
+    """A model server. Implementations raise only `emoprobe.errors.BackendError`s."""
+
+    name: str
+
+    def describe(self, model: str) -> ModelInfo:
+        """Check the server and the model (reachable, present, can see images)."""
+        ...
+
+    def load(self, model: str) -> float:
+        """Load the model into memory ahead of the first image; seconds it took."""
+        ...
+
+    def chat(self, model: str, messages: list[dict], options: dict[str, Any]) -> Answer:
+        """Send one request and return the complete answer."""
+        ...
+
+    def close(self) -> None: ...

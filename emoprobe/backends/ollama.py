@@ -1,0 +1,202 @@
+"""Ollama's native API through the official `ollama` client.
+
+This module is the one boundary where `ollama` and `httpx` exceptions become
+emoprobe's own (`emoprobe.errors`); nothing above it sees a library error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import httpx
+import ollama
+
+from ..errors import (
+    BackendError,
+    ModelNotFound,
+    ModelUnsuitable,
+    RequestRejected,
+    ServerUnreachable,
+    TransientError,
+)
+from .base import Answer, ModelInfo
+
+T = TypeVar("T")
+
+TIMING_FIELDS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+RETRYABLE_STATUS = {408, 425, 429, 499}
+MIN_LOAD_TIMEOUT = 600.0
+VISION_HINT = "pick a vision model such as qwen2.5vl:7b or llama3.2-vision:11b"
+
+
+def full_model_name(name: str) -> str:
+    """`qwen2.5vl` → `qwen2.5vl:latest`, as the server names it."""
+    last = name.rsplit("/", 1)[-1]
+    return name if ":" in last else f"{name}:latest"
+
+
+class OllamaBackend:
+    """Talks to one Ollama server; safe to share between threads."""
+
+    name = "ollama"
+
+    def __init__(self, host: str, *, timeout: float, keep_alive: str | float = "30m") -> None:
+        self.host = host
+        self.timeout = timeout
+        self.keep_alive = keep_alive
+        limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        # trust_env=False: a proxy variable must never route students' faces elsewhere.
+        self._client = ollama.Client(host=host, timeout=limits, trust_env=False)
+        self._http = httpx.Client(base_url=host, timeout=limits, trust_env=False)
+
+    # -- before the first image -------------------------------------------------
+    def server_version(self) -> str:
+        """`GET /api/version`; proves an Ollama server answers at the host."""
+        with self._translated("GET /api/version"):
+            response = self._http.get("/api/version")
+        try:
+            version = response.json()["version"]
+        except (ValueError, KeyError, TypeError):
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise ServerUnreachable(
+                f"{self.host} answers, but not as an Ollama server "
+                f"(GET /api/version gave HTTP {response.status_code}, {kind}): check --host"
+            ) from None
+        return str(version)
+
+    def describe(self, model: str) -> ModelInfo:
+        version = self.server_version()
+        shown = self._call(lambda: self._client.show(model), model)
+        capabilities = tuple(shown.capabilities or ())
+        if not _can_see(capabilities, shown.modelinfo):
+            listed = ", ".join(capabilities) or "none listed"
+            raise ModelUnsuitable(
+                f"model {model!r} cannot read images (capabilities: {listed}); {VISION_HINT}"
+            )
+        listed_model = self._listed(model)
+        details = shown.details
+        return ModelInfo(
+            name=model,
+            digest=listed_model.digest if listed_model else "",
+            server_version=version,
+            family=(details.family if details else "") or "",
+            parameter_size=(details.parameter_size if details else "") or "",
+            quantization=(details.quantization_level if details else "") or "",
+            size_bytes=int(listed_model.size or 0) if listed_model else 0,
+            capabilities=capabilities,
+        )
+
+    def _listed(self, model: str) -> Any:
+        wanted = full_model_name(model)
+        listing = self._call(self._client.list, model)
+        for entry in listing.models:
+            if full_model_name(entry.model or "") == wanted:
+                return entry
+        return None
+
+    def load(self, model: str) -> float:
+        """An empty chat loads the model and keeps it for the run (`keep_alive`)."""
+        started = time.monotonic()
+        body = {"model": model, "messages": [], "keep_alive": self.keep_alive, "stream": False}
+        timeout = max(self.timeout, MIN_LOAD_TIMEOUT)
+        with self._translated("loading the model", model):
+            response = self._http.post("/api/chat", json=body, timeout=timeout)
+            if response.status_code >= 400:
+                raise ollama.ResponseError(response.text, response.status_code)
+        return time.monotonic() - started
+
+    # -- one image ----------------------------------------------------------------
+    def chat(self, model: str, messages: list[dict], options: dict[str, Any]) -> Answer:
+        """Stream one answer; a reply that never completes is an error, not an answer."""
+        started = time.monotonic()
+        pieces: list[str] = []
+        final = None
+        with self._translated("POST /api/chat", model):
+            stream = self._client.chat(
+                model=model,
+                messages=messages,
+                options=options,
+                keep_alive=self.keep_alive,
+                stream=True,
+            )
+            try:
+                for chunk in stream:
+                    pieces.append(chunk.message.content or "")
+                    if chunk.done:
+                        final = chunk
+                        break
+                    if time.monotonic() - started > self.timeout:
+                        raise TransientError(f"no complete answer within {self.timeout:g}s")
+            finally:
+                stream.close()
+        if final is None:
+            raise TransientError("truncated reply: the stream ended before the answer was done")
+        timings = {name: int(getattr(final, name) or 0) for name in TIMING_FIELDS}
+        return Answer(
+            raw="".join(pieces),
+            latency_s=time.monotonic() - started,
+            done_reason=final.done_reason or "",
+            timings=timings,
+        )
+
+    def close(self) -> None:
+        self._client._client.close()
+        self._http.close()
+
+    # -- error translation ----------------------------------------------------------
+    def _call(self, function: Callable[[], T], model: str) -> T:
+        with self._translated("request", model):
+            return function()
+
+    @contextmanager
+    def _translated(self, what: str, model: str = "") -> Iterator[None]:
+        try:
+            yield
+        except BackendError:
+            raise
+        except ollama.ResponseError as error:
+            raise self._from_status(error.status_code, error.error, model) from None
+        except (ConnectionError, httpx.ConnectError):
+            raise ServerUnreachable(
+                f"cannot reach Ollama at {self.host}: start it with `ollama serve` "
+                "or point --host at a running server"
+            ) from None
+        except httpx.TimeoutException:
+            raise TransientError(f"{what} timed out after {self.timeout:g}s") from None
+        except httpx.TransportError as error:
+            raise TransientError(
+                f"connection dropped during {what} ({type(error).__name__})"
+            ) from None
+        except (ValueError, TypeError) as error:
+            # json.JSONDecodeError and pydantic's ValidationError are ValueErrors.
+            raise TransientError(f"malformed reply to {what} ({type(error).__name__})") from None
+
+    def _from_status(self, status: int, message: str, model: str) -> BackendError:
+        text = " ".join(str(message).split())[:300]
+        if status == 404 and model:
+            return ModelNotFound(
+                f"model {model!r} is not on the Ollama server at {self.host}: "
+                f"run `ollama pull {model}`"
+            )
+        if status == -1 or status >= 500 or status in RETRYABLE_STATUS:
+            label = "server error" if status == -1 else f"HTTP {status}"
+            return TransientError(f"{label}: {text}")
+        return RequestRejected(f"HTTP {status}: {text}")
+
+
+def _can_see(capabilities: tuple[str, ...], *infos: Any) -> bool:
+    """`vision` in the capabilities; servers too old to list them are judged by their keys."""
+    if capabilities:
+        return "vision" in capabilities
+    keys = " ".join(" ".join(info) for info in infos if info)
+    return "vision" in keys or "clip" in keys

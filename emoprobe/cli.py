@@ -1,0 +1,204 @@
+"""The command line: parse options, call the library, print results.
+
+Errors become one line on stderr and a non-zero exit in exactly one place,
+`EmoprobeGroup.main`; commands just raise.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import EmoprobeError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3
+EXIT_INTERRUPTED = 130
+
+
+class EmoprobeGroup(click.Group):
+    """A click group whose every failure is one line, never a traceback."""
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(args, *rest, **kwargs)
+        except click.UsageError as error:
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+            _fail(f"{error.format_message()}{hint}", EXIT_USAGE)
+        except click.ClickException as error:
+            _fail(error.format_message(), error.exit_code)
+        except click.Abort:
+            _fail("interrupted; run the same command again to resume", EXIT_INTERRUPTED)
+        except EmoprobeError as error:
+            _fail(str(error), EXIT_ERROR)
+        except OSError as error:
+            where = f": {error.filename}" if error.filename else ""
+            _fail(f"{error.strerror or error}{where}", EXIT_ERROR)
+        except Exception as error:  # a bug: still one line, and how to see more
+            if os.environ.get("EMOPROBE_TRACEBACK"):
+                raise
+            _fail(
+                f"internal error ({type(error).__name__}: {error}); please report it — "
+                "EMOPROBE_TRACEBACK=1 shows the traceback",
+                EXIT_ERROR,
+            )
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=EmoprobeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="emoprobe")
+def cli() -> None:
+    """Probe vision-language models on facial-expression tasks through a local Ollama.
+
+    A research and teaching tool: see the README on the law and on consent.
+    """
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--model", default="qwen2.5vl:7b", show_default=True, help="Ollama model name.")
+@click.option(
+    "--host",
+    metavar="URL",
+    help="Ollama server. [default: $OLLAMA_HOST, else http://127.0.0.1:11434]",
+)
+@click.option("--allow-remote", is_flag=True, help="Allow a host that is not this machine.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder. [default: reports/…]")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Response cache folder.")
+@click.option("--per-class", type=int, help="Sample N images per class (the paper: 1000).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option(
+    "--concurrency",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Requests in flight (2 keeps one Ollama slot busy).",
+)
+@click.option(
+    "--timeout", type=float, default=180.0, show_default=True, help="Seconds one request may take."
+)
+@click.option(
+    "--retries",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Retries per image for busy, failing or dropped requests.",
+)
+@click.option(
+    "--backoff",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="First retry delay in seconds; it doubles per retry (max 30).",
+)
+@click.option(
+    "--option",
+    "option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Model option, e.g. num_ctx=4096 (repeatable).",
+)
+@click.option("--max-side", type=int, help="Downscale images so the longer side is ≤ PIXELS.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(
+    dataset: Path,
+    model: str,
+    host: str | None,
+    allow_remote: bool,
+    out: Path | None,
+    cache_dir: Path | None,
+    per_class: int | None,
+    seed: int,
+    concurrency: int,
+    timeout: float,
+    retries: int,
+    backoff: float,
+    option_pairs: tuple[str, ...],
+    max_side: int | None,
+    quiet: bool,
+) -> int:
+    """Classify every image of DATASET and write predictions, metrics and a report.
+
+    DATASET is a folder ROOT/<label>/<image> or a CSV with path,label columns.
+    Re-running the same command resumes where it stopped.
+    """
+    from .hosts import checked_host, default_host
+    from .options import parse_options
+    from .progress import ProgressBar
+    from .runner import RunConfig
+    from .runner import run as run_dataset
+
+    config = RunConfig(
+        dataset=dataset,
+        model=model,
+        host=checked_host(host or default_host(), allow_remote=allow_remote),
+        out=out,
+        cache_dir=cache_dir,
+        per_class=per_class,
+        seed=seed,
+        concurrency=concurrency,
+        timeout=timeout,
+        retries=retries,
+        backoff=backoff,
+        options=parse_options(option_pairs),
+        max_side=max_side,
+        command_line=shlex.join(["emoprobe", *sys.argv[1:]]),
+    )
+    progress = ProgressBar(quiet=quiet)
+    try:
+        result = run_dataset(config, progress)
+    finally:
+        progress.close()
+    _print_summary(result)
+    if result.complete:
+        return 0
+    missing = result.total - result.finished
+    reason = f"{result.abort_reason}; " if result.abort_reason else ""
+    _fail(
+        f"{reason}{missing} of {result.total} images are unfinished "
+        f"({result.failed} failed after {retries} retries); "
+        "run the same command again to retry them — finished rows are kept",
+        EXIT_INCOMPLETE,
+    )
+    return EXIT_INCOMPLETE
+
+
+def _print_summary(result: Any) -> None:
+    from .progress import format_duration
+
+    metrics, session = result.metrics, result.session
+    wall = session.get("wall_s") or 0.0
+    fresh = session.get("requests", 0) + session.get("cache_hits", 0)
+
+    def figure(key: str) -> str:
+        value = metrics.get(key)
+        return "–" if value is None else f"{value:.4f}"
+
+    click.echo(
+        f"{result.finished}/{result.total} images  accuracy {figure('accuracy')}  "
+        f"weighted F1 {figure('f1_weighted')}  unparsed {metrics['n_unparsed']}  "
+        f"unreadable {metrics['n_error']}"
+    )
+    click.echo(
+        f"requests {session.get('requests', 0)}  cache hits {session.get('cache_hits', 0)}  "
+        f"wall {format_duration(wall)}  "
+        f"{(fresh / wall if wall else 0):.1f} images/s"
+    )
+    click.echo(f"report: {result.out / 'report.md'}")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,66 @@
+"""emoprobe's exceptions.
+
+Every error a user can cause or meet derives from `EmoprobeError`; the CLI turns
+each into one line on stderr and a non-zero exit, in one place (`cli.main`).
+
+    EmoprobeError
+    ├── DatasetError        the dataset is missing, empty or malformed
+    ├── ConfigError         a bad option, host, task or output folder
+    ├── CacheError          the cache directory is unusable
+    ├── RunLockedError      another run writes into the same --out
+    └── BackendError        talking to the model server failed
+        ├── ServerUnreachable   nothing answers at the host
+        ├── ModelNotFound       the server lacks the model (404)
+        ├── ModelUnsuitable     the model cannot do the task (no vision)
+        ├── TransientError      worth retrying: 5xx, 503 busy, timeouts, drops, bad JSON
+        └── RequestRejected     the server refused this request (4xx): not worth retrying
+
+The backends translate the `ollama` client's and `httpx`'s exceptions into these at
+one boundary (`emoprobe.backends.ollama`), so nothing above them sees a library error.
+"""
+
+from __future__ import annotations
+
+
+class EmoprobeError(Exception):
+    """Base class: its message is one line a user can act on."""
+
+
+class DatasetError(EmoprobeError):
+    """The dataset is missing, empty or malformed."""
+
+
+class ConfigError(EmoprobeError):
+    """A bad option, host, task or output folder."""
+
+
+class CacheError(EmoprobeError):
+    """The cache directory cannot be opened or used."""
+
+
+class RunLockedError(EmoprobeError):
+    """Another emoprobe process is writing into the same output folder."""
+
+
+class BackendError(EmoprobeError):
+    """Talking to the model server failed."""
+
+
+class ServerUnreachable(BackendError):
+    """Nothing (or not an Ollama server) answers at the host."""
+
+
+class ModelNotFound(BackendError):
+    """The server does not have the model."""
+
+
+class ModelUnsuitable(BackendError):
+    """The model lacks a capability the task needs (e.g. vision)."""
+
+
+class TransientError(BackendError):
+    """A failure worth retrying: busy or failing server, timeout, dropped or garbled reply."""
+
+
+class RequestRejected(BackendError):
+    """The server refused the request itself (HTTP 4xx); retrying will not help."""

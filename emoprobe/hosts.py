@@ -1,0 +1,73 @@
+"""Model-server addresses: parse them like Ollama does, and keep them local by default.
+
+The data are students' faces, so emoprobe talks only to loopback hosts unless the user
+says `--allow-remote`; the check runs before any connection is opened.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+DEFAULT_PORT = 11434
+DEFAULT_HOST = f"http://127.0.0.1:{DEFAULT_PORT}"
+LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def default_host() -> str:
+    """`$OLLAMA_HOST` when set, else Ollama's own default address."""
+    return os.environ.get("OLLAMA_HOST", "").strip() or DEFAULT_HOST
+
+
+def normalize_host(raw: str) -> str:
+    """A full `scheme://host:port[/path]` URL for what a user typed, as Ollama reads it.
+
+    `localhost`, `:11434`, `127.0.0.1:8080` and `http://box` are all accepted; a port
+    defaults to 11434 without a scheme and to the scheme's port with one.
+    """
+    text = raw.strip()
+    if not text or any(c.isspace() for c in text):
+        raise ConfigError(f"malformed host {raw!r}: expected e.g. {DEFAULT_HOST}")
+    has_scheme = "://" in text
+    try:
+        parts = urlsplit(text if has_scheme else f"http://{text}")
+    except ValueError as error:
+        raise ConfigError(f"malformed host {raw!r}: {error}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"malformed host {raw!r}: the scheme must be http or https")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"malformed host {raw!r}: the port must be a number") from None
+    hostname = parts.hostname or ("127.0.0.1" if text.startswith(":") else "")
+    if not hostname or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ConfigError(f"malformed host {raw!r}: expected e.g. {DEFAULT_HOST}")
+    if port is None:
+        port = (443 if parts.scheme == "https" else 80) if has_scheme else DEFAULT_PORT
+    shown = f"[{hostname}]" if ":" in hostname else hostname
+    return f"{parts.scheme}://{shown}:{port}{parts.path.rstrip('/')}"
+
+
+def is_loopback(url: str) -> bool:
+    """Whether `url` names this machine (a loopback address or `localhost`)."""
+    hostname = (urlsplit(url).hostname or "").lower()
+    if hostname in LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_host(raw: str, *, allow_remote: bool) -> str:
+    """The normalised URL, refused unless local or explicitly allowed."""
+    url = normalize_host(raw)
+    if not allow_remote and not is_loopback(url):
+        raise ConfigError(
+            f"refusing to send images to non-local host {url}: the data are faces; "
+            "pass --allow-remote if you mean it"
+        )
+    return url

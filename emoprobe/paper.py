@@ -1,0 +1,63 @@
+"""The seed study's published figures (Wang, Yang & Chen), for reports to sit beside.
+
+Table 1 gives weighted F1, accuracy, precision and recall. Per-class F1 appears only
+in the text, listed in the order confused, distracted, happy, neutral, tired — the
+order the paper uses for the classes elsewhere; the figures themselves are not in the
+text, so that order is the paper's, not checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    model: str
+    f1: float
+    accuracy: float
+    precision: float
+    recall: float
+    per_class_f1: dict[str, float]
+
+
+PAPER_RESULTS = {
+    "qwen": PaperResult(
+        model="Qwen2.5-VL-7B-Instruct",
+        f1=0.5197,
+        accuracy=0.5546,
+        precision=0.7613,
+        recall=0.5546,
+        per_class_f1={
+            "confused": 0.65,
+            "distracted": 0.01,
+            "happy": 0.83,
+            "neutral": 0.51,
+            "tired": 0.59,
+        },
+    ),
+    "llama": PaperResult(
+        model="Llama-3.2-11B-Vision-Instruct",
+        f1=0.4519,
+        accuracy=0.5118,
+        precision=0.6473,
+        recall=0.5118,
+        per_class_f1={
+            "confused": 0.27,
+            "distracted": 0.04,
+            "happy": 0.92,
+            "neutral": 0.55,
+            "tired": 0.49,
+        },
+    ),
+}
+
+
+def paper_result_for(model_name: str, family: str = "") -> PaperResult | None:
+    """The paper's row for the same model family, if the paper tested one."""
+    text = f"{model_name} {family}".lower().replace("-", "").replace(".", "")
+    if "qwen25vl" in text:
+        return PAPER_RESULTS["qwen"]
+    if "mllama" in text or "llama32vision" in text:
+        return PAPER_RESULTS["llama"]
+    return None

@@ -1,0 +1,108 @@
+"""predictions.csv: one row per image, appended and flushed as each one finishes.
+
+A run killed at any moment leaves at most one half-written last row; `recover`
+cuts it off, so that the same command resumes with every complete row kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+FILENAME = "predictions.csv"
+OK, UNPARSED_STATUS, ERROR = "ok", "unparsed", "error"
+FINAL_STATUSES = frozenset({OK, UNPARSED_STATUS, ERROR})
+FSYNC_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class Row:
+    """One image's outcome; `prediction` is a label, `unparsed`, or empty for errors."""
+
+    path: str
+    sha256: str
+    label: str
+    prediction: str
+    raw: str
+    status: str
+    error: str
+    latency_s: str
+    cached: str
+
+
+COLUMNS = [f.name for f in fields(Row)]
+
+
+def _row_text(values: list[str] | tuple[str, ...]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+HEADER = _row_text(COLUMNS)
+
+
+def recover(path: Path) -> list[Row]:
+    """Every complete row in `path`, after cutting off a half-written tail in place."""
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as handle:
+        text = handle.read()
+    pieces = text.split("\n")  # not splitlines(): answers may hold \r or \u2028
+    lines = [piece + "\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+    reader = csv.reader(lines, strict=True)
+    rows: list[Row] = []
+    good_lines = 0
+    try:
+        for values in reader:
+            if reader.line_num == 1 and values == COLUMNS:
+                good_lines = 1
+                continue
+            if len(values) != len(COLUMNS) or not lines[reader.line_num - 1].endswith("\n"):
+                break
+            rows.append(Row(*values))
+            good_lines = reader.line_num
+    except csv.Error:
+        pass
+    keep = "".join(lines[:good_lines])
+    if keep != text:
+        with open(path, "r+", encoding="utf-8", newline="") as handle:
+            handle.truncate(len(keep.encode("utf-8")))
+    return rows
+
+
+class PredictionWriter:
+    """Appends rows to predictions.csv, each in one write, flushed at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        new = not path.exists() or path.stat().st_size == 0
+        self._handle = open(path, "a", encoding="utf-8", newline="")
+        self._last_sync = time.monotonic()
+        if new:
+            self._handle.write(HEADER)
+            self._handle.flush()
+
+    def write(self, row: Row) -> None:
+        self._handle.write(_row_text(astuple(row)))
+        self._handle.flush()
+        now = time.monotonic()
+        if now - self._last_sync >= FSYNC_EVERY_S:
+            os.fsync(self._handle.fileno())
+            self._last_sync = now
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,143 @@
+"""A run's folder: its lock, manifest.json, predictions.csv, metrics.json and report.md.
+
+JSON and Markdown files are replaced atomically (write a temporary file, then rename),
+so a run killed at any moment leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, RunLockedError
+from .metrics import compute_metrics, latency_stats
+from .predictions import FILENAME, Row
+
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+REPORT = "report.md"
+LOCK = ".emoprobe.lock"
+
+
+class RunDir:
+    """The output folder of one run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / FILENAME
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Create the folder and hold its lock: a second run into it is refused."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path / LOCK, "a+")
+        except OSError as error:
+            raise ConfigError(f"cannot write to --out {self.path}: {error.strerror}") from None
+        try:
+            _lock(handle, self.path)
+            yield
+        finally:
+            handle.close()
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        path = self.path / MANIFEST
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path} is unreadable ({error}); pass another --out") from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_atomic(self.path / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
+
+    def finish(
+        self,
+        manifest: dict[str, Any] | None,
+        rows: Sequence[Row],
+        session: dict[str, Any],
+        labels: Sequence[str],
+    ) -> dict[str, Any]:
+        """Write metrics.json and report.md from `rows`; record the session and files."""
+        metrics = compute_metrics(rows, labels)
+        metrics.update(latency_stats(rows))
+        if manifest is not None:
+            if session.get("rows_written") or session.get("requests") or session.get("failed"):
+                manifest.setdefault("sessions", []).append(session)
+            manifest["files"] = [
+                {"path": row.path, "label": row.label, "sha256": row.sha256} for row in rows
+            ]
+            manifest["updated_at"] = session.get("finished_at")
+            self.write_manifest(manifest)
+            write_atomic(self.path / METRICS, json.dumps(metrics, indent=2))
+            from .report import render_report
+
+            write_atomic(self.path / REPORT, render_report(metrics, manifest, rows))
+        return metrics
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that readers never see half a file."""
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+    )
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def fingerprint_mismatch(manifest: dict[str, Any], fingerprint: dict[str, Any]) -> str:
+    """'' when a manifest was made with these settings, else what differs."""
+    recorded = manifest.get("fingerprint", {})
+    for key, value in fingerprint.items():
+        if recorded.get(key) != value:
+            return f"{key}: {recorded.get(key)!r} there, {value!r} now"
+    return ""
+
+
+def default_out_dir(
+    reports: Path, dataset_root: Path, config: Any, fingerprint: dict[str, Any]
+) -> Path:
+    """reports/<dataset>-<model>[-n<per class>-seed<seed>], numbered past other settings.
+
+    The same command maps to the same folder, so re-running it resumes.
+    """
+    parts = [dataset_root.name or "dataset", config.model]
+    if config.per_class:
+        parts.append(f"n{config.per_class}-seed{config.seed}")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)).strip("-")
+    for number in range(1, 1000):
+        candidate = reports / (stem if number == 1 else f"{stem}-{number}")
+        manifest = RunDir(candidate).read_manifest() if candidate.exists() else None
+        if manifest is None or not fingerprint_mismatch(manifest, fingerprint):
+            return candidate
+    raise ConfigError(f"too many runs named {stem} under {reports}: pass --out")
+
+
+def _lock(handle: Any, folder: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one run per folder is on the user
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise RunLockedError(
+            f"another emoprobe run is writing into {folder}; wait for it or pass another --out"
+        ) from None

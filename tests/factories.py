@@ -1,0 +1,40 @@
+"""Small datasets made on the fly: distinct images, and what a model "answers" for each."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from PIL import Image
+
+LABELS = ("confused", "distracted", "happy", "tired", "neutral")
+
+
+def make_image_folder(root: Path, per_label: int = 4, labels=LABELS) -> dict[str, str]:
+    """ROOT/<label>/<n>.png with distinct pixels; returns {sha256: true label}."""
+    truth: dict[str, str] = {}
+    for index, label in enumerate(labels):
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for number in range(per_label):
+            image = Image.new("RGB", (24, 16), (index * 50, number * 7 % 256, number // 36))
+            path = folder / f"{number:03d}.png"
+            image.save(path)
+            truth[hashlib.sha256(path.read_bytes()).hexdigest()] = label
+    return truth
+
+
+def scripted_answers(truth: dict[str, str]) -> dict[str, str]:
+    """A plausible model: right on most images, chatty on some, wrong or evasive on others."""
+    answers = {}
+    for number, (sha, label) in enumerate(sorted(truth.items())):
+        kind = number % 5
+        if kind == 0:
+            answers[sha] = "I'm sorry, I can't determine emotions from this image."
+        elif kind == 1:
+            answers[sha] = "neutral" if label != "neutral" else "happy"
+        elif kind == 2:
+            answers[sha] = f"The student appears {label}."
+        else:
+            answers[sha] = label.capitalize()
+    return answers

@@ -1,0 +1,256 @@
+"""`emoprobe run` end to end: the real CLI and client against the Ollama test double."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from factories import LABELS, make_image_folder, scripted_answers
+from ollama_double import OllamaDouble, answer_by_image, image_sha256s
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+from emoprobe.cli import cli
+from emoprobe.predictions import COLUMNS
+from emoprobe.tasks import PAPER_TASK
+
+METRIC_KEYS = {
+    "n",
+    "n_ok",
+    "n_unparsed",
+    "n_error",
+    "accuracy",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "per_class",
+    "confusion_matrix",
+}
+
+
+def emoprobe(*args: object) -> Result:
+    return CliRunner().invoke(cli, [str(arg) for arg in args])
+
+
+def read_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "predictions.csv", encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "faces"
+    return root, make_image_folder(root, per_label=4)
+
+
+@pytest.fixture
+def model_server(ollama_double: OllamaDouble, dataset) -> OllamaDouble:
+    _, truth = dataset
+    ollama_double.answer = answer_by_image(scripted_answers(truth))
+    return ollama_double
+
+
+def test_run_writes_predictions_metrics_manifest_and_report(model_server, dataset, tmp_path):
+    root, truth = dataset
+    out = tmp_path / "out"
+    result = emoprobe("run", root, "--host", model_server.url, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"report: {out / 'report.md'}" in result.stdout
+
+    rows = read_rows(out)
+    assert list(rows[0]) == COLUMNS
+    assert len(rows) == len(truth) == 20
+    assert {row["path"] for row in rows} == {p.relative_to(root).as_posix() for p in
+                                              root.rglob("*.png")}
+    for row in rows:
+        assert row["label"] == truth[row["sha256"]]
+        assert row["status"] in {"ok", "unparsed"}
+        assert (row["prediction"] == "unparsed") == (row["status"] == "unparsed")
+        assert row["cached"] == "false"
+        assert float(row["latency_s"]) > 0
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= METRIC_KEYS
+    y_true = [row["label"] for row in rows]
+    y_pred = [row["prediction"] for row in rows]
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    p, r, f, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(LABELS), average="weighted", zero_division=0
+    )
+    assert (metrics["precision_weighted"], metrics["recall_weighted"], metrics["f1_weighted"]) == (
+        pytest.approx(p),
+        pytest.approx(r),
+        pytest.approx(f),
+    )
+    assert metrics["n_unparsed"] == sum(row["status"] == "unparsed" for row in rows) > 0
+    assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 20
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["name"] == "qwen2.5vl:7b"
+    assert len(manifest["model"]["digest"]) == 64
+    assert manifest["server"]["version"] == "0.13.0"
+    assert manifest["task"]["prompt"] == PAPER_TASK.system_prompt
+    assert manifest["options"] == {"temperature": 0.0, "seed": 42, "num_predict": 32}
+    assert {f["sha256"] for f in manifest["files"]} == set(truth)
+
+    report = (out / "report.md").read_text()
+    for heading in ("## Overall", "## Per class", "## Confusion matrix", "## Speed"):
+        assert heading in report
+    assert "Qwen2.5-VL-7B-Instruct (paper) | 0.5197 | 0.5546 | 0.7613 | 0.5546" in report
+
+
+def test_requests_carry_the_prompt_as_system_and_the_image_as_user(model_server, dataset,
+                                                                     tmp_path):
+    root, truth = dataset
+    result = emoprobe("run", root, "--host", model_server.url, "--out", tmp_path / "o",
+                      "--option", "num_ctx=4096", "--quiet")
+    assert result.exit_code == 0, result.output
+    chats = [body for body in model_server.chat_requests if body.get("messages")]
+    assert len(chats) == len(truth)
+    for body in chats:
+        system, user = body["messages"]
+        assert system == {"role": "system", "content": PAPER_TASK.system_prompt}
+        assert user["role"] == "user" and len(user["images"]) == 1
+        assert body["options"] == {"temperature": 0.0, "seed": 42, "num_predict": 32,
+                                   "num_ctx": 4096}
+        assert body["keep_alive"] == "30m"
+    assert {sha for body in chats for sha in image_sha256s(body)} == set(truth)
+
+
+def test_a_second_run_is_answered_from_the_cache(model_server, dataset, tmp_path):
+    root, _ = dataset
+    first = emoprobe("run", root, "--host", model_server.url, "--out", tmp_path / "a", "--quiet")
+    assert first.exit_code == 0, first.output
+    sent = len(model_server.chat_requests)
+    second = emoprobe("run", root, "--host", model_server.url, "--out", tmp_path / "b", "--quiet")
+    assert second.exit_code == 0, second.output
+    assert len(model_server.chat_requests) == sent
+    assert all(row["cached"] == "true" for row in read_rows(tmp_path / "b"))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "cached"} for r in rows]  # noqa: E731
+    assert strip(read_rows(tmp_path / "a")) == strip(read_rows(tmp_path / "b"))
+
+
+def test_a_finished_run_re_run_needs_no_server(model_server, dataset, tmp_path):
+    root, _ = dataset
+    out = tmp_path / "o"
+    assert emoprobe("run", root, "--host", model_server.url, "--out", out, "--quiet").exit_code == 0
+    model_server.stop()
+    again = emoprobe("run", root, "--host", model_server.url, "--out", out, "--quiet")
+    assert again.exit_code == 0, again.output
+
+
+def test_per_class_sample_is_stable_for_a_seed(model_server, dataset, tmp_path):
+    root, _ = dataset
+    paths = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        result = emoprobe("run", root, "--host", model_server.url, "--out", out,
+                          "--per-class", 2, "--seed", 7, "--quiet")
+        assert result.exit_code == 0, result.output
+        paths.append([row["path"] for row in read_rows(out)])
+    assert paths[0] == paths[1]
+    assert len(paths[0]) == 10
+    assert sorted(path.split("/")[0] for path in paths[0]) == sorted(list(LABELS) * 2)
+
+
+def test_default_out_folder_is_under_reports_and_the_same_command_resumes_it(
+    model_server, dataset, tmp_path, monkeypatch
+):
+    root, _ = dataset
+    monkeypatch.chdir(tmp_path)
+    first = emoprobe("run", root, "--host", model_server.url, "--per-class", 1, "--quiet")
+    assert first.exit_code == 0, first.output
+    out = tmp_path / "reports" / "faces-qwen2.5vl-7b-n1-seed0"
+    assert (out / "report.md").exists()
+    again = emoprobe("run", root, "--host", model_server.url, "--per-class", 1, "--quiet")
+    assert f"report: {Path('reports') / out.name / 'report.md'}" in again.stdout
+    other = emoprobe("run", root, "--host", model_server.url, "--per-class", 1,
+                     "--option", "temperature=0.5", "--quiet")
+    assert other.exit_code == 0
+    assert (tmp_path / "reports" / f"{out.name}-2" / "report.md").exists()
+
+
+def test_unreadable_images_become_error_rows_and_the_run_goes_on(model_server, dataset,
+                                                                  tmp_path):
+    root, truth = dataset
+    (root / "happy" / "empty.jpg").write_bytes(b"")
+    (root / "tired" / "notes.jpg").write_text("not a picture")
+    (root / "neutral" / "cut.png").write_bytes((root / "neutral" / "000.png").read_bytes()[:60])
+    out = tmp_path / "o"
+    result = emoprobe("run", root, "--host", model_server.url, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    errors = {row["path"]: row["error"] for row in read_rows(out) if row["status"] == "error"}
+    assert errors == {
+        "happy/empty.jpg": "empty file (0 bytes)",
+        "tired/notes.jpg": "not an image: cannot identify image file",
+        "neutral/cut.png": "truncated or corrupt image",
+    }
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["n"], metrics["n_error"]) == (len(truth) + 3, 3)
+    assert sum(c["support"] for c in metrics["per_class"].values()) == len(truth)
+
+
+def test_concurrency_bounds_what_is_in_flight(ollama_double, dataset, tmp_path):
+    root, _ = dataset
+    ollama_double.latency = 0.02
+    result = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "o",
+                      "--concurrency", 3, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert ollama_double.max_in_flight == 3
+    assert ollama_double.max_queued == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--option", "temperature=hot"], "temperature must be float"),
+        (["--option", "warmth=1"], "unknown option"),
+        (["--option", "top_p=2"], "top_p must be between 0 and 1"),
+        (["--concurrency", "0"], "--concurrency must be at least 1"),
+        (["--per-class", "0"], "--per-class must be at least 1"),
+        (["--per-class", "-3"], "--per-class must be at least 1"),
+        (["--host", "http://[::1"], "malformed host"),
+        (["--host", "localhost:abc"], "the port must be a number"),
+        (["--host", "http://192.0.2.7:11434"], "--allow-remote"),
+        (["--model", "llama3.2:3b"], "cannot read images"),
+        (["--model", "nosuch:1b"], "ollama pull nosuch:1b"),
+    ],
+)
+def test_bad_input_is_one_line_and_a_non_zero_exit(ollama_double, dataset, tmp_path, args,
+                                                   message):
+    root, _ = dataset
+    result = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "o", *args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert not [body for body in ollama_double.chat_requests if body.get("messages")]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing", "does not exist"),
+        (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "is empty"),
+        (lambda tmp: (tmp / "x" / "angry").mkdir(parents=True) or tmp / "x", "allowed labels"),
+    ],
+)
+def test_bad_datasets_are_one_line_errors(ollama_double, tmp_path, make, message):
+    result = emoprobe("run", make(tmp_path), "--host", ollama_double.url, "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_a_server_that_is_down_is_one_line_with_the_fix(dataset, tmp_path):
+    root, _ = dataset
+    with OllamaDouble() as double:
+        url = double.url
+    result = emoprobe("run", root, "--host", url, "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot reach Ollama at {url}")
+    assert "ollama serve" in result.stderr and result.stderr.count("\n") == 1
