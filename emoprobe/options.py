@@ -87,7 +87,7 @@ def parse_options(pairs: Iterable[str], base: dict[str, Any] | None = None) -> d
         if key not in OPTION_TYPES:
             known = ", ".join(sorted(OPTION_TYPES))
             raise ConfigError(f"--option {key}: unknown option; known options: {known}")
-        value = _convert(key, text.strip())
+        value = _convert(key, text if OPTION_TYPES[key][0] is str else text.strip())
         if key == "stop":
             stops.append(value)
         else:

@@ -1,0 +1,71 @@
+"""The response cache: keys that name everything an answer depends on, and no image."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from emoprobe.cache import ResponseCache, response_key
+from emoprobe.errors import CacheError
+
+BASE = dict(
+    backend="ollama",
+    model_digest="d" * 64,
+    messages_text=[("system", "prompt"), ("user", "<image>")],
+    options={"temperature": 0.0, "seed": 42},
+    answer_mode="text",
+    image_sha256="a" * 64,
+    image_preparation="1:max_side=None",
+)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("backend", "openai"),
+        ("model_digest", "e" * 64),
+        ("messages_text", [("system", "prompt!"), ("user", "<image>")]),
+        ("options", {"temperature": 0.5, "seed": 42}),
+        ("answer_mode", "json"),
+        ("image_sha256", "b" * 64),
+        ("image_preparation", "1:max_side=640"),
+    ],
+)
+def test_every_input_of_an_answer_changes_the_key(field, value):
+    assert response_key(**{**BASE, field: value}) != response_key(**BASE)
+
+
+def test_the_key_is_stable_and_ignores_option_order():
+    reordered = {**BASE, "options": {"seed": 42, "temperature": 0.0}}
+    assert response_key(**reordered) == response_key(**BASE)
+    assert len(response_key(**BASE)) == 64
+
+
+def test_values_and_file_hashes_survive_reopening(tmp_path):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"png")
+    with ResponseCache(tmp_path / "cache") as cache:
+        cache.set("k", {"raw": "happy"})
+        cache.remember_file_hash(image, os.stat(image), "f" * 64)
+        cache.remember_model("qwen2.5vl:7b", {"digest": "d" * 64})
+    with ResponseCache(tmp_path / "cache") as cache:
+        assert cache.get("k") == {"raw": "happy"}
+        assert cache.file_hash(image, os.stat(image)) == "f" * 64
+        assert cache.recall_model("qwen2.5vl:7b") == {"digest": "d" * 64}
+        image.write_bytes(b"png, changed")
+        assert cache.file_hash(image, os.stat(image)) is None
+
+
+def test_a_corrupt_cache_is_a_one_line_error(tmp_path):
+    folder = tmp_path / "cache" / "responses"
+    folder.mkdir(parents=True)
+    (folder / "cache.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CacheError, match=r"unusable .* delete it or pass another --cache-dir"):
+        ResponseCache(tmp_path / "cache")
+
+
+def test_a_file_as_cache_dir_is_a_one_line_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CacheError, match="not a folder"):
+        ResponseCache(tmp_path / "file")

@@ -1,0 +1,62 @@
+"""Host addresses: parsed like Ollama does, and kept on this machine unless allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from emoprobe.errors import ConfigError
+from emoprobe.hosts import checked_host, default_host, is_loopback, normalize_host
+
+
+@pytest.mark.parametrize(
+    ("raw", "url"),
+    [
+        ("localhost", "http://localhost:11434"),
+        (":8080", "http://127.0.0.1:8080"),
+        ("127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("http://127.0.0.1", "http://127.0.0.1:80"),
+        ("https://box.lan", "https://box.lan:443"),
+        ("http://[::1]:11434/", "http://[::1]:11434"),
+        ("  http://localhost:11434/ollama/  ", "http://localhost:11434/ollama"),
+    ],
+)
+def test_normalize_host(raw, url):
+    assert normalize_host(raw) == url
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "http://", "ftp://x", "local host", "http://[::1", "x:port", "http://a?b=c",
+            "http://user@localhost"],
+)
+def test_malformed_hosts_are_config_errors(raw):
+    with pytest.raises(ConfigError, match="malformed host"):
+        normalize_host(raw)
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:1", True),
+        ("http://127.8.9.10:1", True),
+        ("http://[::1]:1", True),
+        ("http://localhost:1", True),
+        ("http://192.168.1.5:1", False),
+        ("http://10.0.0.1:1", False),
+        ("http://gpu-box:1", False),
+        ("http://localhost.evil.com:1", False),
+    ],
+)
+def test_is_loopback(url, local):
+    assert is_loopback(url) is local
+
+
+def test_remote_hosts_need_allow_remote():
+    with pytest.raises(ConfigError, match="--allow-remote"):
+        checked_host("gpu-box:11434", allow_remote=False)
+    assert checked_host("gpu-box:11434", allow_remote=True) == "http://gpu-box:11434"
+
+
+def test_default_host_reads_ollama_host(monkeypatch):
+    assert default_host() == "http://127.0.0.1:11434"
+    monkeypatch.setenv("OLLAMA_HOST", "0.0.0.0:9999")
+    assert default_host() == "0.0.0.0:9999"
