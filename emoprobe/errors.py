@@ -8,6 +8,7 @@ each into one line on stderr and a non-zero exit, in one place (`cli.main`).
     ├── ConfigError         a bad option, host, task or output folder
     ├── CacheError          the cache directory is unusable
     ├── RunLockedError      another run writes into the same --out
+    ├── WriteError          a run's files could not be written (disk full, permissions)
     └── BackendError        talking to the model server failed
         ├── ServerUnreachable   nothing answers at the host
         ├── ModelNotFound       the server lacks the model (404)
@@ -40,6 +41,10 @@ class CacheError(EmoprobeError):
 
 class RunLockedError(EmoprobeError):
     """Another emoprobe process is writing into the same output folder."""
+
+
+class WriteError(EmoprobeError):
+    """A run's files could not be written: what was written before is kept."""
 
 
 class BackendError(EmoprobeError):

@@ -6,12 +6,15 @@ cuts it off, so that the same command resumes with every complete row kept.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import time
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+
+from .errors import WriteError
 
 FILENAME = "predictions.csv"
 OK, UNPARSED_STATUS, ERROR = "ok", "unparsed", "error"
@@ -88,21 +91,36 @@ class PredictionWriter:
             self._handle.flush()
 
     def write(self, row: Row) -> None:
-        self._handle.write(_row_text(astuple(row)))
-        self._handle.flush()
-        now = time.monotonic()
-        if now - self._last_sync >= FSYNC_EVERY_S:
-            os.fsync(self._handle.fileno())
-            self._last_sync = now
+        try:
+            self._handle.write(_row_text(astuple(row)))
+            self._handle.flush()
+            now = time.monotonic()
+            if now - self._last_sync >= FSYNC_EVERY_S:
+                os.fsync(self._handle.fileno())
+                self._last_sync = now
+        except OSError as error:
+            raise write_error(self.path, error) from None
 
     def close(self) -> None:
-        if not self._handle.closed:
+        if self._handle.closed:
+            return
+        with contextlib.suppress(OSError):  # a failed write has already said why
             self._handle.flush()
             os.fsync(self._handle.fileno())
+        with contextlib.suppress(OSError):
             self._handle.close()
+
 
     def __enter__(self) -> PredictionWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def write_error(path: Path, error: OSError) -> WriteError:
+    """One line on a failed write; rows already written stay and the run resumes."""
+    return WriteError(
+        f"cannot write {path}: {error.strerror or error}; free some space or fix the "
+        "permissions, then run the same command again to resume"
+    )

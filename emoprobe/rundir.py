@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigError, RunLockedError
 from .metrics import compute_metrics, latency_stats
-from .predictions import FILENAME, Row
+from .predictions import FILENAME, Row, write_error
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -88,15 +88,21 @@ class RunDir:
 
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` so that readers never see half a file."""
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-    )
+    try:
+        handle = tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+        )
+    except OSError as error:
+        raise write_error(path, error) from None
     try:
         with handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
+    except OSError as error:
+        Path(handle.name).unlink(missing_ok=True)
+        raise write_error(path, error) from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import struct
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -38,3 +40,20 @@ def scripted_answers(truth: dict[str, str]) -> dict[str, str]:
         else:
             answers[sha] = label.capitalize()
     return answers
+
+
+def png_with_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height 8-bit gray pixels, in a few dozen bytes."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )

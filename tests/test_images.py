@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import struct
 import warnings
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from factories import png_with_header
 from PIL import Image
 
 from emoprobe import images
@@ -38,23 +37,6 @@ def decode(prepared: PreparedImage) -> Image.Image:
     img.load()
     assert img.size == (prepared.width, prepared.height)
     return img
-
-
-def png_with_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height 8-bit gray pixels, in a few dozen bytes."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def assert_failed(prepared: PreparedImage, error: str) -> None:
