@@ -599,9 +599,13 @@ class _BaseHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
+    def _complete(self) -> None:
+        """Bookkeeping that must be done before the client can see the reply's end."""
+
     def _send_bytes(
         self, status: int, data: bytes, content_type: str, *, length: int | None = None
     ) -> None:
+        self._complete()
         self.send_response(status)
         if data or content_type:
             self.send_header("Content-Type", content_type)
@@ -612,6 +616,7 @@ class _BaseHandler(BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         """Close the connection now, whatever was (or was not) sent."""
+        self._complete()
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.wfile.flush()
@@ -669,6 +674,7 @@ class _ServerBase:
             self._on_stop()
             server.shutdown()
             server.server_close()
+            self._run = self._server = self._serve_thread = None
             with server.track_lock:
                 connections = list(server.connections)
                 threads = list(server.handler_threads)
@@ -681,7 +687,6 @@ class _ServerBase:
                     handler_thread.join(max(0.0, deadline - time.monotonic()))
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
-            self._run = self._server = self._serve_thread = None
 
     def _on_stop(self) -> None:
         pass
@@ -742,6 +747,8 @@ class _OllamaHandler(_BaseHandler):
         record = double._begin(self.command, path, tuple(self.client_address[:2]))
         self.record = record
         self.replied = False
+        self._completed = False
+        self._on_complete: list[Callable[[], None]] = []
         try:
             self.raw_body = self._read_body()
             route = _ROUTES.get(path)
@@ -763,11 +770,21 @@ class _OllamaHandler(_BaseHandler):
             else:
                 self._drop()
         finally:
-            double._finish(record)
+            self._complete()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch
 
     # -- replies -----------------------------------------------------------------------
+    def _complete(self) -> None:
+        # Runs before the last byte of a reply goes out, so that a client that has just
+        # got its answer already sees the slot free and the stats up to date.
+        if self._completed:
+            return
+        self._completed = True
+        for callback in reversed(self._on_complete):
+            callback()
+        self.double._finish(self.record)
+
     def _json(self, status: int, value: Any) -> None:
         self.record.status = status
         self.replied = True
@@ -798,10 +815,13 @@ class _OllamaHandler(_BaseHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def _line(self, value: Any) -> None:
+    def _line(self, value: Any, *, last: bool = False) -> None:
+        if last:
+            self._complete()
         self._chunk(_go_json(value) + b"\n")
 
     def _stream_end(self) -> None:
+        self._complete()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -960,7 +980,7 @@ class _OllamaHandler(_BaseHandler):
         if failure is not None:
             message, status = failure if isinstance(failure, tuple) else (failure, 500)
             if streamed and started:
-                self._line({"error": message})
+                self._line({"error": message}, last=True)
                 self._stream_end()
             else:
                 self._error(status, message)
@@ -1115,10 +1135,8 @@ class _OllamaHandler(_BaseHandler):
 
         assert chat_index is not None
         double._chat_started()
-        try:
-            self._chat_with_messages(body, spec, requested, keep_alive, chat_index)
-        finally:
-            double._chat_finished(self.record)
+        self._on_complete.append(lambda: double._chat_finished(self.record))
+        self._chat_with_messages(body, spec, requested, keep_alive, chat_index)
 
     def _chat_with_messages(
         self,
@@ -1147,6 +1165,17 @@ class _OllamaHandler(_BaseHandler):
             return
         if slot is False:  # stopping
             raise _Dropped
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                double._release_slot()
+                if keep_alive == 0:
+                    double._unload(spec)
+
+        self._on_complete.append(release)
         try:
             was_loaded = double._is_loaded(spec)
             if not was_loaded and double.load_latency > 0 and run.stop.wait(double.load_latency):
@@ -1162,9 +1191,7 @@ class _OllamaHandler(_BaseHandler):
                 return
             self._answer(body, spec, requested, streamed, kind, rule, arrived, loaded_at)
         finally:
-            double._release_slot()
-            if keep_alive == 0:
-                double._unload(spec)
+            release()
 
     def _fail_before_answer(
         self, kind: str | None, rule: FaultRule | None, requested: str, streamed: bool
@@ -1308,7 +1335,7 @@ class _OllamaHandler(_BaseHandler):
         if kind == "truncated":
             raise _Dropped
         if kind == "error_midstream":
-            self._line({"error": message or MIDSTREAM_MESSAGE})
+            self._line({"error": message or MIDSTREAM_MESSAGE}, last=True)
             self._stream_end()
             return
         if kind == "no_done":
@@ -1322,7 +1349,7 @@ class _OllamaHandler(_BaseHandler):
             "done_reason": done_reason,
         }
         final.update(metrics())
-        self._line(final)
+        self._line(final, last=True)
         self._stream_end()
 
 
@@ -1418,7 +1445,7 @@ class OllamaDouble(_ServerBase):
 
     @property
     def models(self) -> dict[str, ModelSpec]:
-        """Installed models by display name (a copy)."""
+        """Installed models by display name (a new dict of the live specs)."""
         with self._lock:
             return {spec.name: spec for spec in self._models.values()}
 

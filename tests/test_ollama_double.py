@@ -443,7 +443,8 @@ def test_hang_until_cleared_and_stop_releases(ollama_double: OllamaDouble) -> No
         pytest.raises(httpx.ReadTimeout),
     ):
         c.chat(VISION, ask())
-    assert ollama_double.hung == 1  # still hanging after the client gave up
+    # still hanging after the client gave up
+    assert ollama_double.wait_until(lambda: ollama_double.hung == 1, timeout=2)
     ollama_double.clear_faults()
     assert ollama_double.wait_until(lambda: ollama_double.hung == 0, timeout=2)
 
@@ -507,17 +508,51 @@ def test_stop_and_start_on_the_same_port() -> None:
     double.stop()  # idempotent
 
 
+def _chat_concurrently(double: OllamaDouble, n: int) -> list[str | int]:
+    """n threads, one client each (built beforehand), released together."""
+    clients = [ollama.Client(host=double.url, timeout=5) for _ in range(n)]
+    barrier = threading.Barrier(n)
+
+    def call(c: ollama.Client) -> str | int:
+        barrier.wait()
+        try:
+            return c.chat(VISION, ask()).message.content
+        except ollama.ResponseError as error:
+            assert error.error == BUSY_MESSAGE
+            return error.status_code
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(call, clients))
+
+
+def test_stop_from_inside_a_request_then_restart() -> None:
+    double = OllamaDouble()
+    calls: list[int] = []
+
+    def dies_on_second_call(request: dict) -> str:
+        calls.append(1)
+        if len(calls) == 2:
+            double.stop()
+        return "happy"
+
+    double.answer = dies_on_second_call
+    with double, ollama.Client(host=double.url, timeout=5) as c:
+        assert c.chat(VISION, ask()).message.content == "happy"
+        with pytest.raises(httpx.RemoteProtocolError):
+            c.chat(VISION, ask())
+        assert not double.running
+        double.start()
+        assert c.chat(VISION, ask()).message.content == "happy"
+    assert double.errors == []
+
+
 def test_parallel_one_serialises_and_queues() -> None:
     latency = 0.15
     with OllamaDouble(latency=latency, parallel=1) as double:
-
-        def call(_: int) -> str:
-            with ollama.Client(host=double.url, timeout=5) as c:
-                return c.chat(VISION, ask()).message.content
-
         started = time.monotonic()
-        with ThreadPoolExecutor(3) as pool:
-            answers = list(pool.map(call, range(3)))
+        answers = _chat_concurrently(double, 3)
         elapsed = time.monotonic() - started
         assert answers == ["neutral"] * 3
         assert double.max_in_flight == 3
@@ -529,17 +564,24 @@ def test_parallel_one_serialises_and_queues() -> None:
         assert max(r.finished for r in served) - min(r.arrived for r in served) >= 3 * latency
 
 
+def test_stats_are_settled_when_the_client_has_its_answer(client, ollama_double) -> None:
+    for stream in (False, True, False, True):
+        if stream:
+            _consume(client.chat(VISION, ask(), stream=True))
+        else:
+            client.chat(VISION, ask())
+        assert ollama_double.in_flight == 0
+        assert ollama_double.requests[-1].finished is not None
+        assert ollama_double.last_reply >= ollama_double.requests[-1].arrived
+    assert ollama_double.max_queued == 0  # back-to-back calls never found the slot busy
+    assert ollama_double.max_in_flight == 1
+
+
 def test_parallel_slots_overlap() -> None:
     latency = 0.2
     with OllamaDouble(latency=latency, parallel=3) as double:
-
-        def call(_: int) -> str:
-            with ollama.Client(host=double.url, timeout=5) as c:
-                return c.chat(VISION, ask()).message.content
-
         started = time.monotonic()
-        with ThreadPoolExecutor(3) as pool:
-            list(pool.map(call, range(3)))
+        assert _chat_concurrently(double, 3) == ["neutral"] * 3
         assert time.monotonic() - started < 2 * latency
         assert double.max_queued == 0
         assert double.max_in_flight == 3
@@ -547,20 +589,10 @@ def test_parallel_slots_overlap() -> None:
 
 def test_full_queue_answers_busy() -> None:
     with OllamaDouble(latency=0.3, parallel=1, max_queue=1) as double:
-
-        def call(_: int) -> int:
-            with ollama.Client(host=double.url, timeout=5) as c:
-                try:
-                    c.chat(VISION, ask())
-                    return 200
-                except ollama.ResponseError as error:
-                    assert error.error == BUSY_MESSAGE
-                    return error.status_code
-
-        with ThreadPoolExecutor(3) as pool:
-            statuses = sorted(pool.map(call, range(3)))
-        assert statuses == [200, 200, 503]
-        assert double.faults_served == 0
+        outcomes = _chat_concurrently(double, 3)
+        assert sorted(outcomes, key=str) == [503, "neutral", "neutral"]
+        assert double.faults_served == 0  # a real overflow, not an injected fault
+        assert double.max_queued == 1
 
 
 def test_not_ollama_server_answers_html() -> None:
