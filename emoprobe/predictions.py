@@ -78,6 +78,19 @@ def recover(path: Path) -> list[Row]:
     return rows
 
 
+def keep_only(path: Path, rows: list[Row]) -> None:
+    """Rewrite `path` atomically with just `rows` (dropping rows a resume will redo)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(HEADER + "".join(_row_text(astuple(row)) for row in rows))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        raise write_error(path, error) from None
+
+
 class PredictionWriter:
     """Appends rows to predictions.csv, each in one write, flushed at once."""
 

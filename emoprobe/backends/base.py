@@ -18,11 +18,18 @@ class ModelInfo:
     quantization: str = ""
     size_bytes: int = 0
     capabilities: tuple[str, ...] = ()
+    backend: str = "ollama"
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["capabilities"] = list(self.capabilities)
         return record
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> ModelInfo:
+        known = {name: record[name] for name in cls.__dataclass_fields__ if name in record}
+        known["capabilities"] = tuple(known.get("capabilities", ()))
+        return cls(**known)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,226 @@
+"""One image → one answer: the cache first, then the model, with retries.
+
+Shared by `emoprobe run` (many images, pipelined) and `emoprobe classify` (a few).
+A failed request is never cached; only the first successful answer is.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backends.base import Answer, Backend, ModelInfo
+from .cache import ResponseCache, response_key
+from .errors import BackendError, RequestRejected, ServerUnreachable, TransientError
+from .images import PREPARE_VERSION, prepare_image
+from .parse import parse_answer
+from .tasks import UNPARSED, Task
+
+ANSWER_MODE = "text"
+MAX_BACKOFF_S = 30.0
+NOT_IN_CACHE = "not in cache"
+STOPPED = "stopped"
+
+
+@dataclass
+class Outcome:
+    """What became of one image; `error` is final (a bad image), `failure` is not."""
+
+    path: Path
+    sha256: str = ""
+    key: str = ""
+    payload: bytes | None = None
+    answer: Answer | None = None
+    cached: bool = False
+    error: str = ""  # the image can't be used: a final `error` row
+    failure: str = ""  # the request failed after retries: no row, retried next run
+    seq: int = 0
+    item: Any = None
+
+    @property
+    def needs_request(self) -> bool:
+        return self.answer is None and not self.error and not self.failure
+
+
+RetryHook = Callable[[Outcome, str, int, float], None]
+
+
+class Classifier:
+    """Answers images for one model and task through a cache and a backend."""
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        model: str,
+        options: dict[str, Any],
+        backend: Backend | None,
+        cache: ResponseCache,
+        info: ModelInfo,
+        max_side: int | None = None,
+        retries: int = 3,
+        backoff: float = 1.0,
+        on_retry: RetryHook | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.task = task
+        self.model = model
+        self.options = options
+        self.backend = backend  # None: offline, answers come only from the cache
+        self.cache = cache
+        self.info = info
+        self.max_side = max_side
+        self.retries = retries
+        self.backoff = backoff
+        self.on_retry = on_retry or (lambda *args: None)
+        self.on_warning = on_warning or (lambda message: None)
+        self.stop = threading.Event()
+        self.fatal: BackendError | None = None
+        self._key_messages = [("system", task.system_prompt), ("user", task.user_text + "<image>")]
+        self._preparation = f"{PREPARE_VERSION}:max_side={max_side}"
+        self._backend_name = info.backend
+        self._load_lock = threading.Lock()
+        self._loaded = False
+        self._stats_lock = threading.Lock()
+        self.stats: dict[str, Any] = {
+            "requests": 0,
+            "retries": 0,
+            "load_s": None,
+            "eval_count": 0,
+            "eval_duration_ns": 0,
+            "prompt_eval_count": 0,
+            "prompt_eval_duration_ns": 0,
+            "request_seconds": 0.0,
+        }
+
+    # -- before any request ---------------------------------------------------------------
+    def prepare(self, outcome: Outcome) -> Outcome:
+        """Hash (remembered by path, size and mtime), look up the cache, else read the image."""
+        path = outcome.path
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            outcome.error = os_error_text(error)
+            return outcome
+        known = self.cache.file_hash(path, stat)
+        if known and self._lookup(outcome, known):
+            return outcome
+        prepared = prepare_image(path, max_side=self.max_side)
+        outcome.sha256 = prepared.sha256 or ""
+        if prepared.error:
+            outcome.error = prepared.error
+            return outcome
+        self.cache.remember_file_hash(path, stat, prepared.sha256)
+        if self._lookup(outcome, prepared.sha256):
+            return outcome
+        if self.backend is None:
+            outcome.error = NOT_IN_CACHE
+        else:
+            outcome.payload = prepared.payload
+        return outcome
+
+    def _lookup(self, outcome: Outcome, sha256: str) -> bool:
+        outcome.sha256 = sha256
+        outcome.key = response_key(
+            backend=self._backend_name,
+            model_digest=self.info.digest,
+            messages_text=self._key_messages,
+            options=self.options,
+            answer_mode=ANSWER_MODE,
+            image_sha256=sha256,
+            image_preparation=self._preparation,
+        )
+        value = self.cache.get(outcome.key)
+        if value is None:
+            return False
+        outcome.answer = Answer.from_cache(value)
+        outcome.cached = True
+        return True
+
+    # -- the request ----------------------------------------------------------------------
+    def ask(self, outcome: Outcome) -> Outcome:
+        """Ask the model, retrying what is worth retrying; cache only a success."""
+        attempt = 0
+        assert self.backend is not None, "offline classifiers never ask"
+        while not self.stop.is_set():
+            try:
+                self._ensure_loaded()
+                answer = self.backend.chat(
+                    self.model, self.task.messages(outcome.payload or b""), self.options
+                )
+            except (TransientError, ServerUnreachable) as error:
+                if attempt >= self.retries:
+                    outcome.failure = str(error)
+                    break
+                delay = min(MAX_BACKOFF_S, self.backoff * 2**attempt) * random.uniform(0.5, 1)
+                self.on_retry(outcome, str(error), attempt + 1, delay)
+                self._count("retries")
+                attempt += 1
+                self.stop.wait(delay)
+                continue
+            except RequestRejected as error:
+                outcome.failure = str(error)
+                break
+            except BackendError as error:  # the model vanished: nothing else can succeed
+                self.fatal = self.fatal or error
+                self.stop.set()
+                outcome.failure = str(error)
+                break
+            self.cache.set(outcome.key, answer.to_cache())
+            outcome.answer = answer
+            outcome.payload = None
+            self._record(answer)
+            return outcome
+        outcome.failure = outcome.failure or STOPPED
+        outcome.payload = None
+        return outcome
+
+    def prediction(self, outcome: Outcome) -> str:
+        """The label the answer names, or `unparsed`."""
+        if outcome.answer is None:
+            return ""
+        return parse_answer(outcome.answer.raw, self.task.labels, self.task.synonyms)
+
+    def _ensure_loaded(self) -> None:
+        with self._load_lock:
+            if self._loaded or self.backend is None:
+                return
+            try:
+                self.stats["load_s"] = self.backend.load(self.model)
+            except TransientError as error:
+                self.on_warning(f"could not preload {self.model} ({error}); going on")
+            self._loaded = True
+
+    def _record(self, answer: Answer) -> None:
+        timings = answer.timings
+        with self._stats_lock:
+            stats = self.stats
+            stats["requests"] += 1
+            stats["request_seconds"] += answer.latency_s
+            stats["eval_count"] += timings.get("eval_count", 0)
+            stats["eval_duration_ns"] += timings.get("eval_duration", 0)
+            stats["prompt_eval_count"] += timings.get("prompt_eval_count", 0)
+            stats["prompt_eval_duration_ns"] += timings.get("prompt_eval_duration", 0)
+
+    def _count(self, name: str) -> None:
+        with self._stats_lock:
+            self.stats[name] += 1
+
+
+def os_error_text(error: OSError) -> str:
+    if error.errno == errno.ENOENT:
+        return "file not found"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.ELOOP:
+        return "symlink loop or unreadable path"
+    return f"unreadable: {error.strerror or type(error).__name__}"
+
+
+__all__ = ["NOT_IN_CACHE", "UNPARSED", "Classifier", "Outcome"]
