@@ -10,19 +10,27 @@ import errno
 import os
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .backends.base import Answer, Backend, ModelInfo
-from .cache import ResponseCache, response_key
-from .errors import BackendError, RequestRejected, ServerUnreachable, TransientError
+from .cache import ResponseCache, default_cache_dir, response_key
+from .errors import (
+    BackendError,
+    ConfigError,
+    RequestRejected,
+    ServerUnreachable,
+    TransientError,
+)
 from .images import PREPARE_VERSION, prepare_image
 from .parse import parse_answer
 from .tasks import UNPARSED, Task
 
 ANSWER_MODE = "text"
+KEEP_ALIVE = "30m"
 MAX_BACKOFF_S = 30.0
 NOT_IN_CACHE = "not in cache"
 STOPPED = "stopped"
@@ -172,7 +180,8 @@ class Classifier:
                 self.stop.set()
                 outcome.failure = str(error)
                 break
-            self.cache.set(outcome.key, answer.to_cache())
+            record = {**answer.to_cache(), "model": self.model, "digest": self.info.digest}
+            self.cache.set(outcome.key, record)
             outcome.answer = answer
             outcome.payload = None
             self._record(answer)
@@ -211,6 +220,44 @@ class Classifier:
     def _count(self, name: str) -> None:
         with self._stats_lock:
             self.stats[name] += 1
+
+
+@contextmanager
+def open_backend_and_cache(
+    host: str,
+    timeout: float,
+    cache_dir: Path | None,
+    offline: bool,
+    keep_alive: str = KEEP_ALIVE,
+) -> Iterator[tuple[Backend | None, ResponseCache]]:
+    """The cache and, unless offline, a backend for `host`; both closed afterwards."""
+    cache = ResponseCache(cache_dir or default_cache_dir())
+    backend: Backend | None = None
+    try:
+        if not offline:
+            from .backends.ollama import OllamaBackend
+
+            backend = OllamaBackend(host, timeout=timeout, keep_alive=keep_alive)
+        yield backend, cache
+    finally:
+        cache.close()
+        if backend is not None:
+            backend.close()
+
+
+def describe_model(model: str, backend: Backend | None, cache: ResponseCache) -> ModelInfo:
+    """Ask the server about the model, or offline, what the cache recorded of it."""
+    if backend is not None:
+        info = backend.describe(model)
+        cache.remember_model(model, info.to_dict())
+        return info
+    record = cache.recall_model(model)
+    if record is None:
+        raise ConfigError(
+            f"--offline: the cache at {cache.directory} has no answers from {model}; "
+            "import a bundle (emoprobe cache import FILE) or run once online"
+        )
+    return ModelInfo.from_dict(record)
 
 
 def os_error_text(error: OSError) -> str:

@@ -17,15 +17,22 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .backends.base import Backend, ModelInfo
-from .cache import ResponseCache, default_cache_dir
-from .classifier import ANSWER_MODE, NOT_IN_CACHE, STOPPED, Classifier, Outcome
+from .backends.base import ModelInfo
+from .classifier import (
+    ANSWER_MODE,
+    KEEP_ALIVE,
+    NOT_IN_CACHE,
+    STOPPED,
+    Classifier,
+    Outcome,
+    describe_model,
+    open_backend_and_cache,
+)
 from .datasets import Item, load_dataset, stratified_sample
 from .errors import ConfigError
 from .hosts import DEFAULT_HOST
@@ -47,7 +54,6 @@ DEFAULT_MODEL = "qwen2.5vl:7b"
 DEFAULT_TIMEOUT_S = 180.0
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF_S = 1.0
-KEEP_ALIVE = "30m"
 POLL_S = 0.1
 
 
@@ -119,11 +125,7 @@ class _Done:
     submitted: int
 
 
-def run(
-    config: RunConfig,
-    events: RunEvents | None = None,
-    backend_factory: Callable[[RunConfig], Backend] | None = None,
-) -> RunResult:
+def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     """Run (or resume) one model over one dataset sample; write everything into `out`."""
     events = events or RunEvents()
     task = config.task
@@ -150,10 +152,10 @@ def run(
         abort_reason = ""
         failed = 0
         if todo:
-            cache = ResponseCache(config.cache_dir or default_cache_dir())
-            backend = None if config.offline else (backend_factory or _ollama_backend)(config)
-            try:
-                info = _describe(config, backend, cache)
+            with open_backend_and_cache(
+                config.host, config.timeout, config.cache_dir, config.offline, config.keep_alive
+            ) as (backend, cache):
+                info = describe_model(config.model, backend, cache)
                 if manifest and manifest["model"].get("digest") != info.digest:
                     raise ConfigError(
                         f"model {config.model} changed on the server since {out} was started "
@@ -182,10 +184,6 @@ def run(
                 with PredictionWriter(rundir.predictions) as writer:
                     failed, abort_reason = pipeline.run(todo, writer, done)
                 session.update(pipeline.stats())
-            finally:
-                cache.close()
-                if backend is not None:
-                    backend.close()
         rows = _rows_in_sample_order(sample, recover(rundir.predictions))
         session["finished_at"] = _now()
         result_metrics = rundir.finish(manifest, rows, session, task.labels)
@@ -204,27 +202,6 @@ def run(
 def is_final(row: Row) -> bool:
     """Whether a row settles its image; "not in cache" from an offline replay does not."""
     return row.status in FINAL_STATUSES and row.error != NOT_IN_CACHE
-
-
-def _describe(config: RunConfig, backend: Backend | None, cache: ResponseCache) -> ModelInfo:
-    """Ask the server about the model, or offline, what the cache recorded of it."""
-    if backend is not None:
-        info = backend.describe(config.model)
-        cache.remember_model(config.model, info.to_dict())
-        return info
-    record = cache.recall_model(config.model)
-    if record is None:
-        raise ConfigError(
-            f"--offline: the cache at {cache.directory} has no answers from {config.model}; "
-            "import a bundle (emoprobe cache import FILE) or run once online"
-        )
-    return ModelInfo.from_dict(record)
-
-
-def _ollama_backend(config: RunConfig) -> Backend:
-    from .backends.ollama import OllamaBackend
-
-    return OllamaBackend(config.host, timeout=config.timeout, keep_alive=config.keep_alive)
 
 
 class _Pipeline:
