@@ -1395,6 +1395,7 @@ class OllamaDouble(_ServerBase):
         slow_seconds: float = 2.0,
         load_latency: float = 0.0,
         token_delay: float = 0.0,
+        gpu_memory: int | None = None,
     ) -> None:
         super().__init__()
         self.version = version
@@ -1404,6 +1405,9 @@ class OllamaDouble(_ServerBase):
         self.slow_seconds = slow_seconds  # extra delay of a "slow" fault
         self.load_latency = load_latency  # extra delay when a cold model is loaded
         self.token_delay = token_delay  # pause between streamed content lines
+        # Bytes of VRAM per loaded model (None: unlimited). A model larger than this is
+        # split as the real scheduler splits it: /api/ps then shows size_vram < size.
+        self.gpu_memory = gpu_memory
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._models: dict[str, ModelSpec] = {}
@@ -1716,6 +1720,7 @@ class OllamaDouble(_ServerBase):
         for entry in loaded:
             spec = entry.spec
             memory = int(spec.size * 1.15)
+            on_gpu = memory if self.gpu_memory is None else max(0, min(memory, self.gpu_memory))
             entries.append(
                 {
                     "name": spec.name,
@@ -1724,7 +1729,7 @@ class OllamaDouble(_ServerBase):
                     "digest": spec.digest,
                     "details": spec.details,
                     "expires_at": _go_time(entry.expires_at),
-                    "size_vram": memory,
+                    "size_vram": on_gpu,
                     "context_length": spec.context_length,
                 }
             )

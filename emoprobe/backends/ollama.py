@@ -115,6 +115,14 @@ class OllamaBackend:
                 raise ollama.ResponseError(response.text, response.status_code)
         return time.monotonic() - started
 
+    def unload(self, model: str) -> None:
+        """An empty chat with `keep_alive: 0` unloads the model and frees its memory."""
+        body = {"model": model, "messages": [], "keep_alive": 0, "stream": False}
+        with self._translated("unloading the model", model):
+            response = self._http.post("/api/chat", json=body)
+            if response.status_code >= 400:
+                raise ollama.ResponseError(response.text, response.status_code)
+
     # -- one image ----------------------------------------------------------------
     def chat(self, model: str, messages: list[dict], options: dict[str, Any]) -> Answer:
         """Stream one answer; a reply that never completes is an error, not an answer."""
@@ -184,9 +192,13 @@ class OllamaBackend:
     def _from_status(self, status: int, message: str, model: str) -> BackendError:
         text = " ".join(str(message).split())[:300]
         if status == 404 and model:
+            fix = (
+                f"`emoprobe models build {model}`"
+                if model.startswith("emoprobe-")
+                else f"`emoprobe models pull {model}` or `ollama pull {model}`"
+            )
             return ModelNotFound(
-                f"model {model!r} is not on the Ollama server at {self.host}: "
-                f"run `ollama pull {model}`"
+                f"model {model!r} is not on the Ollama server at {self.host}: run {fix}"
             )
         if status == -1 or status >= 500 or status in RETRYABLE_STATUS:
             label = "server error" if status == -1 else f"HTTP {status}"

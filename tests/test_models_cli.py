@@ -1,0 +1,662 @@
+"""`emoprobe models …` and `emoprobe doctor` end to end, against the Ollama test double."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import ollama
+import pytest
+from click.testing import CliRunner, Result
+from factories import make_image_folder
+from ollama_double import (
+    DEFAULT_LIBRARY,
+    DEFAULT_MODELS,
+    ModelSpec,
+    NotOllamaServer,
+    OllamaDouble,
+)
+
+from emoprobe import builds
+from emoprobe.cli import cli
+from emoprobe.commands.models import ProgressLines
+from emoprobe.modelfile import parse
+from emoprobe.models import Progress
+from emoprobe.options import DEFAULT_OPTIONS
+from emoprobe.tasks import PAPER_TASK
+
+REPO_MODELFILES = Path(__file__).resolve().parent.parent / "modelfiles"
+Q4 = builds.BUILDS[0]  # qwen2.5vl-q4
+LLAMA_FP16 = builds.BUILDS[5]
+SIZES = {"q4_K_M": 6_000_000_000, "q8_0": 9_400_000_000, "fp16": 16_600_000_000}
+
+
+def base_spec(build: builds.Build) -> ModelSpec:
+    """The library tag of a build, as the double serves it."""
+    qwen = build.family == "qwen2.5vl"
+    return ModelSpec(
+        name=build.base,
+        family="qwen25vl" if qwen else "mllama",
+        parameter_size="8.3B" if qwen else "10.7B",
+        quantization_level=build.quantization.upper(),
+        capabilities=["completion", "vision"],
+        size=SIZES[build.quantization] * (1 if qwen else 13) // (1 if qwen else 10),
+    )
+
+
+LIBRARY = (*DEFAULT_LIBRARY, *(base_spec(b) for b in builds.BUILDS))
+
+
+def emoprobe(*args: object) -> Result:
+    result = CliRunner().invoke(cli, [str(arg) for arg in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture(autouse=True)
+def repo_lock_untouched() -> Iterator[None]:
+    """No test may write the committed lock file (every test passes --modelfiles)."""
+    before = (REPO_MODELFILES / builds.LOCK_NAME).read_bytes()
+    yield
+    assert (REPO_MODELFILES / builds.LOCK_NAME).read_bytes() == before
+
+
+@pytest.fixture
+def server() -> Iterator[OllamaDouble]:
+    """The double with the default models, and the six base tags in its library."""
+    with OllamaDouble(models=DEFAULT_MODELS, library=LIBRARY) as double:
+        yield double
+
+
+@pytest.fixture
+def modelfiles(tmp_path: Path) -> Path:
+    folder = tmp_path / "modelfiles"
+    shutil.copytree(REPO_MODELFILES, folder)
+    return folder
+
+
+def models(command: str, double: OllamaDouble, folder: Path, *args: object) -> Result:
+    return emoprobe("models", command, *args, "--host", double.url, "--modelfiles", folder)
+
+
+def lock(folder: Path) -> dict:
+    return json.loads((folder / builds.LOCK_NAME).read_text(encoding="utf-8"))["builds"]
+
+
+def table(text: str) -> dict[str, list[str]]:
+    """Rows of a printed table by their first cell (cells are separated by 2+ spaces)."""
+    lines = [line for line in text.splitlines() if line and not line.startswith(("note", "build"))]
+    return {cells[0]: cells for cells in (re.split(r" {2,}", line) for line in lines)}
+
+
+def paths(double: OllamaDouble) -> list[str]:
+    return [record.path for record in double.requests]
+
+
+# -- list ------------------------------------------------------------------------------
+def test_list_before_anything_is_pulled(server: OllamaDouble, modelfiles: Path) -> None:
+    result = models("list", server, modelfiles)
+    assert result.exit_code == 0, result.output
+    rows = table(result.stdout)
+    assert rows["NAME"] == ["NAME", "MODEL", "FAMILY", "QUANT", "SIZE", "DIGEST", "PULLED", "BUILT"]
+    assert len(rows) == 7
+    assert rows["qwen2.5vl-q4"] == [
+        "qwen2.5vl-q4",
+        Q4.name,
+        "Qwen2.5-VL 7B",
+        "q4_K_M",
+        "–",
+        "–",
+        "no",
+        "no",
+    ]
+    assert rows["llama3.2-vision-fp16"][1:4] == [LLAMA_FP16.name, "Llama 3.2 Vision 11B", "fp16"]
+    assert "build one with: emoprobe models build qwen2.5vl-q4" in result.stdout
+
+
+def test_list_shows_size_digest_pulled_and_built(server: OllamaDouble, modelfiles: Path) -> None:
+    assert models("build", server, modelfiles, "qwen2.5vl-q4").exit_code == 0
+    assert models("pull", server, modelfiles, "llama3.2-vision-q8").exit_code == 0
+    result = models("list", server, modelfiles)
+    assert result.exit_code == 0, result.output
+    rows = table(result.stdout)
+    built = server.models[Q4.name]
+    assert rows["qwen2.5vl-q4"][4:] == ["6.0 GB", built.digest[:12], "yes", "yes"]
+    base = server.models[builds.BUILDS[4].base]
+    assert rows["llama3.2-vision-q8"][4:] == ["12 GB", base.digest[:12], "yes", "no"]
+    assert rows["qwen2.5vl-fp16"][4:] == ["–", "–", "no", "no"]
+
+
+def test_list_notes_a_missing_modelfile(server: OllamaDouble, modelfiles: Path) -> None:
+    (modelfiles / Q4.filename).unlink()
+    result = models("list", server, modelfiles)
+    assert result.exit_code == 0
+    assert f"note: {modelfiles / Q4.filename} is missing: emoprobe models render" in result.stdout
+
+
+def test_list_with_the_server_down_is_one_line(modelfiles: Path) -> None:
+    double = OllamaDouble().start()
+    double.stop()
+    result = models("list", double, modelfiles)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot reach Ollama at {double.url}")
+    assert len(result.stderr.splitlines()) == 1
+
+
+# -- pull ------------------------------------------------------------------------------
+def test_pull_draws_a_line_per_layer_and_records_the_digest(
+    server: OllamaDouble, modelfiles: Path
+) -> None:
+    result = models("pull", server, modelfiles, "qwen2.5vl-q4")
+    assert result.exit_code == 0, result.output
+    base = server.models[Q4.base]
+    assert f"pulled {Q4.base}  6.0 GB  digest {base.digest[:12]}" in result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[:2] == [f"pulling {Q4.base}", "  pulling manifest"]
+    assert lines[-3:] == ["  verifying sha256 digest", "  writing manifest", "  success"]
+    layers = [line for line in lines if re.fullmatch(r"  pulling [0-9a-f]{12}  .+", line)]
+    assert len(layers) == len(set(layers)) == 6  # model, projector, 4 small: one line each
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr  # not a terminal
+    entry = lock(modelfiles)[Q4.name]
+    assert entry["base"] == Q4.base
+    assert entry["base_digest"] == base.digest
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["pulled_at"])
+    assert entry["digest"] is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["qwen2.5vl:7b-q4_K_M", "emoprobe-qwen2.5vl:7b-q4_K_M", "QWEN2.5VL-Q4", "qwen2.5vl-q4_K_M"],
+)
+def test_pull_accepts_every_spelling_of_a_build(
+    server: OllamaDouble, modelfiles: Path, name: str
+) -> None:
+    result = models("pull", server, modelfiles, name)
+    assert result.exit_code == 0, result.output
+    assert Q4.base in server.models
+    assert lock(modelfiles)[Q4.name]["base_digest"]
+
+
+def test_pull_all(server: OllamaDouble, modelfiles: Path) -> None:
+    result = models("pull", server, modelfiles, "--all")
+    assert result.exit_code == 0, result.output
+    assert {b.base for b in builds.BUILDS} <= set(server.models)
+    assert all(entry["base_digest"] for entry in lock(modelfiles).values())
+    assert (
+        "Digests as the Ollama server reported them"
+        in json.loads((modelfiles / builds.LOCK_NAME).read_text())["note"]
+    )
+
+
+def test_pull_any_other_library_tag_records_nothing(server: OllamaDouble, modelfiles: Path) -> None:
+    before = (modelfiles / builds.LOCK_NAME).read_bytes()
+    result = models("pull", server, modelfiles, "llava:7b")
+    assert result.exit_code == 0, result.output
+    assert "llava:7b" in server.models
+    assert (modelfiles / builds.LOCK_NAME).read_bytes() == before
+
+
+def test_pull_a_tag_the_library_lacks(server: OllamaDouble, modelfiles: Path) -> None:
+    result = models("pull", server, modelfiles, "nosuch:1b")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "pulling nosuch:1b",
+        "  pulling manifest",
+        "error: nosuch:1b is not in the Ollama library (pull model manifest: file does not "
+        "exist): check the name at https://ollama.com/library",
+    ]
+    result = models("pull", server, modelfiles, "qwen2.5vl-q5")  # a mistyped key
+    assert result.exit_code == 1
+    assert result.stderr.endswith(
+        "; the builds are qwen2.5vl-q4, qwen2.5vl-q8, "
+        "qwen2.5vl-fp16, llama3.2-vision-q4, llama3.2-vision-q8, "
+        "llama3.2-vision-fp16\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [((), "give a NAME"), (("qwen2.5vl-q4", "--all"), "not both")]
+)
+def test_pull_needs_one_name_or_all(
+    server: OllamaDouble, modelfiles: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = models("pull", server, modelfiles, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "/api/pull" not in paths(server)
+
+
+def test_progress_on_a_terminal_redraws_one_bar() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    progress = ProgressLines(stream)
+    update = progress.start("qwen2.5vl:7b-q4_K_M")
+    update(Progress("pulling manifest"))
+    for completed in (0, 500, 1000):  # two layers, interleaved as parallel downloads are
+        update(Progress("pulling aaaaaaaaaaaa", "sha256:" + "a" * 64, 1000, completed))
+        update(Progress("pulling bbbbbbbbbbbb", "sha256:" + "b" * 64, 3000, completed * 3))
+    update(Progress("success"))
+    progress.close()
+    text = stream.getvalue()
+    assert "\r\x1b[2K  [" in text
+    assert "100%  4.0 KB/4.0 KB  2/2 layers" in text
+    finished = [line for line in re.split(r"[\r\n]", text) if "pulling aaaa" in line]
+    assert len(finished) == 1 and finished[0].endswith("  pulling aaaaaaaaaaaa  1.0 KB")
+    assert "\r\x1b[2K  success\n" in text
+    assert "0%  0 B/1.0 KB  0/1 layers" in text
+    assert text.endswith("\r\x1b[2K")  # the bar is cleared at the end
+
+
+def test_progress_elsewhere_writes_one_plain_line_per_layer() -> None:
+    stream = io.StringIO()
+    progress = ProgressLines(stream)
+    update = progress.start("x:1b")
+    for completed in (0, 10, 20):
+        for digest in ("a", "b"):
+            update(Progress(f"pulling {digest * 12}", f"sha256:{digest * 64}", 20, completed))
+    progress.close()
+    assert stream.getvalue() == (
+        "pulling x:1b\n  pulling aaaaaaaaaaaa  20 B\n  pulling bbbbbbbbbbbb  20 B\n"
+    )
+
+
+# -- build -----------------------------------------------------------------------------
+def test_build_pulls_then_creates_with_the_papers_prompt(
+    server: OllamaDouble, modelfiles: Path
+) -> None:
+    result = models("build", server, modelfiles, "qwen2.5vl-q4")
+    assert result.exit_code == 0, result.output
+    requests = [r for r in server.requests if r.path in ("/api/pull", "/api/create")]
+    assert [r.path for r in requests] == ["/api/pull", "/api/create"]
+    assert requests[0].json["model"] == Q4.base
+    body = requests[1].json
+    assert body["model"] == Q4.name
+    assert body["from"] == Q4.base
+    assert body["system"] == PAPER_TASK.system_prompt
+    assert body["parameters"] == {
+        "temperature": 0.0,
+        "seed": 42,
+        "num_predict": 32,
+        "num_ctx": 4096,
+    }
+    with ollama.Client(host=server.url) as client:
+        shown = client.show(Q4.name)
+    assert "vision" in (shown.capabilities or [])
+    served = parse(shown.modelfile or "")  # the server's own Modelfile of the build
+    assert served.system == PAPER_TASK.system_prompt
+    assert served.parameters == {**DEFAULT_OPTIONS, "num_ctx": 4096}
+    assert httpx.post(f"{server.url}/api/show", json={"model": Q4.name}).json()["system"] == (
+        PAPER_TASK.system_prompt
+    )
+    built = server.models[Q4.name]
+    entry = lock(modelfiles)[Q4.name]
+    assert entry["digest"] == built.digest
+    assert entry["base_digest"] == server.models[Q4.base].digest
+    assert entry["pulled_at"] and entry["built_at"]
+    assert f"built {Q4.name}  digest {built.digest[:12]}" in result.stdout
+    assert f"run it: emoprobe run DATASET --model {Q4.name}" in result.stdout
+    assert f"pulling {Q4.base}" in result.stderr and f"creating {Q4.name}" in result.stderr
+
+
+def test_build_uses_a_base_already_pulled(server: OllamaDouble, modelfiles: Path) -> None:
+    server.add_model(base_spec(Q4))
+    result = models("build", server, modelfiles, Q4.name)
+    assert result.exit_code == 0, result.output
+    assert "/api/pull" not in paths(server)
+    entry = lock(modelfiles)[Q4.name]
+    assert entry["base_digest"] == server.models[Q4.base].digest
+    assert entry["pulled_at"] is None  # seen, not pulled by emoprobe
+    assert entry["digest"] == server.models[Q4.name].digest
+
+
+def test_build_all(server: OllamaDouble, modelfiles: Path) -> None:
+    result = models("build", server, modelfiles, "--all")
+    assert result.exit_code == 0, result.output
+    for build in builds.BUILDS:
+        assert server.models[build.name].system == PAPER_TASK.system_prompt
+        assert lock(modelfiles)[build.name]["digest"] == server.models[build.name].digest
+
+
+def test_build_warns_about_an_edited_modelfile_and_builds_it(
+    server: OllamaDouble, modelfiles: Path
+) -> None:
+    path = modelfiles / Q4.filename
+    path.write_text(path.read_text().replace("num_ctx 4096", "num_ctx 8192"))
+    result = models("build", server, modelfiles, "qwen2.5vl-q4")
+    assert result.exit_code == 0, result.output
+    assert "differs from what `emoprobe models render` writes" in result.stderr
+    assert "num_ctx 8192" in server.models[Q4.name].parameters
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t.replace("PARAMETER seed 42", "PARAMETER seed forty-two"),
+            "line 27: parameter seed must be an integer, not 'forty-two'",
+        ),
+        (lambda t: t.replace('categories."""', "categories."), 'line 16: unterminated """ quote'),
+        (
+            lambda t: t.replace("FROM qwen2.5vl:7b-q4_K_M", "FROM qwen2.5vl:7b"),
+            "says FROM qwen2.5vl:7b but qwen2.5vl-q4 is built from qwen2.5vl:7b-q4_K_M",
+        ),
+    ],
+)
+def test_build_refuses_a_broken_modelfile_before_any_download(
+    server: OllamaDouble, modelfiles: Path, edit, message: str
+) -> None:
+    path = modelfiles / Q4.filename
+    path.write_text(edit(path.read_text()))
+    result = models("build", server, modelfiles, "qwen2.5vl-q4")
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
+    assert not {"/api/pull", "/api/create"} & set(paths(server))
+
+
+def test_build_needs_its_modelfile(server: OllamaDouble, modelfiles: Path) -> None:
+    (modelfiles / Q4.filename).unlink()
+    result = models("build", server, modelfiles, "qwen2.5vl-q4")
+    assert result.exit_code == 1
+    assert "is missing: write it with `emoprobe models render" in result.stderr
+
+
+def test_build_an_unknown_name(server: OllamaDouble, modelfiles: Path) -> None:
+    result = models("build", server, modelfiles, "qwen2.5vl-q5")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: unknown build 'qwen2.5vl-q5': choose one of "
+        "qwen2.5vl-q4, qwen2.5vl-q8, qwen2.5vl-fp16,"
+    )
+
+
+def test_modelfiles_folder_must_exist(server: OllamaDouble, tmp_path: Path) -> None:
+    result = models("build", server, tmp_path / "nowhere", "qwen2.5vl-q4")
+    assert result.exit_code == 1
+    assert "is not a folder" in result.stderr
+
+
+def test_modelfiles_are_found_in_the_current_directory(
+    tmp_path: Path, modelfiles: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(modelfiles.parent)
+    assert builds.locate() == Path.cwd() / "modelfiles"
+    monkeypatch.chdir(tmp_path / "modelfiles")  # no modelfiles/ here: the package's
+    assert builds.locate() == REPO_MODELFILES
+
+
+def test_run_accepts_a_built_name(server: OllamaDouble, modelfiles: Path, tmp_path: Path) -> None:
+    assert models("build", server, modelfiles, "qwen2.5vl-q4").exit_code == 0
+    root = tmp_path / "faces"
+    make_image_folder(root, per_label=1)
+    result = emoprobe(
+        "run", root, "--model", Q4.name, "--host", server.url, "--out", tmp_path / "out", "--quiet"
+    )
+    assert result.exit_code == 0, result.output
+    chats = server.chat_requests
+    assert len(chats) == 5 and {c["model"] for c in chats} == {Q4.name}
+    assert chats[0]["messages"][0] == {"role": "system", "content": PAPER_TASK.system_prompt}
+
+
+def test_run_with_a_missing_model_names_both_fixes(server: OllamaDouble, tmp_path: Path) -> None:
+    root = tmp_path / "faces"
+    make_image_folder(root, per_label=1)
+    result = emoprobe("run", root, "--model", "nosuch:1b", "--host", server.url, "--quiet")
+    assert result.exit_code == 1
+    assert "run `emoprobe models pull nosuch:1b` or `ollama pull nosuch:1b`" in result.stderr
+    result = emoprobe("run", root, "--model", Q4.name, "--host", server.url, "--quiet")
+    assert result.exit_code == 1
+    assert f"run `emoprobe models build {Q4.name}`" in result.stderr
+
+
+# -- verify ----------------------------------------------------------------------------
+def test_verify_with_nothing_recorded(server: OllamaDouble, modelfiles: Path) -> None:
+    result = models("verify", server, modelfiles)
+    assert result.exit_code == 0, result.output
+    assert "nothing recorded in" in result.stdout
+
+
+def test_verify_after_a_build_then_a_changed_digest(server: OllamaDouble, modelfiles: Path) -> None:
+    assert models("build", server, modelfiles, "qwen2.5vl-q4").exit_code == 0
+    result = models("verify", server, modelfiles)
+    assert result.exit_code == 0, result.output
+    rows = table(result.stdout)
+    assert rows[Q4.base][1:] == ["base", server.models[Q4.base].digest[:12]] * 1 + [
+        server.models[Q4.base].digest[:12],
+        "ok",
+    ]
+    assert rows[Q4.name][-1] == "ok"
+    assert "every recorded digest matches the server" in result.stdout
+
+    server.models[Q4.name].digest = "0" * 64  # rebuilt elsewhere, or tampered with
+    result = models("verify", server, modelfiles)
+    assert result.exit_code == 1
+    assert table(result.stdout)[Q4.name][3:] == ["000000000000", "DIFFERS"]
+    assert result.stderr.startswith("error: 1 model(s) differ from ")
+    assert f"{Q4.name} (differs)" in result.stderr
+    assert f" {Q4.base} (" not in result.stderr  # the base still matches
+
+
+def test_verify_names_a_missing_model(server: OllamaDouble, modelfiles: Path) -> None:
+    assert models("build", server, modelfiles, "qwen2.5vl-q4").exit_code == 0
+    server.remove_model(Q4.base)  # `ollama rm` behind emoprobe's back
+    result = models("verify", server, modelfiles)
+    assert result.exit_code == 1
+    assert f"{Q4.base} (missing)" in result.stderr
+
+
+# -- rm --------------------------------------------------------------------------------
+def test_rm_a_build_keeps_its_base(server: OllamaDouble, modelfiles: Path) -> None:
+    assert models("build", server, modelfiles, "qwen2.5vl-q4").exit_code == 0
+    result = models("rm", server, modelfiles, "qwen2.5vl-q4")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"removed {Q4.name}\n"
+    assert Q4.name not in server.models and Q4.base in server.models
+    entry = lock(modelfiles)[Q4.name]
+    assert entry["digest"] is None and entry["built_at"] is None and entry["base_digest"]
+    assert models("verify", server, modelfiles).exit_code == 0
+
+    result = models("rm", server, modelfiles, "qwen2.5vl-q4")
+    assert result.exit_code == 1
+    assert f"error: {Q4.name} not on the Ollama server at {server.url}" in result.stderr
+
+
+def test_rm_with_base(server: OllamaDouble, modelfiles: Path) -> None:
+    assert models("build", server, modelfiles, "qwen2.5vl-q4").exit_code == 0
+    result = models("rm", server, modelfiles, "qwen2.5vl-q4", "--with-base")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"removed {Q4.name}\nremoved {Q4.base}\n"
+    assert not {Q4.name, Q4.base} & set(server.models)
+    assert not any(lock(modelfiles)[Q4.name][k] for k in ("digest", "base_digest"))
+
+
+def test_rm_by_base_tag_removes_the_base(server: OllamaDouble, modelfiles: Path) -> None:
+    assert models("build", server, modelfiles, "qwen2.5vl-q4").exit_code == 0
+    result = models("rm", server, modelfiles, Q4.base)
+    assert result.exit_code == 0, result.output
+    assert Q4.base not in server.models and Q4.name in server.models
+
+
+# -- render ----------------------------------------------------------------------------
+def test_render_writes_and_checks(tmp_path: Path) -> None:
+    folder = tmp_path / "fresh"
+    result = emoprobe("models", "render", "--modelfiles", folder)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("wrote") == 6
+    for build in builds.BUILDS:
+        assert (folder / build.filename).read_bytes() == (
+            REPO_MODELFILES / build.filename
+        ).read_bytes()
+    assert json.loads((folder / builds.LOCK_NAME).read_text()) == json.loads(
+        (REPO_MODELFILES / builds.LOCK_NAME).read_text()
+    )
+    assert emoprobe("models", "render", "--check", "--modelfiles", folder).exit_code == 0
+    assert emoprobe("models", "render", "--modelfiles", folder).stdout.count("unchanged") == 6
+
+    path = folder / Q4.filename
+    path.write_text(path.read_text().replace("seed 42", "seed 7"))
+    result = emoprobe("models", "render", "--check", "--modelfiles", folder)
+    assert result.exit_code == 1
+    assert f"differ from the build table: {Q4.filename}" in result.stderr
+    result = emoprobe("models", "render", "--modelfiles", folder)
+    assert f"wrote     {path}" in result.stdout
+    assert builds.is_current(folder, Q4)
+
+
+# -- doctor ----------------------------------------------------------------------------
+def doctor(double: OllamaDouble | str, *args: object) -> Result:
+    host = double if isinstance(double, str) else double.url
+    return emoprobe("doctor", "--host", host, *args)
+
+
+def marks(result: Result) -> dict[str, list[str]]:
+    """Doctor's lines by topic: the mark and the rest of the line."""
+    found: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines():
+        if line[:1] in "✓!✗":
+            mark, topic, text = line.split(None, 2)
+            found.setdefault(topic, []).append(f"{mark} {text}")
+    return found
+
+
+def test_doctor_ready(server: OllamaDouble, modelfiles: Path, tmp_path: Path) -> None:
+    assert models("build", server, modelfiles, "qwen2.5vl-q4").exit_code == 0
+    result = doctor(server, "--cache-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    lines = marks(result)
+    assert lines["server"] == [f"✓ Ollama answers at {server.url}"]
+    assert lines["version"] == ["✓ Ollama 0.13.0"]
+    assert lines["build"][0] == f"✓ {Q4.name} (qwen2.5vl-q4): built, reads images"
+    assert lines["build"][1].startswith("! not built: qwen2.5vl-q8, qwen2.5vl-fp16,")
+    assert lines["build"][1].endswith("→ emoprobe models build NAME  (to compare quantizations)")
+    assert lines["vision"][0].startswith("✓ 4 model(s) read images: ")
+    assert lines["loaded"] == ["✓ no model loaded now"]
+    assert lines["parallel"] == ["✓ server default (1 since 0.10.0): run with --concurrency 2"]
+    assert re.fullmatch(
+        rf"✓ \S+ \w+ free at the cache folder {tmp_path / 'cache'}", lines["disk"][0]
+    )
+    assert not any(line.startswith("✗") for group in lines.values() for line in group)
+    assert result.stdout.splitlines()[-1] == f"ready: emoprobe run DATASET --model {Q4.name}"
+
+
+def test_doctor_shows_what_is_loaded_and_its_gpu_share(server: OllamaDouble) -> None:
+    with ollama.Client(host=server.url) as client:
+        client.chat("qwen2.5vl:7b", messages=[])  # loads it
+    result = doctor(server)
+    assert result.exit_code == 0, result.output
+    assert marks(result)["loaded"] == ["✓ qwen2.5vl:7b  6.9 GB  100% GPU"]
+
+    in_memory = int(server.models["qwen2.5vl:7b"].size * 1.15)  # what /api/ps reports
+    server.gpu_memory = int(in_memory * 0.48) + 1
+    loaded = marks(doctor(server))["loaded"]
+    assert loaded == [
+        "! qwen2.5vl:7b  6.9 GB  48% GPU: the rest runs on the CPU, much slower  "
+        "→ close other programs that use the GPU, or use a smaller model"
+    ]
+    server.gpu_memory = 0
+    assert marks(doctor(server))["loaded"][0].startswith("! qwen2.5vl:7b  6.9 GB  0% GPU")
+
+
+def test_doctor_suggests_a_smaller_build_when_a_build_does_not_fit(
+    server: OllamaDouble, modelfiles: Path
+) -> None:
+    assert models("build", server, modelfiles, "llama3.2-vision-fp16").exit_code == 0
+    server.gpu_memory = 8_000_000_000
+    with ollama.Client(host=server.url) as client:
+        client.chat(LLAMA_FP16.name, messages=[])
+    loaded = marks(doctor(server))["loaded"][0]
+    assert " 32% GPU" in loaded
+    assert loaded.endswith("→ emoprobe models build llama3.2-vision-q4  (a smaller quantization)")
+
+
+def test_doctor_warns_about_an_old_server() -> None:
+    with OllamaDouble(version="0.12.10") as double:
+        result = doctor(double)
+    assert result.exit_code == 0, result.output
+    assert marks(result)["version"] == [
+        "! Ollama 0.12.10 is older than 0.12.11: no logprobs  "
+        "→ upgrade Ollama: https://ollama.com/download"
+    ]
+
+
+def test_doctor_reads_the_parallel_setting(
+    server: OllamaDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "2")
+    assert marks(doctor(server))["parallel"][0].startswith("✓ OLLAMA_NUM_PARALLEL=2 in this shell")
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "many")
+    assert marks(doctor(server))["parallel"][0].startswith("! OLLAMA_NUM_PARALLEL='many' is not")
+
+
+def test_doctor_with_the_server_down(tmp_path: Path) -> None:
+    double = OllamaDouble().start()
+    double.stop()
+    result = doctor(double, "--cache-dir", tmp_path)
+    assert result.exit_code == 1
+    assert marks(result)["server"] == [
+        f"✗ no Ollama server answers at {double.url}  → ollama serve"
+    ]
+    assert set(marks(result)) == {"server", "parallel", "disk"}  # the local checks still run
+    assert result.stderr == f"error: not ready to run: no Ollama server answers at {double.url}\n"
+
+
+def test_doctor_with_another_web_server_on_the_port() -> None:
+    with NotOllamaServer() as other:
+        result = doctor(other.url)
+    assert result.exit_code == 1
+    assert marks(result)["server"] == [
+        f"✗ {other.url} answers, but not as an Ollama server  → check --host URL"
+    ]
+
+
+def test_doctor_without_a_vision_model() -> None:
+    text_only = [spec for spec in DEFAULT_MODELS if "vision" not in spec.capabilities]
+    with OllamaDouble(models=text_only) as double:
+        result = doctor(double)
+    assert result.exit_code == 1
+    assert marks(result)["vision"] == [
+        "✗ no model on the server reads images  → emoprobe models build qwen2.5vl-q4  "
+        "(or: ollama pull qwen2.5vl:7b)"
+    ]
+    assert marks(result)["build"] == [
+        "! not built: qwen2.5vl-q4, qwen2.5vl-q8, qwen2.5vl-fp16, llama3.2-vision-q4, "
+        "llama3.2-vision-q8, llama3.2-vision-fp16  → emoprobe models build qwen2.5vl-q4"
+    ]
+    assert result.stderr == "error: not ready to run: no model on the server reads images\n"
+
+
+def test_doctor_flags_a_build_that_cannot_see(server: OllamaDouble) -> None:
+    server.add_model(ModelSpec(name=Q4.name, capabilities=["completion"]))
+    lines = marks(doctor(server))["build"]
+    assert lines[0] == (
+        f"✗ {Q4.name}: built, but its capabilities lack vision  "
+        "→ emoprobe models rm qwen2.5vl-q4 && emoprobe models build qwen2.5vl-q4"
+    )
+
+
+def test_commands_refuse_a_remote_host(modelfiles: Path) -> None:
+    for args in (["doctor"], ["models", "list"], ["models", "pull", "qwen2.5vl-q4"]):
+        result = emoprobe(*args, "--host", "http://192.0.2.1:11434")
+        assert result.exit_code == 1
+        assert "refusing to send images to non-local host" in result.stderr
+        assert "pass --allow-remote" in result.stderr
+
+
+def test_importing_the_commands_stays_light() -> None:
+    code = (
+        "import sys, emoprobe.cli\n"
+        "heavy = {'ollama', 'httpx', 'emoprobe.models'} & set(sys.modules)\n"
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
