@@ -69,7 +69,14 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--model", default="qwen2.5vl:7b", show_default=True, help="Ollama model name.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    default=["qwen2.5vl:7b"],
+    show_default=True,
+    help="Ollama model name; repeat it to run several models in turn and compare them.",
+)
 @click.option(
     "--host",
     metavar="URL",
@@ -115,7 +122,7 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(
     dataset: Path,
-    model: str,
+    models: tuple[str, ...],
     host: str | None,
     allow_remote: bool,
     out: Path | None,
@@ -133,47 +140,125 @@ def run(
     """Classify every image of DATASET and write predictions, metrics and a report.
 
     DATASET is a folder ROOT/<label>/<image> or a CSV with path,label columns.
-    Re-running the same command resumes where it stopped.
+    Re-running the same command resumes where it stopped. With several --model, each
+    model runs in turn (one loaded at a time) into its own folder, then a comparison.
     """
     from .hosts import checked_host, default_host
     from .options import parse_options
-    from .progress import ProgressBar
     from .runner import RunConfig
-    from .runner import run as run_dataset
 
-    config = RunConfig(
-        dataset=dataset,
-        model=model,
-        host=checked_host(host or default_host(), allow_remote=allow_remote),
-        out=out,
-        cache_dir=cache_dir,
-        per_class=per_class,
-        seed=seed,
-        concurrency=concurrency,
-        timeout=timeout,
-        retries=retries,
-        backoff=backoff,
-        options=parse_options(option_pairs),
-        max_side=max_side,
-        command_line=shlex.join(["emoprobe", *sys.argv[1:]]),
-    )
-    progress = ProgressBar(quiet=quiet)
-    try:
-        result = run_dataset(config, progress)
-    finally:
-        progress.close()
+    models = tuple(dict.fromkeys(models))  # the same model twice is one run
+    settings: dict[str, Any] = {
+        "dataset": dataset,
+        "host": checked_host(host or default_host(), allow_remote=allow_remote),
+        "cache_dir": cache_dir,
+        "per_class": per_class,
+        "seed": seed,
+        "concurrency": concurrency,
+        "timeout": timeout,
+        "retries": retries,
+        "backoff": backoff,
+        "options": parse_options(option_pairs),
+        "max_side": max_side,
+        "command_line": shlex.join(["emoprobe", *sys.argv[1:]]),
+    }
+    if len(models) > 1:
+        return _run_models(models, out, settings, quiet)
+    result = _run_one(RunConfig(model=models[0], out=out, **settings), quiet)
     _print_summary(result)
     if result.complete:
         return 0
+    _fail(_unfinished(result, retries), EXIT_INCOMPLETE)
+    return EXIT_INCOMPLETE
+
+
+def _run_one(config: Any, quiet: bool) -> Any:
+    from .progress import ProgressBar
+    from .runner import run as run_dataset
+
+    progress = ProgressBar(quiet=quiet)
+    try:
+        return run_dataset(config, progress)
+    finally:
+        progress.close()
+
+
+def _unfinished(result: Any, retries: int) -> str:
     missing = result.total - result.finished
     reason = f"{result.abort_reason}; " if result.abort_reason else ""
-    _fail(
+    return (
         f"{reason}{missing} of {result.total} images are unfinished "
         f"({result.failed} failed after {retries} retries); "
-        "run the same command again to retry them — finished rows are kept",
-        EXIT_INCOMPLETE,
+        "run the same command again to retry them — finished rows are kept"
     )
-    return EXIT_INCOMPLETE
+
+
+def _run_models(
+    models: tuple[str, ...], out: Path | None, settings: dict[str, Any], quiet: bool
+) -> int:
+    """Each model over the whole sample in turn, then comparison.md beside the runs.
+
+    Every model is checked on the server first (when it answers), so a misspelt second
+    model fails at once, not after the first model's run. Between models the previous
+    one is unloaded (keep_alive 0), so only one is loaded at a time.
+    """
+    import re
+
+    from .backends.ollama import OllamaBackend
+    from .compare import build_comparison, default_comparison_dir, summary_text
+    from .compare import write_comparison as write_comparison_md
+    from .errors import ConfigError, ServerUnreachable, TransientError
+    from .report import dataset_name
+    from .runner import RunConfig
+
+    slugs = [re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") for model in models]
+    if out is not None and len(set(slugs)) < len(slugs):
+        raise ConfigError(f"models {', '.join(models)} map to the same folder names under {out}")
+    backend = OllamaBackend(settings["host"], timeout=settings["timeout"])
+    results = []
+    try:
+        try:
+            for model in models:
+                backend.describe(model)
+        except (ServerUnreachable, TransientError):
+            pass  # finished runs need no server; the first run that does will say why
+        for index, (model, slug) in enumerate(zip(models, slugs, strict=True)):
+            if index:
+                _unload(backend, models[index - 1])
+            click.echo(f"model {index + 1}/{len(models)}: {model}")
+            config = RunConfig(model=model, out=out / slug if out else None, **settings)
+            result = _run_one(config, quiet)
+            _print_summary(result)
+            results.append(result)
+    finally:
+        backend.close()
+    try:
+        comparison = build_comparison([result.out for result in results])
+    except ConfigError as error:
+        click.echo(f"warning: no comparison: {error}", err=True)
+    else:
+        folder = out or default_comparison_dir(
+            Path("reports"), dataset_name(comparison.runs[0].manifest)
+        )
+        path = write_comparison_md(folder, comparison)
+        click.echo(summary_text(comparison))
+        click.echo(f"comparison: {path}")
+    unfinished = [(model, r) for model, r in zip(models, results, strict=True) if not r.complete]
+    if unfinished:
+        _fail(
+            "; ".join(f"{model}: {_unfinished(r, settings['retries'])}" for model, r in unfinished),
+            EXIT_INCOMPLETE,
+        )
+    return 0
+
+
+def _unload(backend: Any, model: str) -> None:
+    from .errors import BackendError
+
+    try:
+        backend.unload(model)
+    except BackendError as error:
+        click.echo(f"warning: could not unload {model} ({error}); going on", err=True)
 
 
 def _print_summary(result: Any) -> None:
@@ -202,3 +287,20 @@ def _print_summary(result: Any) -> None:
 
 def main() -> None:
     cli()
+
+
+# -- command groups that live in their own modules (emoprobe/commands/) ------------------
+from .commands.report import compare, report  # noqa: E402
+
+cli.add_command(report)
+cli.add_command(compare)
+
+from .commands.models import doctor, models  # noqa: E402
+
+cli.add_command(models)
+cli.add_command(doctor)
+
+from .commands.classify import cache, classify  # noqa: E402
+
+cli.add_command(classify)
+cli.add_command(cache)

@@ -1,4 +1,4 @@
-"""metrics + manifest → report.md: plain Markdown tables, figures to 4 decimals.
+"""metrics + manifest → report.md and its plots: plain Markdown tables, figures to 4 decimals.
 
 Reports are aggregates: no file names, no images; unparsed answers are quoted as
 text only, shortened.
@@ -6,13 +6,18 @@ text only, shortened.
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .paper import paper_result_for
+from .paper import PaperResult, paper_result_for
 from .predictions import ERROR, UNPARSED_STATUS, Row
 
+REPORT = "report.md"
 QUOTED_ANSWERS = 5
 QUOTE_LENGTH = 80
 UNPARSED_RULE = (
@@ -22,11 +27,40 @@ UNPARSED_RULE = (
 )
 
 
+class Shown(float):
+    """A float shown with a fixed number of decimals, and its sign if `signed`."""
+
+    decimals: int
+    signed: bool
+
+    def __new__(cls, value: float, decimals: int = 4, signed: bool = False) -> Shown:
+        shown = super().__new__(cls, value)
+        shown.decimals, shown.signed = decimals, signed
+        return shown
+
+
+class PValue(float):
+    """A p-value: 4 decimals, or two significant digits below 0.0001 (never 0.0000)."""
+
+
+def signed(value: float, decimals: int = 4) -> Shown:
+    """A difference: shown with its sign (+0.0123)."""
+    return Shown(value, decimals, signed=True)
+
+
+def fixed(value: float | None, decimals: int) -> Shown | None:
+    """A figure shown to `decimals` decimals: two for the paper's per-class figures
+    (never 0.6500 for its 0.65), fewer for speeds."""
+    return None if value is None else Shown(value, decimals)
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; numbers right-aligned."""
+    """A GitHub-flavoured Markdown table; numeric columns right-aligned."""
     cells = [[_cell(value) for value in row] for row in rows]
     align = [
-        "---:" if rows and all(isinstance(row[i], (int, float)) for row in rows) else "---"
+        "---:"
+        if rows and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
+        else "---"
         for i in range(len(header))
     ]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
@@ -37,41 +71,113 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return "–"
+    if isinstance(value, PValue):
+        return f"{value:.4f}" if value >= 0.0001 or value == 0 else f"{value:.1e}"
+    if isinstance(value, Shown):
+        return f"{value:{'+' if value.signed else ''}.{value.decimals}f}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def render_report(metrics: dict[str, Any], manifest: dict[str, Any], rows: Sequence[Row]) -> str:
-    """The whole report.md of one run."""
+def figure(value: float | None) -> str:
+    """A figure to 4 decimals, or – when there is none."""
+    return _cell(None if value is None else float(value))
+
+
+def interval(bounds: Sequence[float] | None) -> str:
+    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "–"
+
+
+def write_report(
+    folder: Path, metrics: dict[str, Any], manifest: dict[str, Any], rows: Sequence[Row]
+) -> Path:
+    """Write the plots and report.md of one run into `folder`; return report.md's path."""
+    from .rundir import write_atomic
+
     model = manifest.get("model", {})
-    name = model.get("name", "?")
-    dataset = manifest.get("dataset", {})
+    paper = paper_result_for(model.get("name", ""), model.get("family", ""))
+    plots = write_run_plots(folder, metrics, paper)
+    path = folder / REPORT
+    write_atomic(path, render_report(metrics, manifest, rows, plots))
+    return path
+
+
+def write_run_plots(
+    folder: Path, metrics: dict[str, Any], paper: PaperResult | None
+) -> dict[str, str]:
+    """{what: PNG file name} of the plots written beside the report ({} if none)."""
+    if not metrics.get("n_scored"):
+        return {}
+    from . import plots
+
+    try:
+        files = {
+            "confusion": ("confusion_matrix.png", plots.confusion_matrix_png(metrics)),
+            "per_class": ("per_class_f1.png", plots.per_class_f1_png(metrics, paper)),
+        }
+    except ImportError:  # matplotlib is a dependency; a broken install costs the plots only
+        return {}
+    for name, data in files.values():
+        write_bytes_atomic(folder / name, data)
+    return {what: name for what, (name, _) in files.items()}
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers never see half a file."""
+    handle = tempfile.NamedTemporaryFile(
+        "wb", dir=path.parent, prefix=f".{path.name}.", delete=False
+    )
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def render_report(
+    metrics: dict[str, Any],
+    manifest: dict[str, Any],
+    rows: Sequence[Row],
+    plots: dict[str, str] | None = None,
+) -> str:
+    """The whole report.md of one run."""
+    plots = plots or {}
+    model = manifest.get("model", {})
+    paper = paper_result_for(model.get("name", ""), model.get("family", ""))
     sections = [
-        f"# emoprobe: {name} on {_dataset_name(dataset)}",
+        f"# emoprobe: {model.get('name', '?')} on {dataset_name(manifest)}",
         _status_line(metrics, manifest),
-        _overall(metrics, model),
-        _per_class(metrics, model),
-        _confusion(metrics),
-        _answers(metrics, rows),
+        f"**Scoring.** {UNPARSED_RULE} Metrics are scikit-learn's.",
+        _overall(metrics, model, paper),
+        _per_class(metrics, paper, plots.get("per_class")),
+        _confusion(metrics, plots.get("confusion")),
+        _answers(metrics, manifest, rows),
         _speed(metrics, manifest),
         _setup(manifest),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def _dataset_name(dataset: dict[str, Any]) -> str:
-    root = str(dataset.get("root", "dataset")).rstrip("/")
-    return root.rsplit("/", 1)[-1] or root
+def dataset_name(manifest: dict[str, Any]) -> str:
+    """The dataset folder's (or CSV's) own name, never its full path."""
+    root = str(manifest.get("dataset", {}).get("root", "dataset")).rstrip("/\\")
+    return re.split(r"[/\\]", root)[-1] or root
 
 
 def _status_line(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     sessions = manifest.get("sessions", [])
     failed = sessions[-1].get("failed", 0) if sessions else 0
     line = (
-        f"{metrics['n']} images: {metrics['n_scored']} scored "
+        f"{metrics['n']} image{'' if metrics['n'] == 1 else 's'}: {metrics['n_scored']} scored "
         f"({metrics['n_ok']} answered with a label, {metrics['n_unparsed']} unparsed), "
-        f"{metrics['n_error']} unreadable."
+        f"{metrics['n_error']} unreadable. Sample: {sample_text(manifest.get('dataset', {}))}."
     )
     if failed:
         line += (
@@ -81,91 +187,194 @@ def _status_line(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     return line
 
 
-def _overall(metrics: dict[str, Any], model: dict[str, Any]) -> str:
+def _overall(metrics: dict[str, Any], model: dict[str, Any], paper: PaperResult | None) -> str:
     keys = ("f1_weighted", "accuracy", "precision_weighted", "recall_weighted")
-    label = f"{model.get('name', 'this run')} (this run)"
-    rows: list[list[Any]] = [[label, *(metrics.get(key) for key in keys)]]
-    paper = paper_result_for(model.get("name", ""), model.get("family", ""))
+    mine = [metrics.get(key) for key in keys]
+    rows: list[list[Any]] = [
+        [f"{model.get('name', 'this run')} (this run)", *mine, metrics["n_scored"]]
+    ]
     if paper:
-        rows.append(
-            [f"{paper.model} (paper)", paper.f1, paper.accuracy, paper.precision, paper.recall]
-        )
+        theirs = [paper.f1, paper.accuracy, paper.precision, paper.recall]
+        rows.append([f"{paper.model} (paper)", *theirs, paper.images])
+        if None not in mine:
+            differences = [signed(a - b) for a, b in zip(mine, theirs, strict=True)]
+            rows.append(["difference (run − paper)", *differences, None])
     text = "## Overall (weighted averages, the paper's Table 1 layout)\n\n"
-    text += table(["model", "F1", "Accuracy", "Precision", "Recall"], rows)
+    text += table(["model", "F1", "Accuracy", "Precision", "Recall", "images"], rows)
+    ci = metrics.get("ci95")
+    if ci:
+        text += (
+            f"\n\n95% confidence intervals of this run (percentile bootstrap over its images, "
+            f"{ci['resamples']:,} resamples, seed {ci['seed']}): weighted F1 "
+            f"{interval(ci['f1_weighted'])}, accuracy {interval(ci['accuracy'])}. They show "
+            "how much the figures move with the sample of images alone."
+        )
     text += (
-        f"\n\nMacro averages: F1 {_cell(metrics.get('f1_macro'))}, precision "
-        f"{_cell(metrics.get('precision_macro'))}, recall {_cell(metrics.get('recall_macro'))}."
+        f"\n\nMacro averages: F1 {figure(metrics.get('f1_macro'))}, precision "
+        f"{figure(metrics.get('precision_macro'))}, recall {figure(metrics.get('recall_macro'))}."
+        " Accuracy equals weighted recall, as in the paper."
     )
-    if not paper:
+    if paper:
+        text += " " + _paper_caveat(model, paper)
+    else:
         text += " The paper tested no model of this family, so no paper row is shown."
     return text
 
 
-def _per_class(metrics: dict[str, Any], model: dict[str, Any]) -> str:
-    paper = paper_result_for(model.get("name", ""), model.get("family", ""))
-    header = ["class", "precision", "recall", "F1", "support"]
-    if paper:
-        header.append("paper F1")
-    rows = []
-    for label, scores in metrics.get("per_class", {}).items():
-        row = [label, scores["precision"], scores["recall"], scores["f1"], scores["support"]]
-        if paper:
-            row.append(paper.per_class_f1.get(label))
-        rows.append(row)
-    if not rows:
-        return "## Per class\n\nNo image was scored."
-    text = "## Per class\n\n" + table(header, rows)
-    if paper:
+def _paper_caveat(model: dict[str, Any], paper: PaperResult) -> str:
+    text = (
+        f"The paper's row is its own run of {paper.model} on {paper.images:,} OLSFED images "
+        "(1,000 per class); it does not say how the model was served or quantized"
+    )
+    quantization = model.get("quantization")
+    text += f" (this run: {quantization} through Ollama)." if quantization else "."
+    size = _size_in_name(model.get("name", ""))
+    if size is not None and paper.parameters_b and abs(size - paper.parameters_b) > 0.5:
         text += (
-            "\n\nThe paper gives per-class F1 to two decimals, in the text only, listed as "
-            "confused, distracted, happy, neutral, tired; that order is the paper's."
+            f" **Note:** this model is named {size:g}B, the paper's is "
+            f"{paper.parameters_b:g}B: same family, different size."
         )
     return text
 
 
-def _confusion(metrics: dict[str, Any]) -> str:
+def _size_in_name(name: str) -> float | None:
+    """7 for `qwen2.5vl:7b` or `…:7b-q8_0`; None when the tag names no size."""
+    tag = name.rsplit(":", 1)[-1] if ":" in name else ""
+    match = re.search(r"(?<![\w.])(\d+(?:\.\d+)?)b(?![a-z])", tag.lower())
+    return float(match.group(1)) if match else None
+
+
+def _per_class(metrics: dict[str, Any], paper: PaperResult | None, plot: str | None) -> str:
+    per_class = metrics.get("per_class", {})
+    if not per_class:
+        return "## Per class\n\nNo image was scored."
+    predicted = _predicted_counts(metrics)
+    header = ["class", "precision", "recall", "F1", "support", "predicted"]
+    if paper:
+        header += ["paper F1", "F1 − paper"]
+    rows = []
+    for label, scores in per_class.items():
+        row = [
+            label,
+            scores["precision"],
+            scores["recall"],
+            scores["f1"],
+            scores["support"],
+            predicted.get(label, 0),
+        ]
+        if paper:
+            theirs = paper.per_class_f1.get(label)
+            row += [
+                fixed(theirs, 2),
+                None if theirs is None else signed(scores["f1"] - theirs, 2),
+            ]
+        rows.append(row)
+    text = "## Per class\n\n" + table(header, rows)
+    text += (
+        "\n\n*predicted*: how many times the model gave this label (right or wrong); "
+        "precision is 0 where it never did."
+    )
+    if paper:
+        text += (
+            " The paper gives per-class F1 to two decimals, in the text only, listed as "
+            "confused, distracted, happy, neutral, tired; that order is the paper's."
+        )
+        for label in sorted(set(paper.per_class_precision) | set(paper.per_class_recall)):
+            if label in per_class:
+                scores = per_class[label]
+                text += (
+                    f" For *{label}* it also gives precision "
+                    f"{_two(paper.per_class_precision.get(label))} and recall "
+                    f"{_two(paper.per_class_recall.get(label))} (this run: "
+                    f"{scores['precision']:.4f} and {scores['recall']:.4f})."
+                )
+    if plot:
+        caption = "Per-class F1, this run" + (" and the paper" if paper else "")
+        text += f"\n\n![{caption}]({plot})"
+    return text
+
+
+def _two(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _predicted_counts(metrics: dict[str, Any]) -> dict[str, int]:
     confusion = metrics["confusion_matrix"]
-    labels, columns, matrix = confusion["labels"], confusion["columns"], confusion["matrix"]
+    totals = [sum(column) for column in zip(*confusion["matrix"], strict=True)]
+    return dict(zip(confusion["columns"], totals, strict=False))
+
+
+def _confusion(metrics: dict[str, Any], plot: str | None) -> str:
     if not metrics.get("n_scored"):
         return ""
-    counts = [[label, *row] for label, row in zip(labels, matrix, strict=True)]
+    confusion = metrics["confusion_matrix"]
+    labels, columns, matrix = confusion["labels"], confusion["columns"], confusion["matrix"]
+    header = ["true \\ predicted", *columns]
+    counts = [[label, *row, sum(row)] for label, row in zip(labels, matrix, strict=True)]
+    totals = [sum(column) for column in zip(*matrix, strict=True)]
+    counts.append(["**predicted**", *totals, sum(totals)])
     shares = []
     for label, row in zip(labels, matrix, strict=True):
         total = sum(row)
         shares.append([label, *((value / total) if total else None for value in row)])
-    header = ["true \\ predicted", *columns]
-    return (
-        "## Confusion matrix\n\nRows are the true labels, columns the predictions.\n\n"
-        f"Counts:\n\n{table(header, counts)}\n\nShare of each row:\n\n{table(header, shares)}"
+    text = (
+        "## Confusion matrix\n\nRows are the true labels, columns the predictions "
+        "(*unparsed*: no label named).\n\n"
+        f"Counts:\n\n{table([*header, 'total'], counts)}\n\n"
+        f"Share of each row (the diagonal is each class's recall):\n\n{table(header, shares)}"
     )
+    if plot:
+        caption = "Confusion matrix: colour is the share of each row, numbers are counts"
+        text += f"\n\n![{caption}]({plot})"
+    return text
 
 
-def _answers(metrics: dict[str, Any], rows: Sequence[Row]) -> str:
+def _answers(metrics: dict[str, Any], manifest: dict[str, Any], rows: Sequence[Row]) -> str:
     scored = metrics["n_scored"]
     rate = metrics["n_unparsed"] / scored if scored else None
     lines = [
         "## Answers",
         "",
-        f"Unparsed: {metrics['n_unparsed']} of {scored} scored answers ({_cell(rate)}). "
-        + UNPARSED_RULE,
+        f"Unparsed: {metrics['n_unparsed']} of {scored} scored answers ({figure(rate)}).",
     ]
-    quotes = [row.raw for row in rows if row.status == UNPARSED_STATUS][:QUOTED_ANSWERS]
+    labels = {label.casefold() for label in metrics.get("labels", [])}
+    bare = sum(
+        1
+        for row in rows
+        if row.status != ERROR and row.raw.strip().rstrip(".!").strip().casefold() in labels
+    )
+    if scored:
+        lines[-1] += (
+            f" Answers that were exactly one label, as the prompt asks: {bare} "
+            f"({figure(bare / scored)})."
+        )
+    quotes = Counter(_shorten(row.raw) for row in rows if row.status == UNPARSED_STATUS)
     if quotes:
-        lines += ["", "Some unparsed answers (shortened):", ""]
-        lines += [f"- `{_shorten(quote)}`" for quote in quotes]
+        lines += ["", "Most frequent unparsed answers (shortened):", ""]
+        common = quotes.most_common(QUOTED_ANSWERS)
+        lines.append(table(["answer", "times"], [[f"`{quote}`", n] for quote, n in common]))
     reasons = Counter(row.error for row in rows if row.status == ERROR)
     if reasons:
         lines += ["", f"Unreadable images: {metrics['n_error']}.", ""]
         lines += [table(["reason", "images"], reasons.most_common())]
+    sessions = manifest.get("sessions", [])
+    failed = sum(s.get("failed", 0) for s in sessions)
+    if failed:
+        lines += [
+            "",
+            f"Requests that failed after their retries, over all sessions: {failed} "
+            "(never written as predictions; re-running the command retries them).",
+        ]
     return "\n".join(lines)
 
 
 def _shorten(text: str) -> str:
-    flat = " ".join(text.split()).replace("`", "'")
+    flat = " ".join(text.split()).replace("`", "'") or "(empty answer)"
     return flat if len(flat) <= QUOTE_LENGTH else flat[: QUOTE_LENGTH - 1] + "…"
 
 
-def _speed(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
+def speed_summary(manifest: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """A run's speed from the server's timings in every session (cached answers excluded)."""
     sessions = manifest.get("sessions", [])
     requests = sum(s.get("requests", 0) for s in sessions)
     wall = sum(s.get("wall_s", 0.0) for s in sessions if s.get("requests"))
@@ -173,26 +382,47 @@ def _speed(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     eval_ns = sum(s.get("eval_duration_ns", 0) for s in sessions)
     prompt_count = sum(s.get("prompt_eval_count", 0) for s in sessions)
     prompt_ns = sum(s.get("prompt_eval_duration_ns", 0) for s in sessions)
-    hits = sum(s.get("cache_hits", 0) for s in sessions)
     loads = [s["load_s"] for s in sessions if s.get("load_s") is not None]
+    return {
+        "requests": requests,
+        "cache_hits": sum(s.get("cache_hits", 0) for s in sessions),
+        "images_per_s": requests / wall if wall else None,
+        "latency_median_s": metrics.get("latency_median_s"),
+        "latency_p95_s": metrics.get("latency_p95_s"),
+        "generated_tokens_per_s": eval_count / eval_ns * 1e9 if eval_ns else None,
+        "prompt_tokens_per_s": prompt_count / prompt_ns * 1e9 if prompt_ns else None,
+        "prompt_tokens_per_request": prompt_count / requests if requests else None,
+        "load_s": loads[-1] if loads else None,
+    }
+
+
+def _speed(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
+    speed = speed_summary(manifest, metrics)
     rows = [
-        ["requests sent (all sessions)", requests],
-        ["answers from the cache", hits],
-        ["images/s while requesting", requests / wall if wall else None],
-        ["median latency (s)", metrics.get("latency_median_s")],
-        ["95th percentile latency (s)", metrics.get("latency_p95_s")],
-        ["generated tokens/s", eval_count / eval_ns * 1e9 if eval_ns else None],
-        ["prompt tokens/s", prompt_count / prompt_ns * 1e9 if prompt_ns else None],
-        ["prompt tokens per request", prompt_count / requests if requests else None],
-        ["model load (s)", loads[-1] if loads else None],
+        ["requests sent (all sessions)", speed["requests"]],
+        ["answers from the cache", speed["cache_hits"]],
+        ["images/s while requesting", fixed(speed["images_per_s"], 2)],
+        ["median latency (s)", fixed(speed["latency_median_s"], 3)],
+        ["95th percentile latency (s)", fixed(speed["latency_p95_s"], 3)],
+        ["generated tokens/s (server timings)", fixed(speed["generated_tokens_per_s"], 1)],
+        ["prompt tokens/s (server timings)", fixed(speed["prompt_tokens_per_s"], 1)],
+        ["prompt tokens per request", fixed(speed["prompt_tokens_per_request"], 0)],
+        ["model load (s)", fixed(speed["load_s"], 2)],
     ]
-    return "## Speed\n\n" + table(["measure", "value"], rows)
+    concurrency = manifest.get("request", {}).get("concurrency")
+    note = (
+        "\n\nLatency is per request as the client saw it, queueing included"
+        + (f" ({concurrency} requests in flight)" if concurrency else "")
+        + "; an answer from the cache keeps the latency of the request that made it."
+    )
+    return "## Speed\n\n" + table(["measure", "value"], rows) + note
 
 
 def _setup(manifest: dict[str, Any]) -> str:
     model = manifest.get("model", {})
     dataset = manifest.get("dataset", {})
     size = model.get("size_bytes") or 0
+    max_side = manifest.get("max_side")
     rows = [
         ["model", model.get("name")],
         ["family", model.get("family")],
@@ -202,15 +432,18 @@ def _setup(manifest: dict[str, Any]) -> str:
         ["digest", (model.get("digest") or "")[:12] or None],
         ["server", f"Ollama {manifest.get('server', {}).get('version', '?')}"],
         ["options", ", ".join(f"{k}={v}" for k, v in manifest.get("options", {}).items())],
+        ["images sent", f"longer side ≤ {max_side} px" if max_side else "as stored"],
         ["prompt sha256", (manifest.get("task", {}).get("prompt_sha256") or "")[:12]],
         ["dataset format", dataset.get("format")],
-        ["sample", _sample_text(dataset)],
+        ["sample", sample_text(dataset)],
+        ["started", manifest.get("created_at")],
+        ["last updated", manifest.get("updated_at")],
         ["emoprobe", manifest.get("emoprobe_version")],
     ]
     return "## Model and setup\n\n" + table(["", ""], rows)
 
 
-def _sample_text(dataset: dict[str, Any]) -> str:
+def sample_text(dataset: dict[str, Any]) -> str:
     if dataset.get("per_class"):
         return f"{dataset['per_class']} per class, seed {dataset.get('seed')}"
     return f"all {dataset.get('n_items', '?')} images"

@@ -1,4 +1,4 @@
-"""A run's folder: its lock, manifest.json, predictions.csv, metrics.json and report.md.
+"""A run's folder: its lock, manifest.json, predictions.csv, metrics.json, report.md, plots.
 
 JSON and Markdown files are replaced atomically (write a temporary file, then rename),
 so a run killed at any moment leaves either the old file or the new one.
@@ -6,6 +6,7 @@ so a run killed at any moment leaves either the old file or the new one.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, RunLockedError
-from .metrics import compute_metrics, latency_stats
-from .predictions import FILENAME, Row, write_error
+from .metrics import run_metrics
+from .predictions import COLUMNS, FILENAME, FINAL_STATUSES, Row, write_error
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -68,22 +69,87 @@ class RunDir:
         session: dict[str, Any],
         labels: Sequence[str],
     ) -> dict[str, Any]:
-        """Write metrics.json and report.md from `rows`; record the session and files."""
-        metrics = compute_metrics(rows, labels)
-        metrics.update(latency_stats(rows))
-        if manifest is not None:
-            if session.get("rows_written") or session.get("requests") or session.get("failed"):
-                manifest.setdefault("sessions", []).append(session)
-            manifest["files"] = [
-                {"path": row.path, "label": row.label, "sha256": row.sha256} for row in rows
-            ]
-            manifest["updated_at"] = session.get("finished_at")
-            self.write_manifest(manifest)
-            write_atomic(self.path / METRICS, json.dumps(metrics, indent=2))
-            from .report import render_report
+        """Record the session and files in the manifest, then `write_results`."""
+        if manifest is None:
+            return run_metrics(rows, labels)
+        if session.get("rows_written") or session.get("requests") or session.get("failed"):
+            manifest.setdefault("sessions", []).append(session)
+        manifest["files"] = [
+            {"path": row.path, "label": row.label, "sha256": row.sha256} for row in rows
+        ]
+        manifest["updated_at"] = session.get("finished_at")
+        self.write_manifest(manifest)
+        return self.write_results(manifest, rows, labels)
 
-            write_atomic(self.path / REPORT, render_report(metrics, manifest, rows))
+    def write_results(
+        self, manifest: dict[str, Any], rows: Sequence[Row], labels: Sequence[str]
+    ) -> dict[str, Any]:
+        """metrics.json, the plots and report.md, from `rows` and the manifest alone.
+
+        The one function behind both the end of a run and `emoprobe report`.
+        """
+        from .report import write_report
+
+        metrics = run_metrics(rows, labels)
+        write_atomic(self.path / METRICS, json.dumps(metrics, indent=2))
+        write_report(self.path, metrics, manifest, rows)
         return metrics
+
+    def rebuild(self) -> dict[str, Any]:
+        """`write_results` from predictions.csv and manifest.json: no server, no cache.
+
+        Holds the run's lock, so it never races a run writing into the same folder, and
+        leaves predictions.csv and manifest.json untouched.
+        """
+        if not (self.path / MANIFEST).is_file():
+            raise ConfigError(f"{self.path} is not an emoprobe run folder (no {MANIFEST})")
+        if not self.predictions.is_file():
+            raise ConfigError(f"{self.path} holds no {FILENAME}: nothing to report")
+        try:
+            with self.locked():
+                manifest = self.read_manifest() or {}
+                labels = manifest.get("task", {}).get("labels")
+                if not labels:
+                    raise ConfigError(f"{self.path / MANIFEST} names no task labels")
+                return self.write_results(manifest, self.final_rows(manifest), labels)
+        except RunLockedError:
+            raise RunLockedError(
+                f"an emoprobe run is writing into {self.path}; its report is rewritten "
+                "when it stops"
+            ) from None
+
+    def final_rows(self, manifest: dict[str, Any] | None) -> list[Row]:
+        """The last final row of every image: in the manifest's file order (the sample's),
+        then rows it does not list yet (a run stopped before it could record them)."""
+        by_path = {row.path: row for row in read_rows(self.predictions)}
+        listed = [entry["path"] for entry in (manifest or {}).get("files", [])]
+        ordered = [by_path.pop(path) for path in listed if path in by_path]
+        return ordered + list(by_path.values())
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The complete rows with a final status in a predictions.csv, reading only.
+
+    A half-written last row is skipped, not cut off (`predictions.recover` does that
+    when the run that owns the file resumes).
+    """
+    with open(path, encoding="utf-8", newline="") as handle:
+        text = handle.read()
+    lines = [piece + "\n" for piece in text.split("\n")[:-1]]  # as `recover` splits
+    reader = csv.reader(lines, strict=True)
+    rows: list[Row] = []
+    try:
+        for values in reader:
+            if reader.line_num == 1 and values == COLUMNS:
+                continue
+            if len(values) != len(COLUMNS):
+                break
+            row = Row(*values)
+            if row.status in FINAL_STATUSES:
+                rows.append(row)
+    except csv.Error:
+        pass
+    return rows
 
 
 def write_atomic(path: Path, text: str) -> None:

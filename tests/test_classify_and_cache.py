@@ -1,0 +1,129 @@
+"""`emoprobe classify`, cache bundles and offline replay: the classroom workflow."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from factories import make_image_folder, scripted_answers
+from ollama_double import answer_by_image
+
+from emoprobe.cli import cli
+
+
+def emoprobe(*args: object) -> Result:
+    return CliRunner().invoke(cli, [str(arg) for arg in args])
+
+
+@pytest.fixture
+def faces(tmp_path: Path, ollama_double):
+    root = tmp_path / "faces"
+    truth = make_image_folder(root, per_label=2)
+    ollama_double.answer = answer_by_image(scripted_answers(truth))
+    return root, sorted(root.rglob("*.png"))
+
+
+def test_classify_prints_a_label_per_image_and_caches(ollama_double, faces):
+    _, images = faces
+    first = emoprobe("classify", *images[:3], "--host", ollama_double.url)
+    assert first.exit_code == 0, first.output
+    lines = first.stdout.splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith(str(image)) for line, image in zip(lines, images, strict=False))
+    sent = len(ollama_double.chat_requests)
+    again = emoprobe("classify", images[0], "--host", ollama_double.url)
+    assert "cached" in again.stdout
+    assert len(ollama_double.chat_requests) == sent
+
+
+def test_classify_json_has_one_object_per_line(ollama_double, faces, tmp_path):
+    _, images = faces
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    result = emoprobe("classify", images[0], bad, "--host", ollama_double.url, "--json")
+    assert result.exit_code == 1  # one image could not be classified
+    good, broken = (json.loads(line) for line in result.stdout.splitlines())
+    assert set(good) == {"path", "prediction", "raw", "latency_s", "cached"}
+    assert good["path"] == str(images[0]) and good["cached"] is False
+    assert good["latency_s"] > 0
+    assert broken["prediction"] is None
+    assert broken["error"] == "not an image: cannot identify image file"
+
+
+def test_classify_uses_the_same_cache_as_run(ollama_double, faces, tmp_path):
+    root, images = faces
+    run = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "o", "--quiet")
+    assert run.exit_code == 0, run.output
+    sent = len(ollama_double.chat_requests)
+    result = emoprobe("classify", *images, "--host", ollama_double.url, "--json")
+    assert all(json.loads(line)["cached"] for line in result.stdout.splitlines())
+    assert len(ollama_double.chat_requests) == sent
+
+
+def test_classify_a_missing_model_is_one_line(ollama_double, faces):
+    _, images = faces
+    result = emoprobe("classify", images[0], "--host", ollama_double.url, "--model", "nope:1b")
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "ollama pull nope:1b" in result.stderr
+
+
+def test_cache_info_export_import_and_clear(ollama_double, faces, tmp_path):
+    _, images = faces
+    home = tmp_path / "home-cache"
+    emoprobe("classify", *images, "--host", ollama_double.url, "--cache-dir", home)
+    info = emoprobe("cache", "info", "--cache-dir", home)
+    assert info.exit_code == 0, info.output
+    assert f"answers: {len(images)}" in info.stdout
+    assert "qwen2.5vl:7b" in info.stdout
+
+    bundle = tmp_path / "lesson.bundle"
+    exported = emoprobe("cache", "export", bundle, "--cache-dir", home)
+    assert exported.stdout.strip() == f"exported {len(images)} answers to {bundle}"
+    text = gzip.decompress(bundle.read_bytes())
+    for image in images:
+        data = image.read_bytes()
+        assert data not in text and base64.b64encode(data)[:40] not in text
+
+    classroom = tmp_path / "classroom-cache"
+    imported = emoprobe("cache", "import", bundle, "--cache-dir", classroom)
+    assert imported.stdout.strip() == f"imported {len(images)} answers (0 were already cached)"
+    again = emoprobe("cache", "import", bundle, "--cache-dir", classroom)
+    assert again.stdout.strip() == f"imported 0 answers ({len(images)} were already cached)"
+
+    cleared = emoprobe("cache", "clear", "--yes", "--cache-dir", classroom)
+    assert cleared.stdout.strip() == f"removed {len(images)} answers"
+    assert "answers: 0" in emoprobe("cache", "info", "--cache-dir", classroom).stdout
+
+
+def test_importing_something_that_is_not_a_bundle_is_one_line(tmp_path):
+    fake = tmp_path / "fake.bundle"
+    fake.write_bytes(gzip.compress(b'{"format": "zip"}\n'))
+    result = emoprobe("cache", "import", fake, "--cache-dir", tmp_path / "c")
+    assert result.exit_code == 1
+    assert "is not an emoprobe cache bundle" in result.stderr
+    fake.write_text("plain text")
+    result = emoprobe("cache", "import", fake, "--cache-dir", tmp_path / "c")
+    assert result.exit_code == 1 and result.stderr.startswith("error: cannot read bundle")
+
+
+def test_classify_offline_answers_from_an_imported_bundle_without_any_connection(
+    ollama_double, faces, tmp_path
+):
+    _, images = faces
+    home = tmp_path / "home-cache"
+    emoprobe("classify", *images[:2], "--host", ollama_double.url, "--cache-dir", home)
+    bundle = tmp_path / "b.bundle"
+    emoprobe("cache", "export", bundle, "--cache-dir", home)
+    classroom = tmp_path / "classroom"
+    emoprobe("cache", "import", bundle, "--cache-dir", classroom)
+    ollama_double.stop()  # no server at all in the classroom
+    result = emoprobe("classify", *images[:3], "--offline", "--cache-dir", classroom,
+                      "--host", ollama_double.url, "--json")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["cached"] for r in records] == [True, True, False]
+    assert records[2]["error"] == "not in cache"
+    assert result.exit_code == 1
