@@ -68,7 +68,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("dataset", type=click.Path(path_type=Path), required=False)
 @click.option(
     "--model",
     "models",
@@ -119,9 +119,10 @@ def cli() -> None:
     help="Model option, e.g. num_ctx=4096 (repeatable).",
 )
 @click.option("--max-side", type=int, help="Downscale images so the longer side is ≤ PIXELS.")
+@click.option("--offline", is_flag=True, help="Answer only from the cache; no connection.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(
-    dataset: Path,
+    dataset: Path | None,
     models: tuple[str, ...],
     host: str | None,
     allow_remote: bool,
@@ -135,19 +136,27 @@ def run(
     backoff: float,
     option_pairs: tuple[str, ...],
     max_side: int | None,
+    offline: bool,
     quiet: bool,
 ) -> int:
     """Classify every image of DATASET and write predictions, metrics and a report.
 
-    DATASET is a folder ROOT/<label>/<image> or a CSV with path,label columns.
-    Re-running the same command resumes where it stopped. With several --model, each
-    model runs in turn (one loaded at a time) into its own folder, then a comparison.
+    DATASET is a folder ROOT/<label>/<image> or a CSV with path,label columns; without
+    it, the bundled demo set of 25 cartoon faces runs. Re-running the same command
+    resumes where it stopped. With several --model, each model runs in turn (one loaded
+    at a time) into its own folder, then a comparison.
     """
     from .hosts import checked_host, default_host
     from .options import parse_options
     from .runner import RunConfig
 
     models = tuple(dict.fromkeys(models))  # the same model twice is one run
+    if dataset is None:
+        from .cache import default_cache_dir
+        from .demo import demo_dataset
+
+        dataset = demo_dataset(cache_dir or default_cache_dir())
+        click.echo(f"no DATASET given: running the demo set of 25 cartoon faces ({dataset})")
     settings: dict[str, Any] = {
         "dataset": dataset,
         "host": checked_host(host or default_host(), allow_remote=allow_remote),
@@ -160,6 +169,7 @@ def run(
         "backoff": backoff,
         "options": parse_options(option_pairs),
         "max_side": max_side,
+        "offline": offline,
         "command_line": shlex.join(["emoprobe", *sys.argv[1:]]),
     }
     if len(models) > 1:
@@ -184,6 +194,11 @@ def _run_one(config: Any, quiet: bool) -> Any:
 
 
 def _unfinished(result: Any, retries: int) -> str:
+    if result.not_cached:
+        return (
+            f"{result.not_cached} of {result.total} images are not in the cache; run the same "
+            "command without --offline (or import a bundle that has them) to answer them"
+        )
     missing = result.total - result.finished
     reason = f"{result.abort_reason}; " if result.abort_reason else ""
     return (
@@ -214,16 +229,20 @@ def _run_models(
     slugs = [re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") for model in models]
     if out is not None and len(set(slugs)) < len(slugs):
         raise ConfigError(f"models {', '.join(models)} map to the same folder names under {out}")
-    backend = OllamaBackend(settings["host"], timeout=settings["timeout"])
+    backend = (
+        None
+        if settings["offline"]
+        else OllamaBackend(settings["host"], timeout=settings["timeout"])
+    )
     results = []
     try:
         try:
-            for model in models:
+            for model in models if backend else ():
                 backend.describe(model)
         except (ServerUnreachable, TransientError):
             pass  # finished runs need no server; the first run that does will say why
         for index, (model, slug) in enumerate(zip(models, slugs, strict=True)):
-            if index:
+            if index and backend:
                 _unload(backend, models[index - 1])
             click.echo(f"model {index + 1}/{len(models)}: {model}")
             config = RunConfig(model=model, out=out / slug if out else None, **settings)
@@ -231,7 +250,8 @@ def _run_models(
             _print_summary(result)
             results.append(result)
     finally:
-        backend.close()
+        if backend:
+            backend.close()
     try:
         comparison = build_comparison([result.out for result in results])
     except ConfigError as error:

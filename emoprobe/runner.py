@@ -112,6 +112,7 @@ class RunResult:
     metrics: dict[str, Any]
     session: dict[str, Any]
     abort_reason: str = ""
+    not_cached: int = 0
 
     @property
     def complete(self) -> bool:
@@ -196,6 +197,7 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
             metrics=result_metrics,
             session=session,
             abort_reason=abort_reason,
+            not_cached=sum(row.error == NOT_IN_CACHE for row in rows),
         )
 
 

@@ -127,3 +127,61 @@ def test_classify_offline_answers_from_an_imported_bundle_without_any_connection
     assert [r["cached"] for r in records] == [True, True, False]
     assert records[2]["error"] == "not in cache"
     assert result.exit_code == 1
+
+
+def test_run_without_a_dataset_runs_the_demo_set(ollama_double, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = emoprobe("run", "--host", ollama_double.url, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "running the demo set of 25 cartoon faces" in result.stdout
+    report = tmp_path / "reports" / "demo-set-qwen2.5vl-7b" / "report.md"
+    assert f"report: {report.relative_to(tmp_path)}" in result.stdout
+    metrics = json.loads((report.parent / "metrics.json").read_text())
+    assert metrics["n"] == 25 and metrics["n_error"] == 0
+    assert {c: v["support"] for c, v in metrics["per_class"].items()} == dict.fromkeys(
+        ("confused", "distracted", "happy", "tired", "neutral"), 5
+    )
+
+
+def test_an_offline_replay_of_a_bundle_gives_the_same_metrics(ollama_double, faces, tmp_path):
+    root, _ = faces
+    home, classroom = tmp_path / "home", tmp_path / "classroom"
+    online = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "online",
+                      "--cache-dir", home, "--quiet")
+    assert online.exit_code == 0, online.output
+    bundle = tmp_path / "lesson.bundle"
+    emoprobe("cache", "export", bundle, "--cache-dir", home)
+    emoprobe("cache", "import", bundle, "--cache-dir", classroom)
+    ollama_double.stop()
+    replay = emoprobe("run", root, "--offline", "--host", ollama_double.url,
+                      "--out", tmp_path / "replay", "--cache-dir", classroom, "--quiet")
+    assert replay.exit_code == 0, replay.output
+    keys = ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted", "per_class",
+            "confusion_matrix", "n", "n_unparsed")
+    first, second = (json.loads((tmp_path / name / "metrics.json").read_text())
+                     for name in ("online", "replay"))
+    assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
+    manifest = json.loads((tmp_path / "replay" / "manifest.json").read_text())
+    assert manifest["model"]["digest"] == json.loads(
+        (tmp_path / "online" / "manifest.json").read_text())["model"]["digest"]
+
+
+def test_an_offline_run_without_cached_answers_says_what_to_do(ollama_double, faces, tmp_path):
+    root, images = faces
+    home = tmp_path / "home"
+    emoprobe("classify", images[0], "--host", ollama_double.url, "--cache-dir", home)
+    ollama_double.stop()
+    out = tmp_path / "out"
+    result = emoprobe("run", root, "--offline", "--out", out, "--cache-dir", home, "--quiet")
+    assert result.exit_code == 3
+    assert f"{len(images) - 1} of {len(images)} images are not in the cache" in result.stderr
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert sum(",not in cache," in row for row in rows) == len(images) - 1
+
+
+def test_offline_with_nothing_recorded_for_the_model_is_one_line(tmp_path, faces):
+    root, _ = faces
+    result = emoprobe("run", root, "--offline", "--out", tmp_path / "o",
+                      "--cache-dir", tmp_path / "empty")
+    assert result.exit_code == 1
+    assert "has no answers from qwen2.5vl:7b" in result.stderr
