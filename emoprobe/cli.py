@@ -297,11 +297,13 @@ def _print_summary(result: Any) -> None:
         f"weighted F1 {figure('f1_weighted')}  unparsed {metrics['n_unparsed']}  "
         f"unreadable {metrics['n_error']}"
     )
-    click.echo(
-        f"requests {session.get('requests', 0)}  cache hits {session.get('cache_hits', 0)}  "
-        f"wall {format_duration(wall)}  "
-        f"{(fresh / wall if wall else 0):.1f} images/s"
-    )
+    if fresh or session.get("failed"):
+        click.echo(
+            f"requests {session.get('requests', 0)}  cache hits {session.get('cache_hits', 0)}  "
+            f"wall {format_duration(wall)}  {(fresh / wall if wall else 0):.1f} images/s"
+        )
+    else:
+        click.echo("nothing to do: every image already has a row (report rebuilt)")
     click.echo(f"report: {result.out / 'report.md'}")
 
 

@@ -134,7 +134,7 @@ def test_run_without_a_dataset_runs_the_demo_set(ollama_double, tmp_path, monkey
     result = emoprobe("run", "--host", ollama_double.url, "--quiet")
     assert result.exit_code == 0, result.output
     assert "running the demo set of 25 cartoon faces" in result.stdout
-    report = tmp_path / "reports" / "demo-set-qwen2.5vl-7b" / "report.md"
+    report = tmp_path / "reports" / "demo-qwen2.5vl-7b" / "report.md"
     assert f"report: {report.relative_to(tmp_path)}" in result.stdout
     metrics = json.loads((report.parent / "metrics.json").read_text())
     assert metrics["n"] == 25 and metrics["n_error"] == 0
@@ -185,3 +185,18 @@ def test_offline_with_nothing_recorded_for_the_model_is_one_line(tmp_path, faces
                       "--cache-dir", tmp_path / "empty")
     assert result.exit_code == 1
     assert "has no answers from qwen2.5vl:7b" in result.stderr
+
+
+def test_the_demo_set_is_drawn_deterministically_and_matches_the_shipped_copy(tmp_path):
+    from emoprobe.demo import REPO_DEMO, demo_dataset, make_demo
+
+    rows = make_demo(tmp_path / "a")
+    assert len(rows) == 25
+    assert sorted({label for _, label in rows}) == sorted(
+        ["confused", "distracted", "happy", "tired", "neutral"]
+    )
+    make_demo(tmp_path / "b")
+    for relpath, _ in rows:
+        assert (tmp_path / "a" / relpath).read_bytes() == (tmp_path / "b" / relpath).read_bytes()
+    assert (tmp_path / "a" / "labels.csv").read_text() == (REPO_DEMO / "labels.csv").read_text()
+    assert demo_dataset(tmp_path / "cache") == REPO_DEMO / "labels.csv"
