@@ -105,6 +105,8 @@ class Classifier:
             "prompt_eval_count": 0,
             "prompt_eval_duration_ns": 0,
             "request_seconds": 0.0,
+            "pixels_source": 0,  # of the images sent, before and after --max-side
+            "pixels_sent": 0,
         }
 
     # -- before any request ---------------------------------------------------------------
@@ -131,6 +133,9 @@ class Classifier:
             outcome.error = NOT_IN_CACHE
         else:
             outcome.payload = prepared.payload
+            with self._stats_lock:
+                self.stats["pixels_source"] += prepared.source_pixels
+                self.stats["pixels_sent"] += (prepared.width or 0) * (prepared.height or 0)
         return outcome
 
     def _lookup(self, outcome: Outcome, sha256: str) -> bool:

@@ -60,6 +60,7 @@ class PreparedImage:
     height: int | None
     note: str  # "" or what was done, e.g. "rotated per EXIF"
     error: str | None  # one-line reason the image can't be used, else None
+    source_pixels: int = 0  # width x height of the image as decoded, before any change
 
 
 class _Unusable(Exception):
@@ -171,7 +172,7 @@ def _prepare(data: bytes, digest: str, max_side: int | None) -> PreparedImage:
         too_big = max_side is not None and max(width, height) > max_side
 
         if not (animated or rotate or too_big) and _passes_through(img, data):
-            return PreparedImage(digest, data, width, height, "", None)
+            return PreparedImage(digest, data, width, height, "", None, width * height)
 
         steps: list[str] = []
         out: Image.Image = img
@@ -206,7 +207,9 @@ def _prepare(data: bytes, digest: str, max_side: int | None) -> PreparedImage:
             out.save(buf, "JPEG", quality=JPEG_QUALITY)
         else:
             out.save(buf, "PNG")
-        return PreparedImage(digest, buf.getvalue(), out.width, out.height, "; ".join(steps), None)
+        return PreparedImage(
+            digest, buf.getvalue(), out.width, out.height, "; ".join(steps), None, width * height
+        )
 
 
 def _open_formats() -> tuple[str, ...]:

@@ -11,8 +11,10 @@ import csv
 import io
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import WriteError
 
@@ -22,7 +24,7 @@ FINAL_STATUSES = frozenset({OK, UNPARSED_STATUS, ERROR})
 FSYNC_EVERY_S = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One image's outcome; `prediction` is a label, `unparsed`, or empty for errors."""
 
@@ -49,32 +51,47 @@ def _row_text(values: list[str] | tuple[str, ...]) -> str:
 HEADER = _row_text(COLUMNS)
 
 
+def read_complete(path: Path) -> tuple[list[Row], int]:
+    """The complete rows of `path` and the byte offset where they end, streaming.
+
+    Lines are split on "\n" alone (answers may hold "\r" or "\u2028"); a row counts
+    only when its last line ended, so a half-written tail is never returned.
+    """
+    if not path.exists():
+        return [], 0
+    consumed = [0]
+
+    def lines(handle: BinaryIO) -> Iterator[str]:
+        for line in handle:
+            if not line.endswith(b"\n"):
+                return  # a tail the writer never finished
+            consumed[0] += len(line)
+            yield line.decode("utf-8", "replace")
+
+    rows: list[Row] = []
+    good = 0
+    with open(path, "rb") as handle:
+        reader = csv.reader(lines(handle), strict=True)
+        try:
+            for values in reader:
+                if reader.line_num == 1 and values == COLUMNS:
+                    good = consumed[0]
+                    continue
+                if len(values) != len(COLUMNS):
+                    break
+                rows.append(Row(*values))
+                good = consumed[0]
+        except csv.Error:
+            pass
+    return rows, good
+
+
 def recover(path: Path) -> list[Row]:
     """Every complete row in `path`, after cutting off a half-written tail in place."""
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8", newline="") as handle:
-        text = handle.read()
-    pieces = text.split("\n")  # not splitlines(): answers may hold \r or \u2028
-    lines = [piece + "\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
-    reader = csv.reader(lines, strict=True)
-    rows: list[Row] = []
-    good_lines = 0
-    try:
-        for values in reader:
-            if reader.line_num == 1 and values == COLUMNS:
-                good_lines = 1
-                continue
-            if len(values) != len(COLUMNS) or not lines[reader.line_num - 1].endswith("\n"):
-                break
-            rows.append(Row(*values))
-            good_lines = reader.line_num
-    except csv.Error:
-        pass
-    keep = "".join(lines[:good_lines])
-    if keep != text:
-        with open(path, "r+", encoding="utf-8", newline="") as handle:
-            handle.truncate(len(keep.encode("utf-8")))
+    rows, good = read_complete(path)
+    if path.exists() and path.stat().st_size != good:
+        with open(path, "r+b") as handle:
+            handle.truncate(good)
     return rows
 
 

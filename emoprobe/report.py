@@ -415,7 +415,33 @@ def _speed(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
         + (f" ({concurrency} requests in flight)" if concurrency else "")
         + "; an answer from the cache keeps the latency of the request that made it."
     )
-    return "## Speed\n\n" + table(["measure", "value"], rows) + note
+    return "## Speed\n\n" + table(["measure", "value"], rows) + note + _image_size_note(manifest)
+
+
+QWEN_PATCH_PIXELS = 28 * 28  # Qwen2.5-VL spends about one token per 28x28 pixels
+
+
+def _image_size_note(manifest: dict[str, Any]) -> str:
+    """What the images sent cost, and what --max-side saved (pixels and image tokens)."""
+    sessions = manifest.get("sessions", [])
+    source = sum(s.get("pixels_source", 0) for s in sessions)
+    sent = sum(s.get("pixels_sent", 0) for s in sessions)
+    images = sum(s.get("requests", 0) for s in sessions)
+    if not (source and sent and images):
+        return ""
+    mean_source, mean_sent = source / images, sent / images
+    text = (
+        f"\n\nImages sent averaged {mean_sent / 1e6:.2f} megapixels "
+        f"(about {mean_sent / QWEN_PATCH_PIXELS:,.0f} image tokens each for Qwen2.5-VL, "
+        "one per 28×28 pixels)"
+    )
+    if manifest.get("max_side") and sent < source:
+        text += (
+            f"; `--max-side {manifest['max_side']}` cut them from {mean_source / 1e6:.2f} "
+            f"megapixels (about {mean_source / QWEN_PATCH_PIXELS:,.0f} tokens): "
+            f"{1 - sent / source:.0%} fewer pixels to encode per image"
+        )
+    return text + "."
 
 
 def _setup(manifest: dict[str, Any]) -> str:

@@ -6,19 +6,18 @@ so a run killed at any moment leaves either the old file or the new one.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import ConfigError, RunLockedError
 from .metrics import run_metrics
-from .predictions import COLUMNS, FILENAME, FINAL_STATUSES, Row, write_error
+from .predictions import FILENAME, FINAL_STATUSES, Row, read_complete, write_error
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -60,7 +59,10 @@ class RunDir:
             raise ConfigError(f"{path} is unreadable ({error}); pass another --out") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_atomic(self.path / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
+        write_atomic(
+            self.path / MANIFEST,
+            lambda handle: json.dump(manifest, handle, indent=2, ensure_ascii=False),
+        )
 
     def finish(
         self,
@@ -133,27 +135,16 @@ def read_rows(path: Path) -> list[Row]:
     A half-written last row is skipped, not cut off (`predictions.recover` does that
     when the run that owns the file resumes).
     """
-    with open(path, encoding="utf-8", newline="") as handle:
-        text = handle.read()
-    lines = [piece + "\n" for piece in text.split("\n")[:-1]]  # as `recover` splits
-    reader = csv.reader(lines, strict=True)
-    rows: list[Row] = []
-    try:
-        for values in reader:
-            if reader.line_num == 1 and values == COLUMNS:
-                continue
-            if len(values) != len(COLUMNS):
-                break
-            row = Row(*values)
-            if row.status in FINAL_STATUSES:
-                rows.append(row)
-    except csv.Error:
-        pass
-    return rows
+    rows, _ = read_complete(path)
+    return [row for row in rows if row.status in FINAL_STATUSES]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that readers never see half a file."""
+def write_atomic(path: Path, text: str | Callable[[TextIO], object]) -> None:
+    """Replace `path` with `text` (or what a writer function writes) atomically.
+
+    Readers never see half a file; a writer function streams large JSON without
+    building it as one string first.
+    """
     try:
         handle = tempfile.NamedTemporaryFile(
             "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
@@ -162,7 +153,10 @@ def write_atomic(path: Path, text: str) -> None:
         raise write_error(path, error) from None
     try:
         with handle:
-            handle.write(text)
+            if callable(text):
+                text(handle)
+            else:
+                handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)

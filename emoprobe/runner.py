@@ -186,12 +186,14 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                     failed, abort_reason = pipeline.run(todo, writer, done)
                 session.update(pipeline.stats())
         rows = _rows_in_sample_order(sample, recover(rundir.predictions))
+        total = len(sample)
+        del sample, dataset, done, todo  # the report's libraries are large: make room first
         session["finished_at"] = _now()
         result_metrics = rundir.finish(manifest, rows, session, task.labels)
         finished = sum(is_final(row) for row in rows)
         return RunResult(
             out=out,
-            total=len(sample),
+            total=total,
             finished=finished,
             failed=failed,
             metrics=result_metrics,

@@ -61,6 +61,7 @@ def test_plain_rgb_jpeg_passes_through_unchanged(tmp_path: Path) -> None:
         height=24,
         note="",
         error=None,
+        source_pixels=32 * 24,
     )
 
 

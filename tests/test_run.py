@@ -203,3 +203,35 @@ def test_concurrency_bounds_what_is_in_flight(ollama_double, dataset, tmp_path):
     assert result.exit_code == 0, result.output
     assert ollama_double.max_in_flight == 3
     assert ollama_double.max_queued == 2
+
+
+def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
+    ollama_double, tmp_path
+):
+    import base64
+    import io
+
+    from PIL import Image
+
+    root = tmp_path / "frames"
+    for label in ("happy", "tired"):
+        (root / label).mkdir(parents=True)
+        for number in range(2):
+            Image.new("RGB", (1280, 720), (number * 90, 20, 200)).save(
+                root / label / f"{number}.jpg"
+            )
+    out = tmp_path / "out"
+    result = emoprobe("run", root, "--host", ollama_double.url, "--out", out,
+                      "--max-side", 448, "--quiet")
+    assert result.exit_code == 0, result.output
+    for body in ollama_double.chat_requests:
+        if body.get("messages"):
+            image = Image.open(io.BytesIO(base64.b64decode(body["messages"][-1]["images"][0])))
+            assert image.size == (448, 252)
+    report = (out / "report.md").read_text()
+    assert "`--max-side 448` cut them from 0.92 megapixels (about 1,176 tokens)" in report
+    assert "88% fewer pixels" in report
+    again = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "full",
+                     "--quiet")
+    assert again.exit_code == 0
+    assert len([b for b in ollama_double.chat_requests if b.get("messages")]) == 8  # new keys
