@@ -214,10 +214,10 @@ def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
     from PIL import Image
 
     root = tmp_path / "frames"
-    for label in ("happy", "tired"):
+    for shade, label in enumerate(("happy", "tired")):
         (root / label).mkdir(parents=True)
         for number in range(2):
-            Image.new("RGB", (1280, 720), (number * 90, 20, 200)).save(
+            Image.new("RGB", (1280, 720), (number * 90, shade * 90, 200)).save(
                 root / label / f"{number}.jpg"
             )
     out = tmp_path / "out"
