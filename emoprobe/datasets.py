@@ -5,13 +5,19 @@ A dataset is either
 * an ImageFolder: ``ROOT/<label>/<image>``, with images possibly in nested folders below
   the label folder; or
 * a CSV manifest: a ``path,label`` header (case-insensitive, extra columns ignored), paths
-  relative to the CSV's folder, UTF-8 with or without a BOM.
+  relative to the CSV's folder, UTF-8 with or without a BOM; or
+* one of the layouts public facial-expression sets ship in: FER2013, RAF-DB (basic),
+  AffectNet, DAiSEE (`emoprobe.adapters`, one small loader each).
 
-Labels are matched to the task's labels ignoring case and surrounding space. Which files are
-images is decided by suffix alone (`IMAGE_SUFFIXES`); no image is opened here, and an
-ImageFolder is listed with `os.scandir` and no per-file stat, so listing tens of thousands of
-files is fast. A file that is listed but turns out unreadable or not an image becomes an
-error row later (`emoprobe.images.prepare_image` reports why).
+`load_dataset` detects the format from the path (`detect_format`) unless one of
+`DATASET_FORMATS` is named. Labels are matched to the task's labels ignoring case and
+surrounding space, then through the task's ``label_map``; labels the task lists in
+``ignore_labels`` are left out with a warning.
+
+Which files are images is decided by suffix alone (`IMAGE_SUFFIXES`); no image is opened
+here, and an ImageFolder is listed with `os.scandir` and no per-file stat, so listing tens of
+thousands of files is fast. A file that is listed but turns out unreadable or not an image
+becomes an error row later (`emoprobe.images.prepare_image` reports why).
 
 Anything wrong with the dataset as a whole raises `DatasetError` with one actionable line;
 suspicious things that were accepted come back as one-line `Dataset.warnings`.
@@ -50,12 +56,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
-from emoprobe.errors import DatasetError
+from emoprobe.errors import ConfigError, DatasetError
 from emoprobe.tasks import PAPER_TASK, Task
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 )
+
+DATASET_FORMATS: tuple[str, ...] = ("imagefolder", "csv", "fer2013", "rafdb", "affectnet", "daisee")
 
 _JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 _EXAMPLES = 3  # how many offending names a message spells out
@@ -75,7 +83,7 @@ class Dataset:
     """The items of a dataset, sorted by label then relpath, and what looked suspicious."""
 
     root: Path
-    format: str  # "imagefolder" | "csv"
+    format: str  # one of DATASET_FORMATS
     items: list[Item]
     warnings: list[str]
 
@@ -117,6 +125,26 @@ def _os_reason(exc: OSError) -> str:
 
 
 _Canonical = Callable[[str], str | None]
+_Ignored = Callable[[str], bool]
+
+
+def _never(name: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class _LabelSpace:
+    """What a loader needs of the task: its labels, the label of a dataset label (or None),
+    and whether a dataset label's images are to be left out."""
+
+    labels: tuple[str, ...]
+    canonical: _Canonical
+    ignored: _Ignored
+
+
+def _label_space(task: Task | Sequence[str]) -> _LabelSpace:
+    labels, canonical = _label_matcher(task)
+    return _LabelSpace(labels, canonical, task.ignores if isinstance(task, Task) else _never)
 
 
 def _label_matcher(task: Task | Sequence[str]) -> tuple[tuple[str, ...], _Canonical]:
@@ -176,13 +204,27 @@ def _missing_labels_warning(labels: Sequence[str], items: Sequence[Item]) -> lis
 # Loading
 
 
-def load_dataset(path: str | os.PathLike[str], task: Task | Sequence[str] = PAPER_TASK) -> Dataset:
-    """The labelled images at `path`: an ImageFolder (a folder) or a CSV manifest (a file).
+def load_dataset(
+    path: str | os.PathLike[str],
+    task: Task | Sequence[str] = PAPER_TASK,
+    format: str | None = None,
+    cache_dir: Path | None = None,
+) -> Dataset:
+    """The labelled images at `path`, in the format named or, without one, detected.
 
-    `task` is a `Task` or just the sequence of allowed labels. Raises `DatasetError` with one
-    actionable line when the dataset cannot be used.
+    `task` is a `Task` or just the sequence of allowed labels. `format` is one of
+    `DATASET_FORMATS` (None: `detect_format`). `cache_dir` is where FER2013's images are
+    written as PNG files on first use (None: the default cache directory). Raises
+    `DatasetError` with one actionable line when the dataset cannot be used, and
+    `ConfigError` for a format name that is not one of `DATASET_FORMATS`.
     """
-    labels, canonical = _label_matcher(task)
+    if format is not None and format not in DATASET_FORMATS:
+        raise ConfigError(
+            f"unknown dataset format {_show(str(format))!r}: expected one of "
+            f"{', '.join(DATASET_FORMATS)}"
+        )
+    space = _label_space(task)
+    labels, canonical = space.labels, space.canonical
     root = Path(os.path.abspath(os.fspath(path)))
     try:
         st = os.stat(root)
@@ -193,19 +235,46 @@ def load_dataset(path: str | os.PathLike[str], task: Task | Sequence[str] = PAPE
         ) from None
     except OSError as exc:
         raise DatasetError(f"cannot open dataset {_show(root)}: {_os_reason(exc)}") from None
-    if stat.S_ISDIR(st.st_mode):
-        return _load_folder(root, labels, canonical)
-    if root.suffix.casefold() != ".csv":
+    is_dir = stat.S_ISDIR(st.st_mode)
+    from emoprobe import adapters  # imports this module: imported here, not at the top
+
+    named = format
+    if format is None:
+        format = adapters.detect(root, is_dir) or ("imagefolder" if is_dir else "csv")
+    else:
+        adapters.check_layout(format, root, is_dir)
+    if format in adapters.LOADERS:
+        return adapters.LOADERS[format](root, space, cache_dir)
+    if is_dir:
+        return _load_folder(root, labels, canonical, space.ignored)
+    if named is None and root.suffix.casefold() != ".csv":
         raise DatasetError(
             f"dataset {_show(root)} is a file but not a .csv manifest: pass a folder with "
             f"{_layout_hint(labels)} or a CSV file with path,label columns"
         )
     if not stat.S_ISREG(st.st_mode):
         raise DatasetError(f"CSV manifest {_show(root)} is not a regular file")
-    return _load_csv(root, labels, canonical)
+    return _load_csv(root, labels, canonical, space.ignored)
 
 
-def _load_folder(root: Path, labels: Sequence[str], canonical: _Canonical) -> Dataset:
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """The format `load_dataset` reads `path` as when none is named (see `DATASET_FORMATS`).
+
+    A ``.csv`` whose header has ``emotion`` and ``pixels`` is fer2013; a folder with
+    ``EmoLabel/list_patition_label.txt`` is rafdb, one with ``annotations/*_exp.npy`` (or
+    whose subfolders have them) affectnet, one with ``Labels/*Labels.csv`` and ``DataSet/``
+    daisee; any other folder is an imagefolder and any other file a csv manifest.
+    """
+    from emoprobe import adapters
+
+    root = Path(os.path.abspath(os.fspath(path)))
+    is_dir = root.is_dir()
+    return adapters.detect(root, is_dir) or ("imagefolder" if is_dir else "csv")
+
+
+def _load_folder(
+    root: Path, labels: Sequence[str], canonical: _Canonical, ignored: _Ignored = _never
+) -> Dataset:
     shown_root = _show(root)
     layout = f"expected {shown_root}/<label>/<image> with {_layout_hint(labels)}"
     entries = [e for e in _scandir_sorted(str(root)) if not e.name.startswith(".")]
@@ -215,12 +284,15 @@ def _load_folder(root: Path, labels: Sequence[str], canonical: _Canonical) -> Da
     warnings: list[str] = []
     label_dirs: dict[str, list[os.DirEntry[str]]] = {}
     unknown: list[str] = []
+    skipped: list[str] = []
     root_images: list[str] = []
     for entry in entries:
         is_dir = _entry_is_dir(entry)
         if is_dir:
             label = canonical(entry.name)
-            if label is None:
+            if label is None and ignored(entry.name):
+                skipped.append(entry.name)
+            elif label is None:
                 unknown.append(entry.name)
             else:
                 label_dirs.setdefault(label, []).append(entry)
@@ -237,6 +309,11 @@ def _load_folder(root: Path, labels: Sequence[str], canonical: _Canonical) -> Da
             f"unknown label folder(s) {_quoted(unknown, 5)} in {shown_root}: the allowed labels "
             f"are {', '.join(labels)} (rename or remove those folders)"
             + _nested_hint(root, unknown, canonical)
+        )
+    if skipped:
+        warnings.append(
+            f"left out label folder(s) {_quoted(skipped, 5)} in {shown_root}: the task "
+            "ignores those labels"
         )
     if root_images:
         warnings.append(
@@ -405,7 +482,9 @@ def _sorted_unique(items: list[Item], warnings: list[str]) -> list[Item]:
 # CSV manifests
 
 
-def _load_csv(csv_path: Path, labels: Sequence[str], canonical: _Canonical) -> Dataset:
+def _load_csv(
+    csv_path: Path, labels: Sequence[str], canonical: _Canonical, ignored: _Ignored = _never
+) -> Dataset:
     shown = _show(csv_path)
     root = csv_path.parent
     expected = "expected a header line path,label and one row per image"
@@ -431,15 +510,21 @@ def _load_csv(csv_path: Path, labels: Sequence[str], canonical: _Canonical) -> D
     try:
         header = next(reader, [])
         path_col, label_col = _csv_columns(header, shown)
-        rows = _csv_rows(reader, path_col, label_col, shown, labels, canonical)
+        skipped: Counter[str] = Counter()
+        rows = _csv_rows(reader, path_col, label_col, shown, labels, canonical, ignored, skipped)
     except csv.Error as exc:
         raise DatasetError(
             f"CSV manifest {shown} is malformed at line {reader.line_num}: {_show(str(exc))}"
         ) from None
+    if not rows and skipped:
+        raise DatasetError(
+            f"CSV manifest {shown} lists only images whose labels the task ignores "
+            f"({_quoted(list(skipped), 5)}): the allowed labels are {', '.join(labels)}"
+        )
     if not rows:
         raise DatasetError(f"CSV manifest {shown} has a header but no rows: {expected}")
 
-    warnings: list[str] = []
+    warnings: list[str] = _ignored_warning(skipped, shown)
     items = _csv_items(rows, root, shown, warnings)
     items.sort(key=lambda it: (it.label, it.relpath))
     warnings += _missing_labels_warning(labels, items)
@@ -472,8 +557,11 @@ def _csv_rows(
     shown: str,
     labels: Sequence[str],
     canonical: _Canonical,
+    ignored: _Ignored = _never,
+    skipped: Counter[str] | None = None,
 ) -> list[tuple[int, str, str]]:
-    """(line, path cell, canonical label) for each non-blank row."""
+    """(line, path cell, canonical label) for each non-blank row; rows whose label the task
+    ignores are counted into `skipped` instead."""
     rows: list[tuple[int, str, str]] = []
     unknown: dict[str, int] = {}
     for row in reader:
@@ -489,6 +577,10 @@ def _csv_rows(
                     "(every row needs a path and a label)"
                 )
         label = canonical(value)
+        if label is None and ignored(value):
+            if skipped is not None:
+                skipped[value] += 1
+            continue
         if label is None:
             unknown.setdefault(value, line)
             continue
@@ -500,6 +592,17 @@ def _csv_rows(
             f"(first on line {first_line}): the allowed labels are {', '.join(labels)}"
         )
     return rows
+
+
+def _ignored_warning(skipped: Counter[str], where: str) -> list[str]:
+    """One warning counting the images left out because the task ignores their labels."""
+    if not skipped:
+        return []
+    counts = ", ".join(f"{n} '{_show(name)}'" for name, n in sorted(skipped.items()))
+    return [
+        f"left out {sum(skipped.values())} image(s) of {where} whose labels the task "
+        f"ignores: {counts}"
+    ]
 
 
 def _csv_items(
