@@ -120,6 +120,19 @@ def cli() -> None:
 )
 @click.option("--max-side", type=int, help="Downscale images so the longer side is ≤ PIXELS.")
 @click.option("--offline", is_flag=True, help="Answer only from the cache; no connection.")
+@click.option(
+    "--task",
+    "task_file",
+    type=click.Path(path_type=Path),
+    help="A task file (TOML) instead of the paper's task; see examples/tasks/.",
+)
+@click.option(
+    "--format",
+    "dataset_format",
+    metavar="NAME",
+    help="Dataset layout: imagefolder, csv, fer2013, rafdb, affectnet or daisee. "
+    "[default: detected]",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(
     dataset: Path | None,
@@ -137,6 +150,8 @@ def run(
     option_pairs: tuple[str, ...],
     max_side: int | None,
     offline: bool,
+    task_file: Path | None,
+    dataset_format: str | None,
     quiet: bool,
 ) -> int:
     """Classify every image of DATASET and write predictions, metrics and a report.
@@ -149,6 +164,7 @@ def run(
     from .hosts import checked_host, default_host
     from .options import parse_options
     from .runner import RunConfig
+    from .tasks import PAPER_TASK, load_task
 
     models = tuple(dict.fromkeys(models))  # the same model twice is one run
     if dataset is None:
@@ -170,6 +186,8 @@ def run(
         "options": parse_options(option_pairs),
         "max_side": max_side,
         "offline": offline,
+        "task": load_task(task_file) if task_file else PAPER_TASK,
+        "dataset_format": dataset_format,
         "command_line": shlex.join(["emoprobe", *sys.argv[1:]]),
     }
     if len(models) > 1:

@@ -97,8 +97,7 @@ def write_report(
     """Write the plots and report.md of one run into `folder`; return report.md's path."""
     from .rundir import write_atomic
 
-    model = manifest.get("model", {})
-    paper = paper_result_for(model.get("name", ""), model.get("family", ""))
+    paper = paper_for(manifest)
     plots = write_run_plots(folder, metrics, paper)
     path = folder / REPORT
     write_atomic(path, render_report(metrics, manifest, rows, plots))
@@ -141,6 +140,16 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def paper_for(manifest: dict[str, Any]) -> PaperResult | None:
+    """The paper's figures for this run: same model family and the paper's own prompt."""
+    from .tasks import PAPER_TASK
+
+    if manifest.get("task", {}).get("prompt_sha256") != PAPER_TASK.prompt_sha256:
+        return None
+    model = manifest.get("model", {})
+    return paper_result_for(model.get("name", ""), model.get("family", ""))
+
+
 def render_report(
     metrics: dict[str, Any],
     manifest: dict[str, Any],
@@ -150,7 +159,7 @@ def render_report(
     """The whole report.md of one run."""
     plots = plots or {}
     model = manifest.get("model", {})
-    paper = paper_result_for(model.get("name", ""), model.get("family", ""))
+    paper = paper_for(manifest)
     sections = [
         f"# emoprobe: {model.get('name', '?')} on {dataset_name(manifest)}",
         _status_line(metrics, manifest),

@@ -79,6 +79,7 @@ class RunConfig:
     command_line: str = ""
     max_consecutive_failures: int = 10
     offline: bool = False
+    dataset_format: str | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -130,7 +131,9 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     """Run (or resume) one model over one dataset sample; write everything into `out`."""
     events = events or RunEvents()
     task = config.task
-    dataset = load_dataset(config.dataset, task)
+    dataset = load_dataset(
+        config.dataset, task, format=config.dataset_format, cache_dir=config.cache_dir
+    )
     sample, sample_warnings = stratified_sample(dataset.items, config.per_class, config.seed)
     for warning in [*dataset.warnings, *sample_warnings]:
         events.warning(warning)

@@ -17,6 +17,7 @@ from emoprobe.metrics import compute_metrics
 from emoprobe.predictions import Row
 from emoprobe.report import render_report
 from emoprobe.rundir import LOCK, RunDir
+from emoprobe.tasks import PAPER_TASK
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("confusion_matrix.png", "per_class_f1.png")
@@ -162,7 +163,11 @@ def test_a_model_of_another_size_is_flagged_beside_the_paper():
         for i, label in enumerate(LABELS)
     ]
     metrics = compute_metrics(rows, LABELS)
-    manifest = {"model": {"name": "qwen2.5vl:32b", "family": "qwen25vl"}, "dataset": {}}
+    manifest = {
+        "model": {"name": "qwen2.5vl:32b", "family": "qwen25vl"},
+        "dataset": {},
+        "task": {"prompt_sha256": PAPER_TASK.prompt_sha256},
+    }
     report = render_report(metrics, manifest, rows)
     assert "Qwen2.5-VL-7B-Instruct (paper)" in report
     assert "this model is named 32B, the paper's is 7B" in report

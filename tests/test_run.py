@@ -235,3 +235,34 @@ def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
                      "--quiet")
     assert again.exit_code == 0
     assert len([b for b in ollama_double.chat_requests if b.get("messages")]) == 8  # new keys
+
+
+def test_a_task_file_and_a_dataset_format_from_the_command_line(ollama_double, tmp_path):
+    csv_path = tmp_path / "fer2013.csv"
+    pixels = " ".join(["128"] * 48 * 48)
+    csv_path.write_text(
+        "emotion,pixels,Usage\n"
+        f"3,{pixels},Training\n"
+        f"6,{pixels.replace('128', '10', 5)},PublicTest\n"
+        f"0,{pixels.replace('128', '250', 7)},PrivateTest\n"
+    )
+    ollama_double.answer = lambda request: "Happiness"
+    task = Path(__file__).resolve().parent.parent / "examples" / "tasks" / "basic-emotions.toml"
+    out = tmp_path / "out"
+    result = emoprobe("run", csv_path, "--task", task, "--format", "fer2013", "--host",
+                      ollama_double.url, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(out)
+    assert sorted(row["label"] for row in rows) == ["anger", "happiness", "neutral"]
+    assert {row["prediction"] for row in rows} == {"happiness"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["task"]["labels"][0] == "anger"
+    assert manifest["dataset"]["format"] == "fer2013"
+    system = ollama_double.chat_requests[-1]["messages"][0]["content"]
+    assert "happiness" in system.lower() and "distracted" not in system.lower()
+
+    wrong = emoprobe("run", csv_path, "--format", "rafdb", "--host", ollama_double.url,
+                     "--out", tmp_path / "o2")
+    assert wrong.exit_code == 1 and wrong.stderr.count("\n") == 1
+    report = (out / "report.md").read_text()
+    assert "(paper)" not in report  # the paper's figures belong to the paper's task only

@@ -30,6 +30,12 @@ DEFAULT_MODEL = "qwen2.5vl:7b"
     metavar="KEY=VALUE",
     help="Model option, e.g. num_ctx=4096 (repeatable).",
 )
+@click.option(
+    "--task",
+    "task_file",
+    type=click.Path(path_type=Path),
+    help="A task file (TOML) instead of the paper's task.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
 def classify(
     images: tuple[Path, ...],
@@ -41,6 +47,7 @@ def classify(
     timeout: float,
     retries: int,
     option_pairs: tuple[str, ...],
+    task_file: Path | None,
     as_json: bool,
 ) -> int:
     """Classify IMAGE… with the paper's prompt, parser and cache, and print each label.
@@ -50,15 +57,16 @@ def classify(
     from ..classifier import Classifier, Outcome, describe_model, open_backend_and_cache
     from ..hosts import checked_host, default_host
     from ..options import parse_options
-    from ..tasks import PAPER_TASK
+    from ..tasks import PAPER_TASK, load_task
 
     url = checked_host(host or default_host(), allow_remote=allow_remote)
     options = parse_options(option_pairs)
+    task = load_task(task_file) if task_file else PAPER_TASK
     failures = 0
     with open_backend_and_cache(url, timeout, cache_dir, offline) as (backend, cache):
         info = describe_model(model, backend, cache)
         classifier = Classifier(
-            task=PAPER_TASK,
+            task=task,
             model=model,
             options=options,
             backend=backend,
