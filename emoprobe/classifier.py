@@ -12,10 +12,11 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .answers import TOP_LOGPROBS, cache_mode, json_label, json_schema, label_scores
 from .backends.base import Answer, Backend, ModelInfo
 from .cache import ResponseCache, default_cache_dir, response_key
 from .errors import (
@@ -76,8 +77,12 @@ class Classifier:
         backoff: float = 1.0,
         on_retry: RetryHook | None = None,
         on_warning: Callable[[str], None] | None = None,
+        answer_mode: str = ANSWER_MODE,
     ) -> None:
         self.task = task
+        self.answer_mode = answer_mode
+        self._format = json_schema(task.labels) if answer_mode == "json" else None
+        self._top_logprobs = TOP_LOGPROBS if answer_mode == "logprobs" else 0
         self.model = model
         self.options = options
         self.backend = backend  # None: offline, answers come only from the cache
@@ -107,6 +112,7 @@ class Classifier:
             "request_seconds": 0.0,
             "pixels_source": 0,  # of the images sent, before and after --max-side
             "pixels_sent": 0,
+            "json_invalid": 0,  # json-mode answers that did not validate against the schema
         }
 
     # -- before any request ---------------------------------------------------------------
@@ -145,7 +151,7 @@ class Classifier:
             model_digest=self.info.digest,
             messages_text=self._key_messages,
             options=self.options,
-            answer_mode=ANSWER_MODE,
+            answer_mode=cache_mode(self.answer_mode),
             image_sha256=sha256,
             image_preparation=self._preparation,
         )
@@ -165,7 +171,11 @@ class Classifier:
             try:
                 self._ensure_loaded()
                 answer = self.backend.chat(
-                    self.model, self.task.messages(outcome.payload or b""), self.options
+                    self.model,
+                    self.task.messages(outcome.payload or b""),
+                    self.options,
+                    format=self._format,
+                    top_logprobs=self._top_logprobs,
                 )
             except (TransientError, ServerUnreachable) as error:
                 if attempt >= self.retries:
@@ -185,6 +195,9 @@ class Classifier:
                 self.stop.set()
                 outcome.failure = str(error)
                 break
+            if self._top_logprobs:
+                scores = label_scores(answer.logprobs, self.task.labels, self.task.synonyms)
+                answer = replace(answer, scores=scores, logprobs=())
             record = {**answer.to_cache(), "model": self.model, "digest": self.info.digest}
             self.cache.set(outcome.key, record)
             outcome.answer = answer
@@ -196,10 +209,19 @@ class Classifier:
         return outcome
 
     def prediction(self, outcome: Outcome) -> str:
-        """The label the answer names, or `unparsed`."""
+        """The label the answer names, or `unparsed`.
+
+        A json-mode answer that does not validate is counted and read by the parser.
+        """
         if outcome.answer is None:
             return ""
-        return parse_answer(outcome.answer.raw, self.task.labels, self.task.synonyms)
+        raw = outcome.answer.raw
+        if self._format is not None:
+            label = json_label(raw, self.task.labels)
+            if label is not None:
+                return label
+            self._count("json_invalid")
+        return parse_answer(raw, self.task.labels, self.task.synonyms)
 
     def _ensure_loaded(self) -> None:
         with self._load_lock:

@@ -133,6 +133,14 @@ def cli() -> None:
     help="Dataset layout: imagefolder, csv, fer2013, rafdb, affectnet or daisee. "
     "[default: detected]",
 )
+@click.option(
+    "--answer",
+    "answer_mode",
+    type=click.Choice(["text", "json", "logprobs"]),
+    default="text",
+    show_default=True,
+    help="Free text (the paper's), a JSON label enum, or text plus log-probabilities.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(
     dataset: Path | None,
@@ -152,6 +160,7 @@ def run(
     offline: bool,
     task_file: Path | None,
     dataset_format: str | None,
+    answer_mode: str,
     quiet: bool,
 ) -> int:
     """Classify every image of DATASET and write predictions, metrics and a report.
@@ -188,6 +197,7 @@ def run(
         "offline": offline,
         "task": load_task(task_file) if task_file else PAPER_TASK,
         "dataset_format": dataset_format,
+        "answer_mode": answer_mode,
         "command_line": shlex.join(["emoprobe", *sys.argv[1:]]),
     }
     if len(models) > 1:

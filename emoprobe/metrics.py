@@ -20,6 +20,10 @@ def run_metrics(rows: Sequence[Row], labels: Sequence[str]) -> dict[str, Any]:
     metrics = compute_metrics(rows, labels)
     metrics.update(latency_stats(rows))
     metrics["ci95"] = confidence_intervals(rows, labels)
+    if any(row.scores for row in rows):
+        from .calibration import score_metrics
+
+        metrics["scores"] = score_metrics(rows, labels)
     return metrics
 
 

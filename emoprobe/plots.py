@@ -150,3 +150,34 @@ def comparison_png(
         axes.grid(alpha=0.3)
     figure.suptitle("Weighted F1 on the shared images")
     return _png(figure)
+
+
+def reliability_png(scores: dict[str, Any]) -> bytes:
+    """Reliability diagram: accuracy against confidence per bin, the diagonal is perfect."""
+    bins = scores["reliability"]
+    figure = _figure(4.6, 4.2)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], linestyle="--", color=PAPER_COLOUR, label="perfectly calibrated")
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    axes.bar(
+        centres,
+        [b["accuracy"] for b in bins],
+        width=0.09,
+        color=RUN_COLOUR,
+        alpha=0.8,
+        label="accuracy in the bin",
+    )
+    axes.plot(
+        [b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="#d62728",
+        label="mean confidence",
+    )
+    for centre, b in zip(centres, bins, strict=True):
+        axes.annotate(str(b["count"]), (centre, b["accuracy"]), ha="center", va="bottom",
+                      fontsize=7, xytext=(0, 2), textcoords="offset points")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.05)
+    axes.set_xlabel("confidence (top label score)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"Reliability (ECE {scores['ece']:.3f})")
+    axes.legend(fontsize=7, loc="upper left", frameon=False)
+    return _png(figure)

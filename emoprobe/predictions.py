@@ -12,7 +12,7 @@ import io
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,9 +37,20 @@ class Row:
     error: str
     latency_s: str
     cached: str
+    scores: tuple[str, ...] = ()  # one per label, with --answer logprobs
+
+    def values(self) -> list[str]:
+        """The row's cells in column order (the scores last)."""
+        return [getattr(self, name) for name in COLUMNS] + list(self.scores)
 
 
-COLUMNS = [f.name for f in fields(Row)]
+COLUMNS = [f.name for f in fields(Row) if f.name != "scores"]
+SCORE_PREFIX = "score_"
+
+
+def header_for(score_labels: tuple[str, ...] | list[str] = ()) -> str:
+    """The header line: the fixed columns, then `score_<label>` per scored label."""
+    return _row_text([*COLUMNS, *(SCORE_PREFIX + label for label in score_labels)])
 
 
 def _row_text(values: list[str] | tuple[str, ...]) -> str:
@@ -48,7 +59,7 @@ def _row_text(values: list[str] | tuple[str, ...]) -> str:
     return buffer.getvalue()
 
 
-HEADER = _row_text(COLUMNS)
+HEADER = header_for()
 
 
 def read_complete(path: Path) -> tuple[list[Row], int]:
@@ -70,16 +81,21 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
 
     rows: list[Row] = []
     good = 0
+    width = len(COLUMNS)
+    fixed = len(COLUMNS)
     with open(path, "rb") as handle:
         reader = csv.reader(lines(handle), strict=True)
         try:
             for values in reader:
-                if reader.line_num == 1 and values == COLUMNS:
+                if reader.line_num == 1:
+                    if values[:fixed] != COLUMNS:
+                        break  # not a predictions.csv header: keep nothing
+                    width = len(values)
                     good = consumed[0]
                     continue
-                if len(values) != len(COLUMNS):
+                if len(values) != width:
                     break
-                rows.append(Row(*values))
+                rows.append(Row(*values[:fixed], scores=tuple(values[fixed:])))
                 good = consumed[0]
         except csv.Error:
             pass
@@ -95,12 +111,12 @@ def recover(path: Path) -> list[Row]:
     return rows
 
 
-def keep_only(path: Path, rows: list[Row]) -> None:
+def keep_only(path: Path, rows: list[Row], score_labels: tuple[str, ...] = ()) -> None:
     """Rewrite `path` atomically with just `rows` (dropping rows a resume will redo)."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            handle.write(HEADER + "".join(_row_text(astuple(row)) for row in rows))
+            handle.write(header_for(score_labels) + "".join(_row_text(r.values()) for r in rows))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -111,18 +127,18 @@ def keep_only(path: Path, rows: list[Row]) -> None:
 class PredictionWriter:
     """Appends rows to predictions.csv, each in one write, flushed at once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, score_labels: tuple[str, ...] = ()) -> None:
         self.path = path
         new = not path.exists() or path.stat().st_size == 0
         self._handle = open(path, "a", encoding="utf-8", newline="")
         self._last_sync = time.monotonic()
         if new:
-            self._handle.write(HEADER)
+            self._handle.write(header_for(score_labels))
             self._handle.flush()
 
     def write(self, row: Row) -> None:
         try:
-            self._handle.write(_row_text(astuple(row)))
+            self._handle.write(_row_text(row.values()))
             self._handle.flush()
             now = time.monotonic()
             if now - self._last_sync >= FSYNC_EVERY_S:

@@ -117,6 +117,8 @@ def write_run_plots(
             "confusion": ("confusion_matrix.png", plots.confusion_matrix_png(metrics)),
             "per_class": ("per_class_f1.png", plots.per_class_f1_png(metrics, paper)),
         }
+        if metrics.get("scores"):
+            files["reliability"] = ("reliability.png", plots.reliability_png(metrics["scores"]))
     except ImportError:  # matplotlib is a dependency; a broken install costs the plots only
         return {}
     for name, data in files.values():
@@ -168,10 +170,51 @@ def render_report(
         _per_class(metrics, paper, plots.get("per_class")),
         _confusion(metrics, plots.get("confusion")),
         _answers(metrics, manifest, rows),
+        _answer_mode(metrics, manifest, plots.get("reliability")),
         _speed(metrics, manifest),
         _setup(manifest),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def _answer_mode(metrics: dict[str, Any], manifest: dict[str, Any], plot: str | None) -> str:
+    """How the answers were asked for; schema failures (json), scores (logprobs)."""
+    mode = manifest.get("answer_mode", "text")
+    if mode == "json":
+        invalid = sum(s.get("json_invalid", 0) for s in manifest.get("sessions", []))
+        return (
+            "## Answer mode: json\n\nEach request's `format` was a JSON schema whose one "
+            "property, `label`, is an `enum` of the labels. "
+            f"Answers that still failed to validate: {invalid} (read by the free-text "
+            "parser instead)."
+        )
+    scores = metrics.get("scores")
+    if mode != "logprobs":
+        return ""
+    if not scores:
+        return "## Answer mode: logprobs\n\nNo answer carried scores for the labels."
+    per_class = [[label, value] for label, value in scores["roc_auc_ovr"].items()]
+    text = (
+        "## Answer mode: logprobs\n\nEach label's score is the probability the model gave "
+        "the tokens that begin it at the first answer position that names a label "
+        "(top 20 alternatives), normalised over the labels. "
+        f"{scores['n_with_scores']} answers carried scores"
+        + (f", {scores['n_without_scores']} did not" if scores["n_without_scores"] else "")
+        + ".\n\n"
+        + table(
+            ["measure", "value"],
+            [
+                ["ROC-AUC, one-vs-rest, macro", scores["roc_auc_ovr_macro"]],
+                ["accuracy of the top score", scores["top_score_accuracy"]],
+                ["expected calibration error (10 bins)", scores["ece"]],
+            ],
+        )
+        + "\n\nROC-AUC per class (– where the sample has no image of it or only it):\n\n"
+        + table(["class", "ROC-AUC"], per_class)
+    )
+    if plot:
+        text += f"\n\n![Reliability diagram]({plot})"
+    return text
 
 
 def dataset_name(manifest: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .answers import unsupported
 from .backends.base import ModelInfo
 from .classifier import (
     ANSWER_MODE,
@@ -80,6 +81,12 @@ class RunConfig:
     max_consecutive_failures: int = 10
     offline: bool = False
     dataset_format: str | None = None
+    answer_mode: str = ANSWER_MODE
+
+    @property
+    def score_labels(self) -> tuple[str, ...]:
+        """The labels predictions.csv holds a score column for (logprobs mode only)."""
+        return self.task.labels if self.answer_mode == "logprobs" else ()
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -150,7 +157,7 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         recovered = recover(rundir.predictions)
         done = {row.path: row for row in recovered if is_final(row)}
         if len(done) < len(recovered):
-            keep_only(rundir.predictions, list(done.values()))
+            keep_only(rundir.predictions, list(done.values()), config.score_labels)
         todo = [item for item in sample if item.relpath not in done]
         session: dict[str, Any] = {"started_at": _now(), "rows_written": 0}
         abort_reason = ""
@@ -160,6 +167,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                 config.host, config.timeout, config.cache_dir, config.offline, config.keep_alive
             ) as (backend, cache):
                 info = describe_model(config.model, backend, cache)
+                if problem := unsupported(config.answer_mode, info.backend, info.server_version):
+                    raise ConfigError(problem)
                 if manifest and manifest["model"].get("digest") != info.digest:
                     raise ConfigError(
                         f"model {config.model} changed on the server since {out} was started "
@@ -183,9 +192,10 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                         o.item.relpath, error, attempt, delay
                     ),
                     on_warning=events.warning,
+                    answer_mode=config.answer_mode,
                 )
                 pipeline = _Pipeline(config, classifier, events)
-                with PredictionWriter(rundir.predictions) as writer:
+                with PredictionWriter(rundir.predictions, config.score_labels) as writer:
                     failed, abort_reason = pipeline.run(todo, writer, done)
                 session.update(pipeline.stats())
         rows = _rows_in_sample_order(sample, recover(rundir.predictions))
@@ -346,11 +356,23 @@ class _Pipeline:
 
     def _row(self, outcome: Outcome) -> Row:
         item = outcome.item
+        labels = self.config.score_labels
         if outcome.error or outcome.answer is None:
             return Row(
-                item.relpath, outcome.sha256, item.label, "", "", ERROR, outcome.error, "", "false"
+                item.relpath,
+                outcome.sha256,
+                item.label,
+                "",
+                "",
+                ERROR,
+                outcome.error,
+                "",
+                "false",
+                ("",) * len(labels),
             )
         prediction = self.classifier.prediction(outcome)
+        found = outcome.answer.scores or {}
+        scores = tuple(f"{found[label]:.6f}" if label in found else "" for label in labels)
         return Row(
             path=item.relpath,
             sha256=outcome.sha256,
@@ -361,6 +383,7 @@ class _Pipeline:
             error="",
             latency_s=f"{outcome.answer.latency_s:.4f}",
             cached="true" if outcome.cached else "false",
+            scores=scores,
         )
 
 
@@ -375,7 +398,7 @@ def _fingerprint(config: RunConfig, root: Path) -> dict[str, Any]:
         "prompt_sha256": config.task.prompt_sha256,
         "model": config.model,
         "options": config.options,
-        "answer_mode": ANSWER_MODE,
+        "answer_mode": config.answer_mode,
         "max_side": config.max_side,
         "dataset_root": str(root),
         "per_class": config.per_class,
@@ -402,7 +425,7 @@ def _new_manifest(config: RunConfig, dataset: Any, fingerprint: dict, info: Mode
         },
         "options": config.options,
         "keep_alive": config.keep_alive,
-        "answer_mode": ANSWER_MODE,
+        "answer_mode": config.answer_mode,
         "max_side": config.max_side,
         "request": {
             "concurrency": config.concurrency,

@@ -40,14 +40,19 @@ class Answer:
     latency_s: float
     done_reason: str = ""
     timings: dict[str, int] = field(default_factory=dict)
+    logprobs: tuple[dict[str, Any], ...] = ()  # per answer token, when asked for; not cached
+    scores: dict[str, float] | None = None  # a probability per label (--answer logprobs)
 
     def to_cache(self) -> dict[str, Any]:
-        return {
+        value = {
             "raw": self.raw,
             "latency_s": self.latency_s,
             "done_reason": self.done_reason,
             "timings": dict(self.timings),
         }
+        if self.scores is not None:
+            value["scores"] = dict(self.scores)
+        return value
 
     @classmethod
     def from_cache(cls, value: dict[str, Any]) -> Answer:
@@ -56,6 +61,7 @@ class Answer:
             latency_s=float(value.get("latency_s") or 0.0),
             done_reason=value.get("done_reason", ""),
             timings=dict(value.get("timings") or {}),
+            scores=value.get("scores"),
         )
 
 
@@ -72,8 +78,20 @@ class Backend(Protocol):
         """Load the model into memory ahead of the first image; seconds it took."""
         ...
 
-    def chat(self, model: str, messages: list[dict], options: dict[str, Any]) -> Answer:
-        """Send one request and return the complete answer."""
+    def chat(
+        self,
+        model: str,
+        messages: list[dict],
+        options: dict[str, Any],
+        *,
+        format: dict[str, Any] | None = None,
+        top_logprobs: int = 0,
+    ) -> Answer:
+        """Send one request and return the complete answer.
+
+        `format`: a JSON schema the answer must follow; `top_logprobs` > 0: return each
+        answer token's log-probability and that many alternatives (`Answer.logprobs`).
+        """
         ...
 
     def close(self) -> None: ...

@@ -124,11 +124,23 @@ class OllamaBackend:
                 raise ollama.ResponseError(response.text, response.status_code)
 
     # -- one image ----------------------------------------------------------------
-    def chat(self, model: str, messages: list[dict], options: dict[str, Any]) -> Answer:
+    def chat(
+        self,
+        model: str,
+        messages: list[dict],
+        options: dict[str, Any],
+        *,
+        format: dict[str, Any] | None = None,
+        top_logprobs: int = 0,
+    ) -> Answer:
         """Stream one answer; a reply that never completes is an error, not an answer."""
         started = time.monotonic()
         pieces: list[str] = []
+        logprobs: list[dict[str, Any]] = []
         final = None
+        extra: dict[str, Any] = {"format": format} if format else {}
+        if top_logprobs:
+            extra.update(logprobs=True, top_logprobs=top_logprobs)
         with self._translated("POST /api/chat", model):
             stream = self._client.chat(
                 model=model,
@@ -136,10 +148,12 @@ class OllamaBackend:
                 options=options,
                 keep_alive=self.keep_alive,
                 stream=True,
+                **extra,
             )
             try:
                 for chunk in stream:
                     pieces.append(chunk.message.content or "")
+                    logprobs += [entry.model_dump() for entry in chunk.logprobs or ()]
                     if chunk.done:
                         final = chunk
                         break
@@ -155,6 +169,7 @@ class OllamaBackend:
             latency_s=time.monotonic() - started,
             done_reason=final.done_reason or "",
             timings=timings,
+            logprobs=tuple(logprobs),
         )
 
     def close(self) -> None:

@@ -36,6 +36,14 @@ DEFAULT_MODEL = "qwen2.5vl:7b"
     type=click.Path(path_type=Path),
     help="A task file (TOML) instead of the paper's task.",
 )
+@click.option(
+    "--answer",
+    "answer_mode",
+    type=click.Choice(["text", "json", "logprobs"]),
+    default="text",
+    show_default=True,
+    help="How the model is asked to answer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
 def classify(
     images: tuple[Path, ...],
@@ -48,13 +56,16 @@ def classify(
     retries: int,
     option_pairs: tuple[str, ...],
     task_file: Path | None,
+    answer_mode: str,
     as_json: bool,
 ) -> int:
     """Classify IMAGE… with the paper's prompt, parser and cache, and print each label.
 
     Faces are personal data: classify only photos whose owners agreed to it.
     """
+    from ..answers import unsupported
     from ..classifier import Classifier, Outcome, describe_model, open_backend_and_cache
+    from ..errors import ConfigError
     from ..hosts import checked_host, default_host
     from ..options import parse_options
     from ..tasks import PAPER_TASK, load_task
@@ -65,6 +76,8 @@ def classify(
     failures = 0
     with open_backend_and_cache(url, timeout, cache_dir, offline) as (backend, cache):
         info = describe_model(model, backend, cache)
+        if problem := unsupported(answer_mode, info.backend, info.server_version):
+            raise ConfigError(problem)
         classifier = Classifier(
             task=task,
             model=model,
@@ -73,6 +86,7 @@ def classify(
             cache=cache,
             info=info,
             retries=retries,
+            answer_mode=answer_mode,
         )
         for path in images:
             outcome = classifier.prepare(Outcome(path))
@@ -96,6 +110,8 @@ def _print_outcome(path: Path, outcome, prediction: str, as_json: bool) -> None:
             "latency_s": round(answer.latency_s, 4) if answer else None,
             "cached": outcome.cached,
         }
+        if answer is not None and answer.scores is not None:
+            record["scores"] = {label: round(p, 6) for label, p in answer.scores.items()}
         if problem:
             record["error"] = problem
         click.echo(json.dumps(record, ensure_ascii=False))

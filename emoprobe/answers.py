@@ -1,0 +1,107 @@
+"""Answer modes: how a request asks for its label and how the answer is read back.
+
+    text      the paper's free-text answer, read by the parser (`emoprobe.parse`)
+    json      the request's `format` is a JSON schema whose one property is an `enum` of
+              the labels: the answer is a label by construction (when the server obeys)
+    logprobs  the free-text answer, plus the first answer token's top log-probabilities
+              turned into a probability per label
+
+Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+ANSWER_MODES = ("text", "json", "logprobs")
+TOP_LOGPROBS = 20  # the most Ollama returns per token
+SCORING_VERSION = 1  # bump when `label_scores` changes: it is part of the cache key
+
+_TOKEN_TRIM = re.compile(r"^[\s\"'*`#_.:\-{}\[\]]+|[\s\"'*`.,:;!]+$")
+
+
+def json_schema(labels: Sequence[str]) -> dict[str, Any]:
+    """The `format` of a json-mode request: {"label": one of the labels}."""
+    return {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": list(labels)}},
+        "required": ["label"],
+    }
+
+
+def json_label(raw: str, labels: Sequence[str]) -> str | None:
+    """The label of a json-mode answer that validates against the schema, else None."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    label = value.get("label") if isinstance(value, dict) else None
+    return label if isinstance(label, str) and label in labels else None
+
+
+def label_scores(
+    logprobs: Sequence[Mapping[str, Any]],
+    labels: Sequence[str],
+    synonyms: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, float] | None:
+    """A probability per label from an answer's token log-probabilities.
+
+    Takes the first answer position whose candidate tokens begin a label (or a synonym),
+    gives each label the probability of the candidates that begin it (a candidate that
+    begins several labels is shared equally) and normalises over the labels. None when
+    no position names a label: the model answered something else.
+    """
+    forms = _label_forms(labels, synonyms)
+    for position in logprobs:
+        candidates = position.get("top_logprobs") or [position]
+        mass = dict.fromkeys(labels, 0.0)
+        for candidate in candidates:
+            piece = _TOKEN_TRIM.sub("", str(candidate.get("token", ""))).casefold()
+            if not piece:
+                continue
+            matched = {label for form, label in forms if form.startswith(piece)}
+            for label in matched:
+                mass[label] += math.exp(float(candidate.get("logprob", -math.inf))) / len(
+                    matched
+                )
+        total = sum(mass.values())
+        if total > 0:
+            return {label: value / total for label, value in mass.items()}
+    return None
+
+
+def _label_forms(
+    labels: Sequence[str], synonyms: Mapping[str, Sequence[str]] | None
+) -> list[tuple[str, str]]:
+    forms = [(label.casefold(), label) for label in labels]
+    for label, words in (synonyms or {}).items():
+        forms += [(word.casefold(), label) for word in words]
+    return forms
+
+
+LOGPROBS_SINCE = (0, 12, 11)  # the first Ollama release with logprobs on /api/chat
+
+
+def unsupported(mode: str, backend: str, server_version: str) -> str:
+    """Why a server cannot serve an answer mode ('' when it can)."""
+    if mode not in ANSWER_MODES:
+        return f"--answer {mode}: choose one of {', '.join(ANSWER_MODES)}"
+    if mode != "logprobs" or backend != "ollama":
+        return ""
+    found = re.match(r"(\d+)\.(\d+)\.(\d+)", server_version or "")
+    if found and tuple(int(part) for part in found.groups()) >= LOGPROBS_SINCE:
+        return ""
+    since = ".".join(map(str, LOGPROBS_SINCE))
+    return (
+        f"--answer logprobs needs Ollama {since} or newer (this server: "
+        f"{server_version or 'unknown'}); upgrade Ollama or use --answer text or json"
+    )
+
+
+def cache_mode(mode: str) -> str:
+    """The answer mode as it goes into cache keys (scoring changes make new keys)."""
+    return f"logprobs-v{SCORING_VERSION}" if mode == "logprobs" else mode
