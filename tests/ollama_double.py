@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_LIBRARY",
     "DEFAULT_MODELS",
     "FAULT_KINDS",
+    "ChatDoubleBase",
     "FaultRule",
     "ModelSpec",
     "NotOllamaServer",
@@ -262,13 +263,20 @@ def _last_image_sha(request_json: dict[str, Any]) -> str | None:
 
 
 def answer_by_image(
-    mapping: dict[str, str], default: str = "neutral"
+    mapping: dict[str, str],
+    default: str = "neutral",
+    *,
+    image_sha: Callable[[dict[str, Any]], str | None] = _last_image_sha,
 ) -> Callable[[dict[str, Any]], str]:
-    """An ``answer`` callable: sha256 hex of the last message's first image -> text."""
+    """An ``answer`` callable: sha256 hex of the last message's first image -> text.
+
+    ``image_sha`` finds that image in a request body (Ollama's ``images`` by default;
+    the OpenAI double passes its own finder for ``image_url`` content parts).
+    """
     table = dict(mapping)
 
     def answer(request_json: dict[str, Any]) -> str:
-        sha = _last_image_sha(request_json)
+        sha = image_sha(request_json)
         return table.get(sha, default) if sha else default
 
     return answer
@@ -456,6 +464,7 @@ class RequestRecord:
     chat_index: int | None = None  # position in OllamaDouble.chat_requests
     fault: str | None = None
     peer: tuple[str, int] | None = None  # the client's (host, port): one per connection
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
 
 @dataclass
@@ -477,8 +486,8 @@ class FaultRule:
     def exhausted(self) -> bool:
         return self.times is not None and self.served >= self.times
 
-    def _consider(self, index: int, model_key: str) -> bool:
-        if self.model is not None and _key(self.model) != model_key:
+    def _consider(self, index: int, model_key: str, key: Callable[[str], str] = _key) -> bool:
+        if self.model is not None and key(self.model) != model_key:
             return False
         self.seen += 1
         if self.exhausted:
@@ -728,34 +737,58 @@ class NotOllamaServer(_ServerBase):
 
 
 # --------------------------------------------------------------------------------------
-# the Ollama double
+# the chat doubles' shared handler: routes, request records, replies
 # --------------------------------------------------------------------------------------
-class _OllamaHandler(_BaseHandler):
+class _RecordingHandler(_BaseHandler):
+    """Routes a request to a method by path and verb and records it on the double.
+
+    Subclasses give ``_routes()`` ({path: {verb: method name}}), ``_encode`` (JSON as
+    their server writes it) and the replies for an unknown path, a wrong verb and a bug
+    in the double itself.
+    """
+
     server: _TrackingServer
+    json_type = JSON_TYPE
 
     @property
-    def double(self) -> OllamaDouble:
+    def double(self) -> Any:
         return self.server.owner
 
     @property
     def run(self) -> _Run:
         return self.server.run
 
+    def _routes(self) -> dict[str, dict[str, str]]:
+        raise NotImplementedError
+
+    def _encode(self, value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    def _not_found(self) -> None:
+        raise NotImplementedError
+
+    def _not_allowed(self) -> None:
+        raise NotImplementedError
+
+    def _internal_failure(self) -> None:
+        raise NotImplementedError
+
     def _dispatch(self) -> None:
         double = self.double
         path = urlsplit(self.path).path
-        record = double._begin(self.command, path, tuple(self.client_address[:2]))
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        record = double._begin(self.command, path, tuple(self.client_address[:2]), headers)
         self.record = record
         self.replied = False
         self._completed = False
         self._on_complete: list[Callable[[], None]] = []
         try:
             self.raw_body = self._read_body()
-            route = _ROUTES.get(path)
+            route = self._routes().get(path)
             if route is None:
-                self._text(404, "404 page not found")
+                self._not_found()
             elif self.command not in route:
-                self._text(405, "405 method not allowed")
+                self._not_allowed()
             else:
                 getattr(self, route[self.command])()
         except _Dropped:
@@ -766,7 +799,7 @@ class _OllamaHandler(_BaseHandler):
             double._internal_error(traceback.format_exc())
             if not self.replied:
                 with contextlib.suppress(OSError):
-                    self._json(500, {"error": "ollama double: internal error (see .errors)"})
+                    self._internal_failure()
             else:
                 self._drop()
         finally:
@@ -788,10 +821,7 @@ class _OllamaHandler(_BaseHandler):
     def _json(self, status: int, value: Any) -> None:
         self.record.status = status
         self.replied = True
-        self._send_bytes(status, _go_json(value), JSON_TYPE)
-
-    def _error(self, status: int, message: str) -> None:
-        self._json(status, {"error": message})
+        self._send_bytes(status, self._encode(value), self.json_type)
 
     def _text(self, status: int, text: str) -> None:
         self.record.status = status
@@ -802,6 +832,34 @@ class _OllamaHandler(_BaseHandler):
         self.record.status = status
         self.replied = True
         self._send_bytes(status, b"", "")
+
+
+# --------------------------------------------------------------------------------------
+# the Ollama double
+# --------------------------------------------------------------------------------------
+class _OllamaHandler(_RecordingHandler):
+    @property
+    def double(self) -> OllamaDouble:
+        return self.server.owner
+
+    def _routes(self) -> dict[str, dict[str, str]]:
+        return _ROUTES
+
+    def _encode(self, value: Any) -> bytes:
+        return _go_json(value)
+
+    def _not_found(self) -> None:
+        self._text(404, "404 page not found")
+
+    def _not_allowed(self) -> None:
+        self._text(405, "405 method not allowed")
+
+    def _internal_failure(self) -> None:
+        self._json(500, {"error": "ollama double: internal error (see .errors)"})
+
+    # -- replies -----------------------------------------------------------------------
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"error": message})
 
     def _stream_start(self, status: int = 200) -> None:
         self.record.status = status
@@ -1148,7 +1206,7 @@ class _OllamaHandler(_BaseHandler):
     ) -> None:
         double, run = self.double, self.run
         arrived = time.monotonic()
-        rule = double._pick_fault(chat_index, spec)
+        rule = double._pick_fault(chat_index, spec.name)
         kind = rule.kind if rule else None
         self.record.fault = kind
         streamed = body.get("stream", True) is not False
@@ -1377,53 +1435,42 @@ _ROUTES: dict[str, dict[str, str]] = {
 }
 
 
-class OllamaDouble(_ServerBase):
-    """A fake ``ollama serve`` on 127.0.0.1:<free port>; see the module docstring."""
+class ChatDoubleBase(_ServerBase):
+    """What every chat-server double shares: chat faults, parallel slots and a queue,
+    request records and counters. Subclasses provide the handler (a `_RecordingHandler`)
+    and the routes; their handlers call `_register_chat`, `_pick_fault`, `_hang`,
+    `_acquire_slot`/`_release_slot` and `_chat_started`/`_chat_finished`.
+    """
 
-    _handler = _OllamaHandler
+    fault_kinds: frozenset[str] = FAULT_KINDS
 
     def __init__(
         self,
         *,
-        models: Iterable[ModelSpec] | None = None,
-        library: Iterable[ModelSpec] | None = None,
-        version: str = "0.13.0",
         latency: float = 0.0,
         parallel: int = 1,
         max_queue: int = 512,
         answer: Callable[[dict[str, Any]], str] | None = None,
         slow_seconds: float = 2.0,
-        load_latency: float = 0.0,
-        token_delay: float = 0.0,
-        gpu_memory: int | None = None,
     ) -> None:
         super().__init__()
-        self.version = version
         self.latency = latency  # seconds of service time per chat, while holding a slot
         self.max_queue = max_queue
         self.answer: Callable[[dict[str, Any]], str] = answer or _default_answer
         self.slow_seconds = slow_seconds  # extra delay of a "slow" fault
-        self.load_latency = load_latency  # extra delay when a cold model is loaded
-        self.token_delay = token_delay  # pause between streamed content lines
-        # Bytes of VRAM per loaded model (None: unlimited). A model larger than this is
-        # split as the real scheduler splits it: /api/ps then shows size_vram < size.
-        self.gpu_memory = gpu_memory
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._models: dict[str, ModelSpec] = {}
-        for spec in DEFAULT_MODELS if models is None else models:
-            self._install(copy.deepcopy(spec))
-        self._library: dict[str, ModelSpec] = {
-            _key(spec.name): copy.deepcopy(spec)
-            for spec in (DEFAULT_LIBRARY if library is None else library)
-        }
-        self._loaded: dict[str, _Loaded] = {}
         self._parallel = parallel
         self._active = 0
         self._waiting: deque[object] = deque()
         self._rules: list[FaultRule] = []
         self._hung: set[threading.Event] = set()
         self._reset_counters()
+
+    @staticmethod
+    def _model_key(name: str) -> str:
+        """How a fault rule's ``model=`` is compared with a request's model."""
+        return name
 
     def _reset_counters(self) -> None:
         self._requests: list[RequestRecord] = []
@@ -1446,27 +1493,6 @@ class OllamaDouble(_ServerBase):
         with self._changed:
             self._parallel = value
             self._changed.notify_all()
-
-    @property
-    def models(self) -> dict[str, ModelSpec]:
-        """Installed models by display name (a new dict of the live specs)."""
-        with self._lock:
-            return {spec.name: spec for spec in self._models.values()}
-
-    def add_model(self, spec: ModelSpec) -> None:
-        self._install(copy.deepcopy(spec))
-
-    def remove_model(self, name: str) -> bool:
-        return self._remove(name)
-
-    def add_to_library(self, spec: ModelSpec) -> None:
-        with self._lock:
-            self._library[_key(spec.name)] = copy.deepcopy(spec)
-
-    @property
-    def loaded(self) -> list[str]:
-        """Names of the models /api/ps lists now."""
-        return [entry["name"] for entry in self._ps_entries()]
 
     # -- instrumentation -----------------------------------------------------------------
     @property
@@ -1535,8 +1561,8 @@ class OllamaDouble(_ServerBase):
         ``times=N``  stop after producing N faults.
         The first non-exhausted rule (in injection order) that matches wins.
         """
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; choose from {sorted(FAULT_KINDS)}")
+        if kind not in self.fault_kinds:
+            raise ValueError(f"unknown fault kind {kind!r}; choose from {sorted(self.fault_kinds)}")
         if every is not None and every < 1:
             raise ValueError("every must be >= 1")
         rule = FaultRule(
@@ -1570,11 +1596,12 @@ class OllamaDouble(_ServerBase):
         with self._lock:
             return list(self._rules)
 
-    def _pick_fault(self, index: int, spec: ModelSpec) -> FaultRule | None:
+    def _pick_fault(self, index: int, model: str) -> FaultRule | None:
+        key = self._model_key
         with self._lock:
             chosen = None
             for rule in self._rules:
-                if rule._consider(index, _key(spec.name)) and chosen is None:
+                if rule._consider(index, key(model), key) and chosen is None:
                     chosen = rule
             if chosen is not None:
                 chosen.served += 1
@@ -1629,8 +1656,12 @@ class OllamaDouble(_ServerBase):
             self._changed.notify_all()
 
     # -- request bookkeeping ------------------------------------------------------------
-    def _begin(self, method: str, path: str, peer: Any = None) -> RequestRecord:
-        record = RequestRecord(method=method, path=path, arrived=time.monotonic(), peer=peer)
+    def _begin(
+        self, method: str, path: str, peer: Any = None, headers: dict[str, str] | None = None
+    ) -> RequestRecord:
+        record = RequestRecord(
+            method=method, path=path, arrived=time.monotonic(), peer=peer, headers=headers or {}
+        )
         with self._changed:
             self._requests.append(record)
             self._changed.notify_all()
@@ -1667,8 +1698,79 @@ class OllamaDouble(_ServerBase):
     def _on_stop(self) -> None:
         self.release_hung()
         with self._changed:
+            self._changed.notify_all()
+
+
+class OllamaDouble(ChatDoubleBase):
+    """A fake ``ollama serve`` on 127.0.0.1:<free port>; see the module docstring."""
+
+    _handler = _OllamaHandler
+    _model_key = staticmethod(_key)
+
+    def __init__(
+        self,
+        *,
+        models: Iterable[ModelSpec] | None = None,
+        library: Iterable[ModelSpec] | None = None,
+        version: str = "0.13.0",
+        latency: float = 0.0,
+        parallel: int = 1,
+        max_queue: int = 512,
+        answer: Callable[[dict[str, Any]], str] | None = None,
+        slow_seconds: float = 2.0,
+        load_latency: float = 0.0,
+        token_delay: float = 0.0,
+        gpu_memory: int | None = None,
+    ) -> None:
+        super().__init__(
+            latency=latency,
+            parallel=parallel,
+            max_queue=max_queue,
+            answer=answer,
+            slow_seconds=slow_seconds,
+        )
+        self.version = version
+        self.load_latency = load_latency  # extra delay when a cold model is loaded
+        self.token_delay = token_delay  # pause between streamed content lines
+        # Bytes of VRAM per loaded model (None: unlimited). A model larger than this is
+        # split as the real scheduler splits it: /api/ps then shows size_vram < size.
+        self.gpu_memory = gpu_memory
+        self._models: dict[str, ModelSpec] = {}
+        for spec in DEFAULT_MODELS if models is None else models:
+            self._install(copy.deepcopy(spec))
+        self._library: dict[str, ModelSpec] = {
+            _key(spec.name): copy.deepcopy(spec)
+            for spec in (DEFAULT_LIBRARY if library is None else library)
+        }
+        self._loaded: dict[str, _Loaded] = {}
+
+    def _on_stop(self) -> None:
+        super()._on_stop()
+        with self._changed:
             self._loaded.clear()  # the process died: nothing stays loaded
             self._changed.notify_all()
+
+    # -- configuration -------------------------------------------------------------------
+    @property
+    def models(self) -> dict[str, ModelSpec]:
+        """Installed models by display name (a new dict of the live specs)."""
+        with self._lock:
+            return {spec.name: spec for spec in self._models.values()}
+
+    def add_model(self, spec: ModelSpec) -> None:
+        self._install(copy.deepcopy(spec))
+
+    def remove_model(self, name: str) -> bool:
+        return self._remove(name)
+
+    def add_to_library(self, spec: ModelSpec) -> None:
+        with self._lock:
+            self._library[_key(spec.name)] = copy.deepcopy(spec)
+
+    @property
+    def loaded(self) -> list[str]:
+        """Names of the models /api/ps lists now."""
+        return [entry["name"] for entry in self._ps_entries()]
 
     # -- the model store -----------------------------------------------------------------
     def _install(self, spec: ModelSpec) -> None:

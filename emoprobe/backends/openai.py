@@ -1,0 +1,565 @@
+"""OpenAI-compatible chat completions: vLLM, llama.cpp's llama-server, LM Studio, Ollama's /v1.
+
+Spoken over `httpx` directly (no `openai` package), without streaming:
+`POST {base}/chat/completions` with `stream: false`, one whole JSON reply per image.
+Nothing here ever calls an Ollama-native `/api/*` path.
+
+The base URL is the user's `--host` as given when its path ends in `/v1`
+(`http://127.0.0.1:8000/v1`); otherwise `/v1` is appended (`http://127.0.0.1:8000` →
+`http://127.0.0.1:8000/v1`, `http://127.0.0.1:11434` → Ollama's own `/v1`).
+
+Requests (Ollama-shaped messages and options, as `emoprobe.tasks.Task` builds them, are
+converted here):
+
+* messages: `{"role", "content", "images": [bytes]}` → `{"role", "content": [text part,
+  {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]}`; the media
+  type comes from the image's magic bytes (JPEG, PNG, WebP, GIF). The system prompt stays
+  a `system` message.
+* options: `temperature`, `seed`, `top_p`, `stop`, `presence_penalty` and
+  `frequency_penalty` keep their names; `num_predict` becomes `max_tokens` (a value <= 0,
+  i.e. unlimited, sends no limit). Everything else is dropped, since the OpenAI API has
+  no field for it: the runner settings `num_ctx`, `num_batch`, `num_gpu`, `num_thread`,
+  `num_keep`, `main_gpu`, `use_mmap` (set them when starting the server) and the
+  samplers `top_k`, `min_p`, `typical_p`, `repeat_last_n`, `repeat_penalty` (vLLM and
+  llama.cpp take some of these as extensions, under names of their own).
+  `dropped_options(options)` names the ones a given option set loses.
+
+Answers: `choices[0].message.content`, `finish_reason` as `done_reason` ("stop",
+"length"), `usage.prompt_tokens`/`usage.completion_tokens` as `prompt_eval_count`/
+`eval_count`; durations are 0 unless the server reports them (llama.cpp's `timings`).
+
+This module is the one boundary where `httpx` exceptions and HTTP statuses become
+emoprobe's own (`emoprobe.errors`), as `emoprobe.backends.ollama` is for Ollama:
+
+    connection refused, DNS failure          ServerUnreachable
+    401 / 403                                BackendError (fatal: see `_auth_error`)
+    404 on a chat                            ModelNotFound
+    "image input is not supported" and kin   ModelUnsuitable (400/422/500 naming images)
+    408, 425, 429, 499, 5xx, timeouts,
+    dropped connections, malformed JSON,
+    a 200 without `choices`                  TransientError
+    any other 4xx                            RequestRejected (the server's message)
+
+The API key comes from the environment variable named by `api_key_env` and is sent as
+`Authorization: Bearer …`; it is never logged, never put in an error message (a server
+that echoes it back has it masked) and never in `ModelInfo`. Nor does any image data reach
+a message: data URLs and long base64 runs in a server's error are cut out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..errors import (
+    BackendError,
+    ConfigError,
+    ModelNotFound,
+    ModelUnsuitable,
+    RequestRejected,
+    ServerUnreachable,
+    TransientError,
+)
+from .base import Answer, ModelInfo
+
+_ANSWER_FIELDS = frozenset(getattr(Answer, "__dataclass_fields__", ()))
+
+API_KEY_ENV = "OPENAI_API_KEY"
+TIMING_FIELDS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+RETRYABLE_STATUS = frozenset({408, 425, 429, 499})
+VERSION_TIMEOUT = 5.0
+LISTED_MODELS_SHOWN = 5
+MESSAGE_CHARS = 300
+# vLLM and llama.cpp stamp each `/models` entry's `created` with the time of the request;
+# a `created` this close to now is a clock reading, not the model's identity.
+CREATED_IS_NOW_S = 300.0
+# llama.cpp's per-model `meta` fields that describe the weights (not the server's flags).
+META_IDENTITY = ("vocab_type", "n_vocab", "n_ctx_train", "n_embd", "n_params", "size", "ftype")
+VISION_HINT = "serve a vision model (e.g. Qwen2.5-VL; llama-server needs its --mmproj file)"
+
+# option name → OpenAI field; `num_predict` is handled apart (→ max_tokens).
+_SAME_NAME = ("temperature", "seed", "top_p", "stop", "presence_penalty", "frequency_penalty")
+FORWARDED_OPTIONS = frozenset({*_SAME_NAME, "num_predict"})
+
+# What servers say when the model cannot take images (llama.cpp, vLLM, LM Studio, OpenAI).
+_NO_VISION = re.compile(
+    r"image input is not supported"
+    r"|does not support (?:image|vision|multi-?modal)"
+    r"|(?:images?|vision|multi-?modal(?: inputs?)?) (?:is|are) not supported"
+    r"|not a multi-?modal model"
+    r"|at most 0 image"
+    r"|image_url is only supported by certain models",
+    re.IGNORECASE,
+)
+
+
+# A server may quote the request in its error (vLLM: "Invalid image URL: data:…"); faces
+# must never reach a message, so data URLs and long base64 runs are cut out.
+_DATA_URL = re.compile(r"data:[^\s,]*,\S*")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+
+
+def dropped_options(options: dict[str, Any]) -> tuple[str, ...]:
+    """The options this backend cannot send (no OpenAI field), sorted: warn about them."""
+    return tuple(sorted(name for name in options if name not in FORWARDED_OPTIONS))
+
+
+def base_url(host: str) -> str:
+    """The API's base URL: `host` without a trailing `/`, with `/v1` appended unless there."""
+    url = host.strip().rstrip("/")
+    return url if url.endswith("/v1") else f"{url}/v1"
+
+
+def public_url(url: str) -> str:
+    """`url` without any `user:password@` part: what messages and digests may show."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+# -- requests ----------------------------------------------------------------------------
+def media_type(image: bytes) -> str:
+    """The image's MIME type from its magic bytes; RequestRejected if none of the four."""
+    if image.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if image.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        return "image/webp"
+    if image[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    raise RequestRejected("the image is not JPEG, PNG, WebP or GIF: cannot send it")
+
+
+def data_url(image: bytes | str) -> str:
+    """A `data:` URL for an image given as bytes (or, as Ollama accepts, base64 text)."""
+    if isinstance(image, str):
+        try:
+            raw = base64.b64decode(image, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestRejected("an image given as text is not base64: cannot send it") from None
+        encoded = image
+    else:
+        raw = bytes(image)
+        encoded = base64.b64encode(raw).decode("ascii")
+    return f"data:{media_type(raw)};base64,{encoded}"
+
+
+def convert_messages(messages: list[dict]) -> list[dict[str, Any]]:
+    """Ollama-shaped messages (`images: [bytes]`) → OpenAI chat messages with image parts."""
+    converted: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role", "user")
+        text = message.get("content") or ""
+        images = message.get("images") or []
+        if not images:
+            converted.append({"role": role, "content": text})
+            continue
+        parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+        parts += [{"type": "image_url", "image_url": {"url": data_url(image)}} for image in images]
+        converted.append({"role": role, "content": parts})
+    return converted
+
+
+def build_request(
+    model: str,
+    messages: list[dict],
+    options: dict[str, Any],
+    *,
+    format: dict[str, Any] | str | None = None,
+    top_logprobs: int = 0,
+) -> dict[str, Any]:
+    """The JSON body of `POST /chat/completions` for one request (see the module docstring).
+
+    `format` (a JSON schema, or "json") becomes `response_format`; `top_logprobs` > 0
+    asks for `logprobs` with that many alternatives per token.
+    """
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": convert_messages(messages),
+        "stream": False,
+    }
+    for name in _SAME_NAME:
+        if options.get(name) is not None:
+            value = options[name]
+            body[name] = [value] if name == "stop" and isinstance(value, str) else value
+    limit = options.get("num_predict")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        body["max_tokens"] = limit
+    if isinstance(format, dict):
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": format},
+        }
+    elif format:
+        body["response_format"] = {"type": "json_object"}
+    if top_logprobs > 0:
+        body["logprobs"] = True
+        body["top_logprobs"] = top_logprobs
+    return body
+
+
+# -- the backend ---------------------------------------------------------------------------
+class OpenAIBackend:
+    """Talks to one OpenAI-compatible server; safe to share between threads.
+
+    `host` is the API's base URL, e.g. `http://127.0.0.1:8000/v1`; `/v1` is appended when
+    the URL's path does not already end in it. `timeout` bounds each wait on the server
+    (connecting: at most 10 s); a reply comes whole, so it bounds the time to the answer.
+    The API key, when the environment variable `api_key_env` holds one, is sent as a
+    bearer token.
+    """
+
+    name = "openai"
+
+    def __init__(self, host: str, *, timeout: float, api_key_env: str = API_KEY_ENV) -> None:
+        url = base_url(host)
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+            self.base_url = public_url(url)
+        except ValueError:  # e.g. a port that is not a number
+            valid = False
+        if not valid:
+            raise ConfigError(f"malformed host {host!r}: expected e.g. http://127.0.0.1:8000/v1")
+        self.root_url = self.base_url[: -len("/v1")]
+        self.host = self.base_url
+        self.timeout = timeout
+        self.api_key_env = api_key_env
+        self._api_key = os.environ.get(api_key_env, "").strip()
+        headers = {"Accept": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        # trust_env=False: a proxy variable must never route students' faces elsewhere.
+        self._http = httpx.Client(
+            timeout=limits, headers=headers, trust_env=False, follow_redirects=False
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend({self.base_url!r}, timeout={self.timeout:g})"
+
+    # -- before the first image -------------------------------------------------------------
+    def describe(self, model: str) -> ModelInfo:
+        """Check that the server answers and lists `model` (`GET /v1/models`).
+
+        The OpenAI API says nothing about a model's capabilities, so whether it reads
+        images cannot be checked here: the first image tells (ModelUnsuitable, which
+        stops a run). `digest` hashes what identifies the served weights (see
+        `model_digest`); `server_version` comes from `GET /version` at the server's root
+        (vLLM has it), else is "unknown".
+        """
+        requested = time.time()
+        entries = self._list_models()
+        entry = _find_model(entries, model)
+        if entry is None:
+            raise ModelNotFound(
+                f"model {model!r} is not served at {self.base_url}; {_served_models(entries)}"
+            )
+        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        return ModelInfo(
+            name=model,
+            digest=self.model_digest(entry, requested),
+            server_version=self.server_version(),
+            parameter_size=_parameter_size(meta.get("n_params")),
+            size_bytes=_int(meta.get("size")),
+            capabilities=(),
+            backend=self.name,
+        )
+
+    def model_digest(self, entry: dict[str, Any], requested: float | None = None) -> str:
+        """sha256 of what identifies the served model, so cache keys follow its identity.
+
+        ("openai", the base URL without credentials, the model id, and of its `/models`
+        entry `owned_by`, vLLM's `root`/`parent`, llama.cpp's `meta` about the weights and
+        `created` unless that is the time of the request (vLLM and llama.cpp put "now"
+        there; Ollama puts the model's modification time).
+        """
+        identity: dict[str, Any] = {
+            "api": "openai",
+            "url": self.base_url,
+            "model": str(entry.get("id", "")),
+        }
+        for name in ("owned_by", "root", "parent"):
+            if entry.get(name) not in (None, ""):
+                identity[name] = entry[name]
+        meta = entry.get("meta")
+        if isinstance(meta, dict):
+            identity["meta"] = {name: meta[name] for name in META_IDENTITY if name in meta}
+        created = entry.get("created")
+        now = time.time() if requested is None else requested
+        if _is_number(created) and created < now - CREATED_IS_NOW_S:
+            identity["created"] = created
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def server_version(self) -> str:
+        """`GET /version` at the server's root (vLLM's), or "unknown"; never raises."""
+        try:
+            response = self._http.get(
+                f"{self.root_url}/version", timeout=min(self.timeout, VERSION_TIMEOUT)
+            )
+            version = response.json()["version"] if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return "unknown"
+        return str(version) if isinstance(version, (str, int, float)) and version else "unknown"
+
+    def load(self, model: str) -> float:
+        """Nothing to do: the server loaded its models when it started."""
+        return 0.0
+
+    def unload(self, model: str) -> None:
+        """Nothing to do: the OpenAI API cannot unload a model (stop the server for that)."""
+
+    # -- one image ----------------------------------------------------------------------------
+    def chat(
+        self,
+        model: str,
+        messages: list[dict],
+        options: dict[str, Any],
+        *,
+        format: dict[str, Any] | None = None,
+        top_logprobs: int = 0,
+    ) -> Answer:
+        """Send one request and return the whole answer (no streaming).
+
+        `format`: a JSON schema the answer must follow (`response_format`); `top_logprobs`
+        > 0: each answer token's log-probability and that many alternatives, in
+        `Answer.logprobs` (OpenAI's `choices[0].logprobs.content`, the same
+        `{token, logprob, bytes, top_logprobs}` entries as Ollama's).
+        """
+        body = build_request(model, messages, options, format=format, top_logprobs=top_logprobs)
+        started = time.monotonic()
+        with self._translated("POST /v1/chat/completions", model):
+            response = self._http.post(f"{self.base_url}/chat/completions", json=body)
+            self._check(response, model)
+            reply = response.json()
+        return _answer(reply, time.monotonic() - started)
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _list_models(self) -> list[dict[str, Any]]:
+        what = "GET /v1/models"
+        with self._translated(what):
+            response = self._http.get(f"{self.base_url}/models")
+        status = response.status_code
+        if status in (401, 403):
+            raise self._auth_error(status)
+        if status >= 500 or status in RETRYABLE_STATUS:
+            raise TransientError(f"{what}: HTTP {status}: {self._message(response)}")
+        try:
+            entries = response.json()["data"] if status == 200 else None
+        except (ValueError, KeyError, TypeError):
+            entries = None
+        if not isinstance(entries, list):
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise ServerUnreachable(
+                f"{self.base_url} answers, but not as an OpenAI-compatible server "
+                f"({what} gave HTTP {status}, {kind}): check --host (it should end in /v1)"
+            )
+        return [entry for entry in entries if isinstance(entry, dict)]
+
+    def _check(self, response: httpx.Response, model: str) -> None:
+        """Raise the right BackendError for a non-2xx reply to a chat."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if status in (401, 403):
+            raise self._auth_error(status)
+        message = self._message(response)
+        if status in (400, 422, 500) and _NO_VISION.search(message):
+            raise ModelUnsuitable(
+                f"model {model!r} at {self.base_url} cannot read images "
+                f"(HTTP {status}: {message}); {VISION_HINT}"
+            )
+        if status == 404:
+            raise ModelNotFound(
+                f"model {model!r} is not served at {self.base_url} (HTTP 404: {message})"
+            )
+        if status >= 500 or status in RETRYABLE_STATUS:
+            raise TransientError(f"HTTP {status}: {message}")
+        raise RequestRejected(f"HTTP {status}: {message}")
+
+    def _auth_error(self, status: int) -> BackendError:
+        """401/403: no retry can help and no other image can succeed, so a plain
+        BackendError, which the classifier treats as fatal (it stops the run) and the CLI
+        shows as one line. RequestRejected would fail image after image; ServerUnreachable
+        and TransientError would be retried; ModelNotFound/ModelUnsuitable would misname it.
+        """
+        what = "wants an API key" if status == 401 else "refuses access"
+        if self._api_key:
+            fix = f"check the key in ${self.api_key_env}"
+        else:
+            fix = f"set ${self.api_key_env} to the server's key"
+        return BackendError(f"the server at {self.base_url} {what} (HTTP {status}): {fix}")
+
+    def _message(self, response: httpx.Response) -> str:
+        """The server's error message on one line: OpenAI's `{"error": {"message"}}`, vLLM's
+        older top-level `message`, `{"error": "..."}`, FastAPI's `detail`, else the text."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        text: Any = None
+        if isinstance(body, dict):
+            error = body.get("error")
+            if isinstance(error, dict):
+                text = error.get("message")
+            elif isinstance(error, str):
+                text = error
+            text = text or body.get("message") or body.get("detail")
+        if not text:
+            text = response.text or response.reason_phrase or "no message"
+        return self._one_line(text if isinstance(text, str) else json.dumps(text))
+
+    def _one_line(self, text: str) -> str:
+        """One line, at most MESSAGE_CHARS, with no API key and no image data in it."""
+        line = " ".join(text.split())
+        if self._api_key:
+            line = line.replace(self._api_key, "***")
+        line = _BASE64_RUN.sub("…", _DATA_URL.sub("data:…", line))
+        return line[:MESSAGE_CHARS]
+
+    @contextmanager
+    def _translated(self, what: str, model: str = "") -> Iterator[None]:
+        try:
+            yield
+        except BackendError:
+            raise
+        except httpx.ConnectError:
+            raise ServerUnreachable(
+                f"cannot reach an OpenAI-compatible server at {self.base_url}: start it "
+                "(vLLM, llama-server, LM Studio, `ollama serve`) or point --host at a running one"
+            ) from None
+        except httpx.TimeoutException:
+            raise TransientError(f"{what} timed out after {self.timeout:g}s") from None
+        except httpx.TransportError as error:
+            raise TransientError(
+                f"connection dropped during {what} ({type(error).__name__})"
+            ) from None
+        except httpx.HTTPError as error:
+            raise TransientError(f"{what} failed ({type(error).__name__})") from None
+        except (ValueError, TypeError, KeyError) as error:
+            # json.JSONDecodeError is a ValueError.
+            raise TransientError(f"malformed reply to {what} ({type(error).__name__})") from None
+
+
+# -- replies --------------------------------------------------------------------------------
+def _answer(reply: Any, latency: float) -> Answer:
+    """An Answer from a chat completion; TransientError when it has no usable choice."""
+    if not isinstance(reply, dict):
+        raise TransientError("malformed reply: the chat completion is not a JSON object")
+    choices = reply.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        error = reply.get("error")
+        detail = ""
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            detail = f": {' '.join(error['message'].split())[:MESSAGE_CHARS]}"
+        elif isinstance(error, str):
+            detail = f": {' '.join(error.split())[:MESSAGE_CHARS]}"
+        raise TransientError(f"malformed reply: no choices in the chat completion{detail}")
+    content = message.get("content")
+    if isinstance(content, list):  # some servers answer in content parts
+        content = "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
+    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+    logprobs = _logprobs(choice)
+    # `Answer.logprobs` arrives with the --answer modes; until then there is nowhere to put them.
+    extra = {"logprobs": logprobs} if logprobs and "logprobs" in _ANSWER_FIELDS else {}
+    return Answer(
+        raw=content if isinstance(content, str) else "",
+        latency_s=latency,
+        done_reason=reason if isinstance(reason, str) else "",
+        timings=_timings(reply),
+        **extra,
+    )
+
+
+def _logprobs(choice: Any) -> tuple[dict[str, Any], ...]:
+    """`choice.logprobs.content`: one `{token, logprob, bytes, top_logprobs}` per token."""
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return ()
+    return tuple(entry for entry in content if isinstance(entry, dict))
+
+
+def _timings(reply: dict[str, Any]) -> dict[str, int]:
+    timings = dict.fromkeys(TIMING_FIELDS, 0)
+    usage = reply.get("usage")
+    if isinstance(usage, dict):
+        timings["prompt_eval_count"] = _int(usage.get("prompt_tokens"))
+        timings["eval_count"] = _int(usage.get("completion_tokens"))
+    server = reply.get("timings")  # llama.cpp: milliseconds
+    if isinstance(server, dict):
+        prompt_ns = _ns(server.get("prompt_ms"))
+        eval_ns = _ns(server.get("predicted_ms"))
+        timings["prompt_eval_duration"] = prompt_ns
+        timings["eval_duration"] = eval_ns
+        timings["total_duration"] = prompt_ns + eval_ns
+    return timings
+
+
+def _find_model(entries: list[dict[str, Any]], model: str) -> dict[str, Any] | None:
+    """The entry whose id is `model`; Ollama's `/v1` lists `llava` as `llava:latest`."""
+    by_id = {str(entry.get("id")): entry for entry in entries}
+    if model in by_id:
+        return by_id[model]
+    if ":" not in model.rsplit("/", 1)[-1]:
+        return by_id.get(f"{model}:latest")
+    return None
+
+
+def _served_models(entries: list[dict[str, Any]]) -> str:
+    names = [" ".join(str(entry.get("id", "")).split()) for entry in entries]
+    names = [name for name in names if name]
+    if not names:
+        return "it serves no models"
+    shown = ", ".join(names[:LISTED_MODELS_SHOWN])
+    more = len(names) - LISTED_MODELS_SHOWN
+    return f"it serves: {shown}" + (f" (and {more} more)" if more > 0 else "")
+
+
+def _parameter_size(count: Any) -> str:
+    if not _is_number(count) or count <= 0:
+        return ""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if count >= scale:
+            return f"{count / scale:.1f}{suffix}"
+    return str(int(count))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int(value: Any) -> int:
+    return int(value) if _is_number(value) and value >= 0 else 0
+
+
+def _ns(milliseconds: Any) -> int:
+    return int(milliseconds * 1_000_000) if _is_number(milliseconds) and milliseconds > 0 else 0
