@@ -10,7 +10,7 @@ import errno
 import os
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,6 +51,7 @@ class Outcome:
     failure: str = ""  # the request failed after retries: no row, retried next run
     seq: int = 0
     item: Any = None
+    attempts: int = 0  # failed requests so far
 
     @property
     def needs_request(self) -> bool:
@@ -99,7 +100,7 @@ class Classifier:
         self._preparation = f"{PREPARE_VERSION}:max_side={max_side}"
         self._backend_name = info.backend
         self._load_lock = threading.Lock()
-        self._loaded = False
+        self._loaded: set[int] = set()
         self._stats_lock = threading.Lock()
         self.stats: dict[str, Any] = {
             "requests": 0,
@@ -163,50 +164,64 @@ class Classifier:
         return True
 
     # -- the request ----------------------------------------------------------------------
+    def request(self, outcome: Outcome, backend: Backend) -> Outcome:
+        """One attempt on `backend`: on success the answer is cached and filled in.
+
+        Raises the backend's errors; the caller decides what to retry and where.
+        """
+        self._ensure_loaded(backend)
+        answer = backend.chat(
+            self.model,
+            self.task.messages(outcome.payload or b""),
+            self.options,
+            format=self._format,
+            top_logprobs=self._top_logprobs,
+        )
+        if self._top_logprobs:
+            scores = label_scores(answer.logprobs, self.task.labels, self.task.synonyms)
+            answer = replace(answer, scores=scores, logprobs=())
+        record = {**answer.to_cache(), "model": self.model, "digest": self.info.digest}
+        self.cache.set(outcome.key, record)
+        outcome.answer = answer
+        outcome.payload = None
+        self._record(answer)
+        return outcome
+
     def ask(self, outcome: Outcome) -> Outcome:
-        """Ask the model, retrying what is worth retrying; cache only a success."""
-        attempt = 0
+        """Ask this classifier's backend, retrying what is worth retrying with backoff."""
         assert self.backend is not None, "offline classifiers never ask"
+        attempt = 0
         while not self.stop.is_set():
             try:
-                self._ensure_loaded()
-                answer = self.backend.chat(
-                    self.model,
-                    self.task.messages(outcome.payload or b""),
-                    self.options,
-                    format=self._format,
-                    top_logprobs=self._top_logprobs,
-                )
+                return self.request(outcome, self.backend)
             except (TransientError, ServerUnreachable) as error:
                 if attempt >= self.retries:
                     outcome.failure = str(error)
                     break
-                delay = min(MAX_BACKOFF_S, self.backoff * 2**attempt) * random.uniform(0.5, 1)
+                delay = self.backoff_delay(attempt)
                 self.on_retry(outcome, str(error), attempt + 1, delay)
-                self._count("retries")
+                self.count("retries")
                 attempt += 1
                 self.stop.wait(delay)
-                continue
             except RequestRejected as error:
                 outcome.failure = str(error)
                 break
-            except BackendError as error:  # the model vanished: nothing else can succeed
-                self.fatal = self.fatal or error
-                self.stop.set()
+            except BackendError as error:
+                self.give_up(error)
                 outcome.failure = str(error)
                 break
-            if self._top_logprobs:
-                scores = label_scores(answer.logprobs, self.task.labels, self.task.synonyms)
-                answer = replace(answer, scores=scores, logprobs=())
-            record = {**answer.to_cache(), "model": self.model, "digest": self.info.digest}
-            self.cache.set(outcome.key, record)
-            outcome.answer = answer
-            outcome.payload = None
-            self._record(answer)
-            return outcome
         outcome.failure = outcome.failure or STOPPED
         outcome.payload = None
         return outcome
+
+    def backoff_delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter, capped."""
+        return min(MAX_BACKOFF_S, self.backoff * 2**attempt) * random.uniform(0.5, 1)
+
+    def give_up(self, error: BackendError) -> None:
+        """A failure nothing else can get past (the model vanished): stop everything."""
+        self.fatal = self.fatal or error
+        self.stop.set()
 
     def prediction(self, outcome: Outcome) -> str:
         """The label the answer names, or `unparsed`.
@@ -220,18 +235,19 @@ class Classifier:
             label = json_label(raw, self.task.labels)
             if label is not None:
                 return label
-            self._count("json_invalid")
+            self.count("json_invalid")
         return parse_answer(raw, self.task.labels, self.task.synonyms)
 
-    def _ensure_loaded(self) -> None:
+    def _ensure_loaded(self, backend: Backend) -> None:
+        """Load the model once per server before its first image (keep_alive holds it)."""
         with self._load_lock:
-            if self._loaded or self.backend is None:
+            if id(backend) in self._loaded:
                 return
             try:
-                self.stats["load_s"] = self.backend.load(self.model)
+                self.stats["load_s"] = backend.load(self.model)
             except TransientError as error:
                 self.on_warning(f"could not preload {self.model} ({error}); going on")
-            self._loaded = True
+            self._loaded.add(id(backend))
 
     def _record(self, answer: Answer) -> None:
         timings = answer.timings
@@ -244,41 +260,71 @@ class Classifier:
             stats["prompt_eval_count"] += timings.get("prompt_eval_count", 0)
             stats["prompt_eval_duration_ns"] += timings.get("prompt_eval_duration", 0)
 
-    def _count(self, name: str) -> None:
+    def count(self, name: str) -> None:
         with self._stats_lock:
             self.stats[name] += 1
 
 
+BACKENDS = ("ollama", "openai")
+
+
+def make_backend(kind: str, host: str, *, timeout: float, keep_alive: str = KEEP_ALIVE) -> Backend:
+    """The backend for one server: Ollama's native API, or an OpenAI-compatible one."""
+    if kind == "openai":
+        from .backends.openai import OpenAIBackend
+
+        return OpenAIBackend(host, timeout=timeout)
+    if kind != "ollama":
+        raise ConfigError(f"--backend {kind}: choose one of {', '.join(BACKENDS)}")
+    from .backends.ollama import OllamaBackend
+
+    return OllamaBackend(host, timeout=timeout, keep_alive=keep_alive)
+
+
 @contextmanager
-def open_backend_and_cache(
-    host: str,
+def open_backends_and_cache(
+    hosts: Sequence[str],
+    *,
+    kind: str = "ollama",
     timeout: float,
     cache_dir: Path | None,
     offline: bool,
     keep_alive: str = KEEP_ALIVE,
-) -> Iterator[tuple[Backend | None, ResponseCache]]:
-    """The cache and, unless offline, a backend for `host`; both closed afterwards."""
+) -> Iterator[tuple[list[Backend], ResponseCache]]:
+    """The cache and, unless offline, one backend per host; all closed afterwards."""
     cache = ResponseCache(cache_dir or default_cache_dir())
-    backend: Backend | None = None
+    backends: list[Backend] = []
     try:
         if not offline:
-            from .backends.ollama import OllamaBackend
-
-            backend = OllamaBackend(host, timeout=timeout, keep_alive=keep_alive)
-        yield backend, cache
+            for host in hosts:
+                backends.append(make_backend(kind, host, timeout=timeout, keep_alive=keep_alive))
+        yield backends, cache
     finally:
         cache.close()
-        if backend is not None:
+        for backend in backends:
             backend.close()
 
 
-def describe_model(model: str, backend: Backend | None, cache: ResponseCache) -> ModelInfo:
-    """Ask the server about the model, or offline, what the cache recorded of it."""
-    if backend is not None:
-        info = backend.describe(model)
-        cache.remember_model(model, info.to_dict())
-        return info
-    record = cache.recall_model(model)
+def describe_model(
+    model: str, backends: Sequence[Backend], cache: ResponseCache, kind: str = "ollama"
+) -> ModelInfo:
+    """Ask every server about the model (they must serve the same build), or offline,
+    what the cache recorded of it."""
+    recorded_as = model if kind == "ollama" else f"{kind}:{model}"
+    if backends:
+        infos = [backend.describe(model) for backend in backends]
+        if len({info.digest for info in infos}) > 1:
+            served = ", ".join(
+                f"{getattr(b, 'host', '?')}: {i.digest[:12]}"
+                for b, i in zip(backends, infos, strict=True)
+            )
+            raise ConfigError(
+                f"the hosts serve different builds of {model} ({served}); "
+                "pull the same one everywhere"
+            )
+        cache.remember_model(recorded_as, infos[0].to_dict())
+        return infos[0]
+    record = cache.recall_model(recorded_as)
     if record is None:
         raise ConfigError(
             f"--offline: the cache at {cache.directory} has no answers from {model}; "

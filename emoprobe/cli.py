@@ -79,9 +79,16 @@ def cli() -> None:
 )
 @click.option(
     "--host",
+    "host_urls",
     metavar="URL",
-    help="Ollama server. [default: $OLLAMA_HOST, else http://127.0.0.1:11434]",
+    multiple=True,
+    help="Model server; repeat it to share the work between several servers. "
+    "[default: $OLLAMA_HOST, else http://127.0.0.1:11434; openai: http://127.0.0.1:8000/v1]",
 )
+@click.option("--backend", "backend_kind", type=click.Choice(["ollama", "openai"]),
+              default="ollama", show_default=True,
+              help="Ollama's native API, or an OpenAI-compatible server (vLLM, llama.cpp, "
+              "LM Studio) at --host URL/v1.")
 @click.option("--allow-remote", is_flag=True, help="Allow a host that is not this machine.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder. [default: reports/…]")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Response cache folder.")
@@ -145,7 +152,8 @@ def cli() -> None:
 def run(
     dataset: Path | None,
     models: tuple[str, ...],
-    host: str | None,
+    host_urls: tuple[str, ...],
+    backend_kind: str,
     allow_remote: bool,
     out: Path | None,
     cache_dir: Path | None,
@@ -176,6 +184,12 @@ def run(
     from .tasks import PAPER_TASK, load_task
 
     models = tuple(dict.fromkeys(models))  # the same model twice is one run
+    hosts = tuple(
+        dict.fromkeys(
+            checked_host(url, allow_remote=allow_remote)
+            for url in host_urls or (default_host(backend_kind),)
+        )
+    )
     if dataset is None:
         from .cache import default_cache_dir
         from .demo import demo_dataset
@@ -184,7 +198,9 @@ def run(
         click.echo(f"no DATASET given: running the demo set of 25 cartoon faces ({dataset})")
     settings: dict[str, Any] = {
         "dataset": dataset,
-        "host": checked_host(host or default_host(), allow_remote=allow_remote),
+        "host": hosts[0],
+        "hosts": hosts,
+        "backend": backend_kind,
         "cache_dir": cache_dir,
         "per_class": per_class,
         "seed": seed,
@@ -247,7 +263,7 @@ def _run_models(
     """
     import re
 
-    from .backends.ollama import OllamaBackend
+    from .classifier import make_backend
     from .compare import build_comparison, default_comparison_dir, summary_text
     from .compare import write_comparison as write_comparison_md
     from .errors import ConfigError, ServerUnreachable, TransientError
@@ -257,20 +273,19 @@ def _run_models(
     slugs = [re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") for model in models]
     if out is not None and len(set(slugs)) < len(slugs):
         raise ConfigError(f"models {', '.join(models)} map to the same folder names under {out}")
-    backend = (
-        None
-        if settings["offline"]
-        else OllamaBackend(settings["host"], timeout=settings["timeout"])
-    )
+    backends = [
+        make_backend(settings["backend"], host, timeout=settings["timeout"])
+        for host in (() if settings["offline"] else settings["hosts"])
+    ]
     results = []
     try:
         try:
-            for model in models if backend else ():
-                backend.describe(model)
+            for model in models if backends else ():
+                backends[0].describe(model)
         except (ServerUnreachable, TransientError):
             pass  # finished runs need no server; the first run that does will say why
         for index, (model, slug) in enumerate(zip(models, slugs, strict=True)):
-            if index and backend:
+            for backend in backends if index else ():
                 _unload(backend, models[index - 1])
             click.echo(f"model {index + 1}/{len(models)}: {model}")
             config = RunConfig(model=model, out=out / slug if out else None, **settings)
@@ -278,7 +293,7 @@ def _run_models(
             _print_summary(result)
             results.append(result)
     finally:
-        if backend:
+        for backend in backends:
             backend.close()
     try:
         comparison = build_comparison([result.out for result in results])

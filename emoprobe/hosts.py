@@ -17,8 +17,13 @@ DEFAULT_HOST = f"http://127.0.0.1:{DEFAULT_PORT}"
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
-def default_host() -> str:
-    """`$OLLAMA_HOST` when set, else Ollama's own default address."""
+DEFAULT_OPENAI_HOST = "http://127.0.0.1:8000/v1"  # vLLM's default port
+
+
+def default_host(backend: str = "ollama") -> str:
+    """`$OLLAMA_HOST` when set, else Ollama's own default address (vLLM's for openai)."""
+    if backend == "openai":
+        return DEFAULT_OPENAI_HOST
     return os.environ.get("OLLAMA_HOST", "").strip() or DEFAULT_HOST
 
 

@@ -467,7 +467,34 @@ def _speed(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
         + (f" ({concurrency} requests in flight)" if concurrency else "")
         + "; an answer from the cache keeps the latency of the request that made it."
     )
-    return "## Speed\n\n" + table(["measure", "value"], rows) + note + _image_size_note(manifest)
+    return (
+        "## Speed\n\n"
+        + table(["measure", "value"], rows)
+        + note
+        + _image_size_note(manifest)
+        + _hosts(manifest)
+    )
+
+
+def _hosts(manifest: dict[str, Any]) -> str:
+    """Images and speed per server, when several shared the work."""
+    served: dict[str, dict[str, float]] = {}
+    for session in manifest.get("sessions", []):
+        for host in session.get("hosts") or []:
+            entry = served.setdefault(host["url"], {"images": 0, "errors": 0, "busy_s": 0.0})
+            entry["images"] += host.get("images", 0)
+            entry["errors"] += host.get("errors", 0)
+            entry["busy_s"] += host.get("busy_s", 0.0)
+    if len(served) < 2:
+        return ""
+    wall = sum(s.get("wall_s", 0.0) for s in manifest.get("sessions", []) if s.get("hosts"))
+    rows = [
+        [url, int(e["images"]), fixed(e["images"] / wall, 2) if wall else None, int(e["errors"])]
+        for url, e in served.items()
+    ]
+    return "\n\nServers that shared the work:\n\n" + table(
+        ["host", "images", "images/s", "failed requests"], rows
+    )
 
 
 QWEN_PATCH_PIXELS = 28 * 28  # Qwen2.5-VL spends about one token per 28x28 pixels

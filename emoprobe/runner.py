@@ -23,7 +23,7 @@ from typing import Any
 
 from . import __version__
 from .answers import unsupported
-from .backends.base import ModelInfo
+from .backends.base import Backend, ModelInfo
 from .classifier import (
     ANSWER_MODE,
     KEEP_ALIVE,
@@ -32,7 +32,7 @@ from .classifier import (
     Classifier,
     Outcome,
     describe_model,
-    open_backend_and_cache,
+    open_backends_and_cache,
 )
 from .datasets import Item, load_dataset, stratified_sample
 from .errors import ConfigError
@@ -49,6 +49,7 @@ from .predictions import (
     recover,
 )
 from .rundir import RunDir, default_out_dir, fingerprint_mismatch
+from .scheduler import Host, Scheduler
 from .tasks import PAPER_TASK, UNPARSED, Task
 
 DEFAULT_MODEL = "qwen2.5vl:7b"
@@ -82,6 +83,12 @@ class RunConfig:
     offline: bool = False
     dataset_format: str | None = None
     answer_mode: str = ANSWER_MODE
+    hosts: tuple[str, ...] = ()  # several servers share the work; else `host` alone
+    backend: str = "ollama"
+
+    @property
+    def all_hosts(self) -> tuple[str, ...]:
+        return self.hosts or (self.host,)
 
     @property
     def score_labels(self) -> tuple[str, ...]:
@@ -163,12 +170,25 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         abort_reason = ""
         failed = 0
         if todo:
-            with open_backend_and_cache(
-                config.host, config.timeout, config.cache_dir, config.offline, config.keep_alive
-            ) as (backend, cache):
-                info = describe_model(config.model, backend, cache)
+            with open_backends_and_cache(
+                config.all_hosts,
+                kind=config.backend,
+                timeout=config.timeout,
+                cache_dir=config.cache_dir,
+                offline=config.offline,
+                keep_alive=config.keep_alive,
+            ) as (backends, cache):
+                info = describe_model(config.model, backends, cache, config.backend)
                 if problem := unsupported(config.answer_mode, info.backend, info.server_version):
                     raise ConfigError(problem)
+                if config.backend == "openai" and backends:
+                    from .backends.openai import dropped_options
+
+                    if dropped := dropped_options(config.options):
+                        events.warning(
+                            f"an OpenAI-compatible server takes no {', '.join(dropped)}: "
+                            "set them where the server starts"
+                        )
                 if manifest and manifest["model"].get("digest") != info.digest:
                     raise ConfigError(
                         f"model {config.model} changed on the server since {out} was started "
@@ -182,19 +202,16 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                     task=task,
                     model=config.model,
                     options=config.options,
-                    backend=backend,
+                    backend=backends[0] if backends else None,
                     cache=cache,
                     info=info,
                     max_side=config.max_side,
                     retries=config.retries,
                     backoff=config.backoff,
-                    on_retry=lambda o, error, attempt, delay: events.retrying(
-                        o.item.relpath, error, attempt, delay
-                    ),
                     on_warning=events.warning,
                     answer_mode=config.answer_mode,
                 )
-                pipeline = _Pipeline(config, classifier, events)
+                pipeline = _Pipeline(config, classifier, backends, events)
                 with PredictionWriter(rundir.predictions, config.score_labels) as writer:
                     failed, abort_reason = pipeline.run(todo, writer, done)
                 session.update(pipeline.stats())
@@ -222,34 +239,51 @@ def is_final(row: Row) -> bool:
 
 
 class _Pipeline:
-    """Moves images through the preparer, the workers and the writer; see the module doc."""
+    """Moves images through the preparer, the hosts' workers and the writer."""
 
-    def __init__(self, config: RunConfig, classifier: Classifier, events: RunEvents) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        classifier: Classifier,
+        backends: list[Backend],
+        events: RunEvents,
+    ) -> None:
         self.config = config
         self.classifier = classifier
         self.events = events
         self.stop = classifier.stop
-        self._requests: queue.Queue[Outcome] = queue.Queue(maxsize=config.concurrency)
         self._results: queue.Queue[Outcome | _Done | BaseException] = queue.Queue()
-        self._prepared_all = threading.Event()
-        self._counts = {"cache_hits": 0, "failed": 0, "rows_written": 0}
+        self.hosts = [
+            Host(getattr(backend, "host", str(index)), backend)
+            for index, backend in enumerate(backends)
+        ]
+        self.scheduler = Scheduler(
+            classifier,
+            self.hosts,
+            window=config.concurrency,
+            retries=config.retries,
+            deliver=self._results.put,
+            on_retry=lambda o, error, attempt, delay: events.retrying(
+                o.item.relpath, error, attempt, delay
+            ),
+        )
+        self._counts: dict[str, Any] = {"cache_hits": 0, "failed": 0, "rows_written": 0}
         self._started = time.monotonic()
 
     def run(
         self, todo: list[Item], writer: PredictionWriter, done: dict[str, Row]
     ) -> tuple[int, str]:
         """Process `todo`; returns (failed images, reason the run stopped early or "")."""
-        threads = [threading.Thread(target=self._prepare_all, args=(todo,), daemon=True)]
-        threads += [
-            threading.Thread(target=self._work, daemon=True) for _ in range(self.config.concurrency)
-        ]
-        for thread in threads:
-            thread.start()
+        self.scheduler.start()
+        preparer = threading.Thread(target=self._prepare_all, args=(todo,), daemon=True)
+        preparer.start()
         try:
-            return self._write_in_order(writer, done)
+            return self._write_in_order(writer, done, preparer)
         finally:
             self.stop.set()
-            self._counts["wall_s"] = time.monotonic() - self._started
+            wall = time.monotonic() - self._started
+            self._counts["wall_s"] = wall
+            self._counts["hosts"] = [host.stats(wall) for host in self.hosts]
 
     def stats(self) -> dict[str, Any]:
         return {**self.classifier.stats, **self._counts}
@@ -264,45 +298,19 @@ class _Pipeline:
                 outcome = self.classifier.prepare(Outcome(item.path, seq=seq, item=item))
                 submitted += 1
                 if outcome.needs_request:
-                    self._put_request(outcome)
+                    self.scheduler.submit(outcome)
                 else:
                     self._results.put(outcome)
         except BaseException as error:  # surfaced in the main thread
             self._results.put(error)
         finally:
-            self._prepared_all.set()
+            self.scheduler.close()
             self._results.put(_Done(submitted))
 
-    def _put_request(self, outcome: Outcome) -> None:
-        """Wait for room among the requests; give the image up as stopped if the run stops."""
-        while not self.stop.is_set():
-            try:
-                self._requests.put(outcome, timeout=POLL_S)
-                return
-            except queue.Full:
-                continue
-        outcome.failure, outcome.payload = STOPPED, None
-        self._results.put(outcome)
-
-    # -- worker threads ---------------------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            try:
-                outcome = self._requests.get(timeout=POLL_S)
-            except queue.Empty:
-                if not (self._prepared_all.is_set() or self.stop.is_set()):
-                    continue
-                try:  # the preparer may have queued a last image just before it finished
-                    outcome = self._requests.get_nowait()
-                except queue.Empty:
-                    return
-            try:
-                self._results.put(self.classifier.ask(outcome))
-            except BaseException as error:
-                self._results.put(error)
-
     # -- main thread ------------------------------------------------------------------
-    def _write_in_order(self, writer: PredictionWriter, done: dict[str, Row]) -> tuple[int, str]:
+    def _write_in_order(
+        self, writer: PredictionWriter, done: dict[str, Row], preparer: threading.Thread
+    ) -> tuple[int, str]:
         pending: dict[int, Outcome] = {}
         next_seq = 0
         expected: int | None = None
@@ -310,7 +318,12 @@ class _Pipeline:
         labels_by_sha = {row.sha256: row.label for row in done.values() if row.sha256}
         reason = ""
         while expected is None or next_seq < expected:
-            message = self._results.get()
+            try:
+                message = self._results.get(timeout=POLL_S)
+            except queue.Empty:
+                if self.stop.is_set() and self.scheduler.idle() and not preparer.is_alive():
+                    self.scheduler.drain()  # images the stopped workers never took
+                continue
             if isinstance(message, BaseException):
                 raise message
             if isinstance(message, _Done):
@@ -413,8 +426,9 @@ def _new_manifest(config: RunConfig, dataset: Any, fingerprint: dict, info: Mode
         "created_at": _now(),
         "command": config.command_line,
         "fingerprint": fingerprint,
-        "backend": info.backend,
-        "server": {"host": config.host, "version": info.server_version},
+        "backend": config.backend,
+        "server": {"host": config.all_hosts[0], "hosts": list(config.all_hosts),
+                   "version": info.server_version},
         "model": info.to_dict(),
         "task": {
             "name": task.name,

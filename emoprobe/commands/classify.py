@@ -44,6 +44,9 @@ DEFAULT_MODEL = "qwen2.5vl:7b"
     show_default=True,
     help="How the model is asked to answer.",
 )
+@click.option("--backend", "backend_kind", type=click.Choice(["ollama", "openai"]),
+              default="ollama", show_default=True,
+              help="Ollama's native API, or an OpenAI-compatible server (--host URL/v1).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
 def classify(
     images: tuple[Path, ...],
@@ -57,6 +60,7 @@ def classify(
     option_pairs: tuple[str, ...],
     task_file: Path | None,
     answer_mode: str,
+    backend_kind: str,
     as_json: bool,
 ) -> int:
     """Classify IMAGE… with the paper's prompt, parser and cache, and print each label.
@@ -64,18 +68,21 @@ def classify(
     Faces are personal data: classify only photos whose owners agreed to it.
     """
     from ..answers import unsupported
-    from ..classifier import Classifier, Outcome, describe_model, open_backend_and_cache
+    from ..classifier import Classifier, Outcome, describe_model, open_backends_and_cache
     from ..errors import ConfigError
     from ..hosts import checked_host, default_host
     from ..options import parse_options
     from ..tasks import PAPER_TASK, load_task
 
-    url = checked_host(host or default_host(), allow_remote=allow_remote)
+    url = checked_host(host or default_host(backend_kind), allow_remote=allow_remote)
     options = parse_options(option_pairs)
     task = load_task(task_file) if task_file else PAPER_TASK
     failures = 0
-    with open_backend_and_cache(url, timeout, cache_dir, offline) as (backend, cache):
-        info = describe_model(model, backend, cache)
+    with open_backends_and_cache(
+        [url], kind=backend_kind, timeout=timeout, cache_dir=cache_dir, offline=offline
+    ) as (backends, cache):
+        info = describe_model(model, backends, cache, backend_kind)
+        backend = backends[0] if backends else None
         if problem := unsupported(answer_mode, info.backend, info.server_version):
             raise ConfigError(problem)
         classifier = Classifier(
