@@ -146,7 +146,39 @@ def startup(work: Path) -> None:
     print(f"emoprobe --help: best {min(times):.3f} s of 5\n")
 
 
-BENCHMARKS = {"efficiency": efficiency, "warm": warm, "memory": memory, "startup": startup}
+def hosts(work: Path) -> None:
+    """One dataset on one host vs two hosts (each S = 1, service time 0.1 s)."""
+    dataset = work / "hosts"
+    make_image_folder(dataset, per_label=16)
+    rows = []
+    for count in (1, 2):
+        doubles = [OllamaDouble(latency=SERVICE_S, parallel=1).start() for _ in range(count)]
+        try:
+            extra = [arg for double in doubles for arg in ("--host", double.url)]
+            started = time.perf_counter()
+            emoprobe_run(dataset, doubles[0].url, work / f"hosts-out{count}",
+                         work / f"hosts-c{count}", *extra[2:])
+            wall = time.perf_counter() - started
+            span = max(d.last_reply for d in doubles) - min(d.first_arrival for d in doubles)
+            split = " / ".join(
+                str(len([b for b in d.chat_requests if b.get("messages")])) for d in doubles
+            )
+        finally:
+            for double in doubles:
+                double.stop()
+        rows.append([count, split, span, wall])
+    print("80 images over one and two hosts (S = 1 each, 0.1 s service time)")
+    table(["hosts", "images per host", "server span s", "whole command s"], rows)
+    print(f"speed-up of the span with two hosts: {rows[0][2] / rows[1][2]:.2f}x\n")
+
+
+BENCHMARKS = {
+    "efficiency": efficiency,
+    "warm": warm,
+    "hosts": hosts,
+    "memory": memory,
+    "startup": startup,
+}
 
 
 def main() -> None:

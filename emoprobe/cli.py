@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .commands.options import request_options
 from .errors import EmoprobeError
 
 EXIT_ERROR = 1
@@ -85,13 +86,8 @@ def cli() -> None:
     help="Model server; repeat it to share the work between several servers. "
     "[default: $OLLAMA_HOST, else http://127.0.0.1:11434; openai: http://127.0.0.1:8000/v1]",
 )
-@click.option("--backend", "backend_kind", type=click.Choice(["ollama", "openai"]),
-              default="ollama", show_default=True,
-              help="Ollama's native API, or an OpenAI-compatible server (vLLM, llama.cpp, "
-              "LM Studio) at --host URL/v1.")
-@click.option("--allow-remote", is_flag=True, help="Allow a host that is not this machine.")
+@request_options
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder. [default: reports/…]")
-@click.option("--cache-dir", type=click.Path(path_type=Path), help="Response cache folder.")
 @click.option("--per-class", type=int, help="Sample N images per class (the paper: 1000).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @click.option(
@@ -99,54 +95,22 @@ def cli() -> None:
     type=int,
     default=2,
     show_default=True,
-    help="Requests in flight (2 keeps one Ollama slot busy).",
-)
-@click.option(
-    "--timeout", type=float, default=180.0, show_default=True, help="Seconds one request may take."
-)
-@click.option(
-    "--retries",
-    type=int,
-    default=3,
-    show_default=True,
-    help="Retries per image for busy, failing or dropped requests.",
+    help="Requests in flight per host (2 keeps one Ollama slot busy).",
 )
 @click.option(
     "--backoff",
     type=float,
     default=1.0,
     show_default=True,
-    help="First retry delay in seconds; it doubles per retry (max 30).",
-)
-@click.option(
-    "--option",
-    "option_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Model option, e.g. num_ctx=4096 (repeatable).",
+    help="First retry delay in seconds; it doubles per failure in a row (max 30).",
 )
 @click.option("--max-side", type=int, help="Downscale images so the longer side is ≤ PIXELS.")
-@click.option("--offline", is_flag=True, help="Answer only from the cache; no connection.")
-@click.option(
-    "--task",
-    "task_file",
-    type=click.Path(path_type=Path),
-    help="A task file (TOML) instead of the paper's task; see examples/tasks/.",
-)
 @click.option(
     "--format",
     "dataset_format",
     metavar="NAME",
     help="Dataset layout: imagefolder, csv, fer2013, rafdb, affectnet or daisee. "
     "[default: detected]",
-)
-@click.option(
-    "--answer",
-    "answer_mode",
-    type=click.Choice(["text", "json", "logprobs"]),
-    default="text",
-    show_default=True,
-    help="Free text (the paper's), a JSON label enum, or text plus log-probabilities.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(

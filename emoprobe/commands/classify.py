@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import cache_dir_option, request_options
+
 DEFAULT_MODEL = "qwen2.5vl:7b"
 
 
@@ -16,37 +18,9 @@ DEFAULT_MODEL = "qwen2.5vl:7b"
 @click.option(
     "--host",
     metavar="URL",
-    help="Ollama server. [default: $OLLAMA_HOST, else http://127.0.0.1:11434]",
+    help="Model server. [default: $OLLAMA_HOST, else http://127.0.0.1:11434]",
 )
-@click.option("--allow-remote", is_flag=True, help="Allow a host that is not this machine.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), help="Response cache folder.")
-@click.option("--offline", is_flag=True, help="Answer only from the cache; no connection.")
-@click.option("--timeout", type=float, default=180.0, show_default=True)
-@click.option("--retries", type=int, default=3, show_default=True)
-@click.option(
-    "--option",
-    "option_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Model option, e.g. num_ctx=4096 (repeatable).",
-)
-@click.option(
-    "--task",
-    "task_file",
-    type=click.Path(path_type=Path),
-    help="A task file (TOML) instead of the paper's task.",
-)
-@click.option(
-    "--answer",
-    "answer_mode",
-    type=click.Choice(["text", "json", "logprobs"]),
-    default="text",
-    show_default=True,
-    help="How the model is asked to answer.",
-)
-@click.option("--backend", "backend_kind", type=click.Choice(["ollama", "openai"]),
-              default="ollama", show_default=True,
-              help="Ollama's native API, or an OpenAI-compatible server (--host URL/v1).")
+@request_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line.")
 def classify(
     images: tuple[Path, ...],
@@ -134,13 +108,6 @@ def _print_outcome(path: Path, outcome, prediction: str, as_json: bool) -> None:
 @click.group()
 def cache() -> None:
     """Look into, clear, export or import the response cache."""
-
-
-cache_dir_option = click.option(
-    "--cache-dir",
-    type=click.Path(path_type=Path),
-    help="Response cache folder. [default: $EMOPROBE_CACHE_DIR or the user cache folder]",
-)
 
 
 def _open(cache_dir: Path | None):
