@@ -172,10 +172,52 @@ def hosts(work: Path) -> None:
     print(f"speed-up of the span with two hosts: {rows[0][2] / rows[1][2]:.2f}x\n")
 
 
+def report(work: Path) -> None:
+    """`emoprobe report` on 31,115 predictions × 6 builds (synthetic rows, real manifests)."""
+    import csv
+    import hashlib
+    import json
+    import random
+
+    from emoprobe.predictions import COLUMNS
+
+    dataset = work / "report-seed"
+    make_image_folder(dataset, per_label=1)
+    with OllamaDouble() as double:
+        emoprobe_run(dataset, double.url, work / "report-template", work / "report-c")
+    template = json.loads((work / "report-template" / "manifest.json").read_text())
+    labels = template["task"]["labels"]
+    items = [(f"{labels[i % 5]}/{i:05d}.jpg", hashlib.sha256(str(i).encode()).hexdigest(),
+              labels[i % 5]) for i in range(31115)]
+    timings = []
+    for number in range(6):
+        rng, out = random.Random(number), work / f"report-run{number}"
+        out.mkdir()
+        with open(out / "predictions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            for path, sha, label in items:
+                roll = rng.random()
+                guess = label if roll < 0.55 else rng.choice(labels)
+                status = "unparsed" if roll > 0.97 else "ok"
+                writer.writerow([path, sha, label, guess if status == "ok" else "unparsed",
+                                 guess, status, "", f"{rng.uniform(0.3, 2):.4f}", "false"])
+        manifest = dict(template, files=[{"path": p, "label": lab, "sha256": sha}
+                                         for p, sha, lab in items])
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "emoprobe", "report", str(out)], check=True,
+                       capture_output=True)
+        timings.append(time.perf_counter() - started)
+    print("emoprobe report on 31,115 predictions, six run folders (each a fresh process)")
+    table(["run", "seconds"], [[f"run{i}", t] for i, t in enumerate(timings)])
+
+
 BENCHMARKS = {
     "efficiency": efficiency,
     "warm": warm,
     "hosts": hosts,
+    "report": report,
     "memory": memory,
     "startup": startup,
 }
