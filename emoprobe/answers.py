@@ -50,28 +50,39 @@ def label_scores(
 ) -> dict[str, float] | None:
     """A probability per label from an answer's token log-probabilities.
 
-    Takes the first answer position whose candidate tokens begin a label (or a synonym),
-    gives each label the probability of the candidates that begin it (a candidate that
-    begins several labels is shared equally) and normalises over the labels. None when
-    no position names a label: the model answered something else.
+    Takes the first answer position where the model emitted the beginning of a label (or
+    a synonym) — where it committed to a label — gives each label the probability of the
+    alternatives there that begin it (one that begins several labels is shared equally)
+    and normalises over the labels. None when the answer never names a label.
     """
     forms = _label_forms(labels, synonyms)
+    previous = ""
     for position in logprobs:
-        candidates = position.get("top_logprobs") or [position]
+        token = str(position.get("token", ""))
+        word_start = not previous or not previous[-1].isalnum() or not token[:1].isalnum()
+        previous += token
+        if not (word_start and _begins_label(token, forms)):
+            continue  # the model has not committed to a label here (yet)
         mass = dict.fromkeys(labels, 0.0)
-        for candidate in candidates:
-            piece = _TOKEN_TRIM.sub("", str(candidate.get("token", ""))).casefold()
-            if not piece:
-                continue
-            matched = {label for form, label in forms if form.startswith(piece)}
+        for candidate in position.get("top_logprobs") or [position]:
+            alternative = str(candidate.get("token", ""))
+            matched = {label for form, label in forms if _begins(alternative, form)}
+            probability = math.exp(float(candidate.get("logprob", -math.inf)))
             for label in matched:
-                mass[label] += math.exp(float(candidate.get("logprob", -math.inf))) / len(
-                    matched
-                )
+                mass[label] += probability / len(matched)
         total = sum(mass.values())
         if total > 0:
             return {label: value / total for label, value in mass.items()}
     return None
+
+
+def _begins(token: str, form: str) -> bool:
+    piece = _TOKEN_TRIM.sub("", token).casefold()
+    return bool(piece) and form.startswith(piece)
+
+
+def _begins_label(token: str, forms: list[tuple[str, str]]) -> bool:
+    return any(_begins(token, form) for form, _ in forms)
 
 
 def _label_forms(

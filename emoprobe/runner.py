@@ -2,12 +2,13 @@
 
 The pipeline, in threads:
 
-    preparer ── stat, hash (memoised), cache lookup, read + check image ──┐ hits and
-        │ misses, at most `concurrency` waiting                          │ bad images
+    preparer ── stat, hash (memoised), cache lookup, read + check image ──┐ cache hits
+        │ misses, at most `concurrency` per host waiting                 │ and bad images
         ▼                                                                ▼
-    `concurrency` workers ── request, retry with backoff, cache ──▶ results ──▶ main thread:
-                                                                   rows in sample order,
-                                                                   appended and flushed
+    per host, `concurrency` workers (`scheduler.py`) ── request, cache ──▶ results
+        ▲ a failure cools the host down and puts the image back          │
+        └────────────────────────────────────────────────────────────────┘
+                                       main thread: rows in sample order, appended and flushed
 
 Only the main thread writes files; a failed request is never written or cached.
 """

@@ -174,3 +174,11 @@ def test_classify_shows_scores_in_json(ollama_double, faces):
                       ollama_double.url)
     record = json.loads(result.stdout)
     assert set(record["scores"]) == set(LABELS)
+
+
+def test_a_label_inside_a_word_is_no_label():
+    # "cannot determine": the piece "ne" begins "neutral" but sits inside a word
+    logprobs = [position(("I", -0.1)), position((" can", -0.1)), position(("not", -0.1)),
+                position((" det", -0.1)), position(("ermi", -0.1)), position(("ne", -0.1),
+                                                                              ("happy", -3.0))]
+    assert label_scores(logprobs, LABELS) is None

@@ -660,3 +660,22 @@ def test_importing_the_commands_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_render_bakes_a_task_files_prompt_into_another_folder(tmp_path):
+    from click.testing import CliRunner
+
+    from emoprobe.cli import cli
+    from emoprobe.tasks import load_task
+
+    tasks = Path(__file__).resolve().parent.parent / "examples" / "tasks"
+    task_path = tasks / "basic-emotions.toml"
+    result = CliRunner().invoke(cli, ["models", "render", "--task", str(task_path),
+                                      "--modelfiles", str(tmp_path / "basic")])
+    assert result.exit_code == 0, result.output
+    written = sorted((tmp_path / "basic").glob("*.Modelfile"))
+    assert len(written) == 6
+    system = load_task(task_path).system_prompt
+    assert all(system in path.read_text() for path in written)
+    refused = CliRunner().invoke(cli, ["models", "render", "--task", str(task_path)])
+    assert refused.exit_code == 1 and "--task needs --modelfiles" in refused.stderr

@@ -197,7 +197,7 @@ def test_unreadable_images_become_error_rows_and_the_run_goes_on(model_server, d
 
 def test_concurrency_bounds_what_is_in_flight(ollama_double, dataset, tmp_path):
     root, _ = dataset
-    ollama_double.latency = 0.02
+    ollama_double.latency = 0.06  # long enough for every worker to be waiting
     result = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "o",
                       "--concurrency", 3, "--quiet")
     assert result.exit_code == 0, result.output

@@ -376,11 +376,26 @@ _explain_names(rm, "Naming the base tag removes the base tag only.")
     help="Folder to write. [default: ./modelfiles, else the one beside the package]",
 )
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if a file would change.")
-def render(modelfiles: Path | None, check: bool) -> None:
-    """Write the six Modelfiles from the build table and the paper's prompt."""
+@click.option(
+    "--task",
+    "task_file",
+    type=click.Path(path_type=Path),
+    help="Bake another task's prompt into the SYSTEM lines (needs --modelfiles: the "
+    "repository's folder keeps the paper's).",
+)
+def render(modelfiles: Path | None, check: bool, task_file: Path | None) -> None:
+    """Write the six Modelfiles from the build table and the paper's (or a task's) prompt."""
     from .. import builds
     from ..errors import ConfigError
+    from ..tasks import load_task
 
+    if task_file is not None:
+        if modelfiles is None:
+            raise ConfigError("--task needs --modelfiles DIR: modelfiles/ keeps the paper's task")
+        task = load_task(task_file)
+        for path, changed in builds.render_all(modelfiles, task):
+            click.echo(f"{'wrote    ' if changed else 'unchanged'} {path}")
+        return
     directory = builds.render_target(modelfiles)
     if check:
         stale = [b.filename for b in builds.BUILDS if not builds.is_current(directory, b)]
