@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from ..errors import BackendError, TransientError
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -95,3 +97,20 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def transport_failure(error: Exception, what: str, timeout: float) -> BackendError | None:
+    """Timeouts, dropped connections and garbled replies, as retryable errors.
+
+    The one translation both backends share; None for anything else.
+    """
+    import httpx
+
+    if isinstance(error, httpx.TimeoutException):
+        return TransientError(f"{what} timed out after {timeout:g}s")
+    if isinstance(error, httpx.TransportError):
+        return TransientError(f"connection dropped during {what} ({type(error).__name__})")
+    if isinstance(error, (ValueError, TypeError, KeyError)):
+        # json.JSONDecodeError and pydantic's ValidationError are ValueErrors.
+        return TransientError(f"malformed reply to {what} ({type(error).__name__})")
+    return None

@@ -22,7 +22,7 @@ from ..errors import (
     ServerUnreachable,
     TransientError,
 )
-from .base import Answer, ModelInfo
+from .base import Answer, ModelInfo, transport_failure
 
 T = TypeVar("T")
 
@@ -194,15 +194,11 @@ class OllamaBackend:
                 f"cannot reach Ollama at {self.host}: start it with `ollama serve` "
                 "or point --host at a running server"
             ) from None
-        except httpx.TimeoutException:
-            raise TransientError(f"{what} timed out after {self.timeout:g}s") from None
-        except httpx.TransportError as error:
-            raise TransientError(
-                f"connection dropped during {what} ({type(error).__name__})"
-            ) from None
-        except (ValueError, TypeError) as error:
-            # json.JSONDecodeError and pydantic's ValidationError are ValueErrors.
-            raise TransientError(f"malformed reply to {what} ({type(error).__name__})") from None
+        except (httpx.HTTPError, ValueError, TypeError, KeyError) as error:
+            failure = transport_failure(error, what, self.timeout)
+            if failure is None:
+                raise
+            raise failure from None
 
     def _from_status(self, status: int, message: str, model: str) -> BackendError:
         text = " ".join(str(message).split())[:300]

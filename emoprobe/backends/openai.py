@@ -71,7 +71,7 @@ from ..errors import (
     ServerUnreachable,
     TransientError,
 )
-from .base import Answer, ModelInfo
+from .base import Answer, ModelInfo, transport_failure
 
 _ANSWER_FIELDS = frozenset(getattr(Answer, "__dataclass_fields__", ()))
 
@@ -454,17 +454,11 @@ class OpenAIBackend:
                 f"cannot reach an OpenAI-compatible server at {self.base_url}: start it "
                 "(vLLM, llama-server, LM Studio, `ollama serve`) or point --host at a running one"
             ) from None
-        except httpx.TimeoutException:
-            raise TransientError(f"{what} timed out after {self.timeout:g}s") from None
-        except httpx.TransportError as error:
-            raise TransientError(
-                f"connection dropped during {what} ({type(error).__name__})"
-            ) from None
-        except httpx.HTTPError as error:
-            raise TransientError(f"{what} failed ({type(error).__name__})") from None
-        except (ValueError, TypeError, KeyError) as error:
-            # json.JSONDecodeError is a ValueError.
-            raise TransientError(f"malformed reply to {what} ({type(error).__name__})") from None
+        except (httpx.HTTPError, ValueError, TypeError, KeyError) as error:
+            failure = transport_failure(error, what, self.timeout) or TransientError(
+                f"{what} failed ({type(error).__name__})"
+            )
+            raise failure from None
 
 
 # -- replies --------------------------------------------------------------------------------
