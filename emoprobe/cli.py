@@ -180,9 +180,10 @@ def run(
         "answer_mode": answer_mode,
         "command_line": shlex.join(["emoprobe", *sys.argv[1:]]),
     }
+    config = RunConfig(model=models[0], out=out, **settings)
     if len(models) > 1:
-        return _run_models(models, out, settings, quiet)
-    result = _run_one(RunConfig(model=models[0], out=out, **settings), quiet)
+        return _run_models(models, config, quiet)
+    result = _run_one(config, quiet)
     _print_summary(result)
     if result.complete:
         return 0
@@ -216,76 +217,30 @@ def _unfinished(result: Any, retries: int) -> str:
     )
 
 
-def _run_models(
-    models: tuple[str, ...], out: Path | None, settings: dict[str, Any], quiet: bool
-) -> int:
-    """Each model over the whole sample in turn, then comparison.md beside the runs.
+def _run_models(models: tuple[str, ...], config: Any, quiet: bool) -> int:
+    """Each model over the whole sample in turn, then comparison.md beside the runs."""
+    from .study import run_models
 
-    Every model is checked on the server first (when it answers), so a misspelt second
-    model fails at once, not after the first model's run. Between models the previous
-    one is unloaded (keep_alive 0), so only one is loaded at a time.
-    """
-    import re
-
-    from .classifier import make_backend
-    from .compare import build_comparison, default_comparison_dir, summary_text
-    from .compare import write_comparison as write_comparison_md
-    from .errors import ConfigError, ServerUnreachable, TransientError
-    from .report import dataset_name
-    from .runner import RunConfig
-
-    slugs = [re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") for model in models]
-    if out is not None and len(set(slugs)) < len(slugs):
-        raise ConfigError(f"models {', '.join(models)} map to the same folder names under {out}")
-    backends = [
-        make_backend(settings["backend"], host, timeout=settings["timeout"])
-        for host in (() if settings["offline"] else settings["hosts"])
+    study = run_models(
+        models,
+        config,
+        lambda each: _run_one(each, quiet),
+        on_start=lambda index, model: click.echo(f"model {index + 1}/{len(models)}: {model}"),
+        on_done=_print_summary,
+        warn=lambda message: click.echo(f"warning: {message}", err=True),
+    )
+    if study.comparison is not None:
+        click.echo(study.summary)
+        click.echo(f"comparison: {study.comparison}")
+    unfinished = [
+        (model, r) for model, r in zip(models, study.results, strict=True) if not r.complete
     ]
-    results = []
-    try:
-        try:
-            for model in models if backends else ():
-                backends[0].describe(model)
-        except (ServerUnreachable, TransientError):
-            pass  # finished runs need no server; the first run that does will say why
-        for index, (model, slug) in enumerate(zip(models, slugs, strict=True)):
-            for backend in backends if index else ():
-                _unload(backend, models[index - 1])
-            click.echo(f"model {index + 1}/{len(models)}: {model}")
-            config = RunConfig(model=model, out=out / slug if out else None, **settings)
-            result = _run_one(config, quiet)
-            _print_summary(result)
-            results.append(result)
-    finally:
-        for backend in backends:
-            backend.close()
-    try:
-        comparison = build_comparison([result.out for result in results])
-    except ConfigError as error:
-        click.echo(f"warning: no comparison: {error}", err=True)
-    else:
-        folder = out or default_comparison_dir(
-            Path("reports"), dataset_name(comparison.runs[0].manifest)
-        )
-        path = write_comparison_md(folder, comparison)
-        click.echo(summary_text(comparison))
-        click.echo(f"comparison: {path}")
-    unfinished = [(model, r) for model, r in zip(models, results, strict=True) if not r.complete]
     if unfinished:
         _fail(
-            "; ".join(f"{model}: {_unfinished(r, settings['retries'])}" for model, r in unfinished),
+            "; ".join(f"{model}: {_unfinished(r, config.retries)}" for model, r in unfinished),
             EXIT_INCOMPLETE,
         )
     return 0
-
-
-def _unload(backend: Any, model: str) -> None:
-    from .errors import BackendError
-
-    try:
-        backend.unload(model)
-    except BackendError as error:
-        click.echo(f"warning: could not unload {model} ({error}); going on", err=True)
 
 
 def _print_summary(result: Any) -> None:

@@ -96,6 +96,10 @@ class Backend(Protocol):
         """
         ...
 
+    def unload(self, model: str) -> None:
+        """Free the model's memory on the server now (a no-op where the API has no way)."""
+        ...
+
     def close(self) -> None: ...
 
 
