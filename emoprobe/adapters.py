@@ -497,14 +497,7 @@ def load_rafdb(root: Path, space: _LabelSpace, cache_dir: Path | None = None) ->
             f"format rafdb expects {EXPECTS['rafdb']}"
         )
     present = {entry.name for entry in _scandir_sorted(str(folder))}
-    try:
-        text = label_file.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise DatasetError(f"cannot read RAF-DB labels {shown}: {_os_reason(exc)}") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"RAF-DB labels {shown} are not text (undecodable byte at offset {exc.start})"
-        ) from None
+    text = _read_labels(label_file, f"RAF-DB labels {shown}")
 
     labeller = _Labeller(space, f"RAF-DB labels {shown}", _BASIC_HINT)
     items: list[Item] = []
@@ -637,14 +630,7 @@ def _daisee_labels(files: list[Path], warnings: list[str]) -> dict[str, str]:
     conflicts: list[str] = []
     for file in files:
         shown = _show(file)
-        try:
-            text = file.read_bytes().decode("utf-8-sig")
-        except OSError as exc:
-            raise DatasetError(f"cannot read DAiSEE labels {shown}: {_os_reason(exc)}") from None
-        except UnicodeDecodeError as exc:
-            raise DatasetError(
-                f"DAiSEE labels {shown} are not text (undecodable byte at offset {exc.start})"
-            ) from None
+        text = _read_labels(file, f"DAiSEE labels {shown}")
         reader = csv.reader(io.StringIO(text, newline=""))
         try:
             header = [cell.strip().casefold() for cell in next(reader, [])]
@@ -746,3 +732,15 @@ LOADERS: dict[str, Callable[[Path, _LabelSpace, Path | None], Dataset]] = {
     "affectnet": load_affectnet,
     "daisee": load_daisee,
 }
+
+
+def _read_labels(path: Path, what: str) -> str:
+    """A label file's text (UTF-8, with or without a BOM), or one line saying why not."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise DatasetError(f"cannot read {what}: {_os_reason(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{what} are not text (undecodable byte at offset {exc.start})"
+        ) from None

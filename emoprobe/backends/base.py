@@ -7,6 +7,18 @@ from typing import Any, Protocol
 
 from ..errors import BackendError, TransientError
 
+# The server's timings an Answer carries (Ollama's names; nanoseconds and token counts).
+TIMING_FIELDS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+# HTTP statuses worth retrying besides 5xx: timeout, too early, rate limit, cancelled.
+RETRYABLE_STATUS = frozenset({408, 425, 429, 499})
+
 
 @dataclass(frozen=True)
 class ModelInfo:

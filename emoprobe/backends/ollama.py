@@ -22,19 +22,10 @@ from ..errors import (
     ServerUnreachable,
     TransientError,
 )
-from .base import Answer, ModelInfo, transport_failure
+from .base import RETRYABLE_STATUS, TIMING_FIELDS, Answer, ModelInfo, transport_failure
 
 T = TypeVar("T")
 
-TIMING_FIELDS = (
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-)
-RETRYABLE_STATUS = {408, 425, 429, 499}
 MIN_LOAD_TIMEOUT = 600.0
 VISION_HINT = "pick a vision model such as qwen2.5vl:7b or llama3.2-vision:11b"
 

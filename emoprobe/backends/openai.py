@@ -71,20 +71,11 @@ from ..errors import (
     ServerUnreachable,
     TransientError,
 )
-from .base import Answer, ModelInfo, transport_failure
+from .base import RETRYABLE_STATUS, TIMING_FIELDS, Answer, ModelInfo, transport_failure
 
 _ANSWER_FIELDS = frozenset(getattr(Answer, "__dataclass_fields__", ()))
 
 API_KEY_ENV = "OPENAI_API_KEY"
-TIMING_FIELDS = (
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-)
-RETRYABLE_STATUS = frozenset({408, 425, 429, 499})
 VERSION_TIMEOUT = 5.0
 LISTED_MODELS_SHOWN = 5
 MESSAGE_CHARS = 300
