@@ -179,7 +179,7 @@ def report(work: Path) -> None:
     import json
     import random
 
-    from emoprobe.predictions import COLUMNS
+    from emoprobe.results.predictions import COLUMNS
 
     dataset = work / "report-seed"
     make_image_folder(dataset, per_label=1)

@@ -1,3 +1,3 @@
-from .cli import main
+from emoprobe.cli.main import main
 
 main()

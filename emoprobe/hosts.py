@@ -10,7 +10,7 @@ import ipaddress
 import os
 from urllib.parse import urlsplit
 
-from .errors import ConfigError
+from emoprobe.errors import ConfigError
 
 DEFAULT_PORT = 11434
 DEFAULT_HOST = f"http://127.0.0.1:{DEFAULT_PORT}"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emoprobe.adapters import DAISEE_TIE_ORDER, dominant_state
-from emoprobe.datasets import DATASET_FORMATS, detect_format, load_dataset
+from emoprobe.data.datasets import DATASET_FORMATS, detect_format, load_dataset
+from emoprobe.data.formats import DAISEE_TIE_ORDER, dominant_state
+from emoprobe.data.images import prepare_image
 from emoprobe.errors import ConfigError, DatasetError
-from emoprobe.images import prepare_image
-from emoprobe.tasks import PAPER_TASK, load_task
+from emoprobe.task.definition import PAPER_TASK, load_task
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "tasks"
 BASIC = load_task(EXAMPLES / "basic-emotions.toml")

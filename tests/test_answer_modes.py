@@ -14,10 +14,10 @@ from factories import LABELS, make_image_folder
 from ollama_double import OllamaDouble, answer_by_image
 from sklearn.metrics import roc_auc_score
 
-from emoprobe.answers import json_label, json_schema, label_scores, unsupported
-from emoprobe.calibration import reliability_bins, score_metrics
-from emoprobe.cli import cli
-from emoprobe.predictions import Row
+from emoprobe.cli.main import cli
+from emoprobe.results.calibration import reliability_bins, score_metrics
+from emoprobe.results.predictions import Row
+from emoprobe.task.answers import json_label, json_schema, label_scores, unsupported
 
 
 def emoprobe(*args: object) -> Result:

@@ -20,9 +20,9 @@ from factories import make_image_folder, png_with_header
 from ollama_double import OllamaDouble
 from PIL import Image
 
-from emoprobe import images as images_module
-from emoprobe import predictions as predictions_module
-from emoprobe.cli import cli
+from emoprobe.cli.main import cli
+from emoprobe.data import images as images_module
+from emoprobe.results import predictions as predictions_module
 
 
 def emoprobe(*args: object) -> Result:

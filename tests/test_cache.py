@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from emoprobe.cache import ResponseCache, response_key
 from emoprobe.errors import CacheError
+from emoprobe.pipeline.cache import ResponseCache, response_key
 
 BASE = dict(
     backend="ollama",

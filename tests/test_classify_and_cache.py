@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from factories import make_image_folder, scripted_answers
 from ollama_double import answer_by_image
 
-from emoprobe.cli import cli
+from emoprobe.cli.main import cli
 
 
 def emoprobe(*args: object) -> Result:
@@ -188,7 +188,7 @@ def test_offline_with_nothing_recorded_for_the_model_is_one_line(tmp_path, faces
 
 
 def test_the_demo_set_is_drawn_deterministically_and_matches_the_shipped_copy(tmp_path):
-    from emoprobe.demo import REPO_DEMO, demo_dataset, make_demo
+    from emoprobe.data.demo import REPO_DEMO, demo_dataset, make_demo
 
     rows = make_demo(tmp_path / "a")
     assert len(rows) == 25

@@ -13,8 +13,8 @@ from factories import make_image_folder, scripted_answers
 from ollama_double import OllamaDouble, image_sha256s
 from sklearn.metrics import cohen_kappa_score, f1_score
 
-from emoprobe.cli import cli
-from emoprobe.compare import build_comparison
+from emoprobe.cli.main import cli
+from emoprobe.results.comparison import build_comparison
 
 QWEN, LLAMA = "qwen2.5vl:7b", "llama3.2-vision:11b"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from emoprobe import datasets
-from emoprobe.datasets import IMAGE_SUFFIXES, Item, load_dataset, stratified_sample
+from emoprobe.data import datasets
+from emoprobe.data.datasets import IMAGE_SUFFIXES, Item, load_dataset, stratified_sample
+from emoprobe.data.images import prepare_image
 from emoprobe.errors import DatasetError
-from emoprobe.images import prepare_image
-from emoprobe.tasks import PAPER_TASK
+from emoprobe.task.definition import PAPER_TASK
 
 LABELS = PAPER_TASK.labels
 

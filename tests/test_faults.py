@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from factories import make_image_folder, scripted_answers
 from ollama_double import NotOllamaServer, OllamaDouble, answer_by_image
 
-from emoprobe.cli import cli
+from emoprobe.cli.main import cli
 
 FAST_RETRY = ["--backoff", "0.01", "--retries", "4", "--quiet"]
 

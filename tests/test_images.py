@@ -13,8 +13,8 @@ import pytest
 from factories import png_with_header
 from PIL import Image
 
-from emoprobe import images
-from emoprobe.images import MAX_PIXELS, PreparedImage, prepare_image, sha256_bytes
+from emoprobe.data import images
+from emoprobe.data.images import MAX_PIXELS, PreparedImage, prepare_image, sha256_bytes
 
 SIZE = (32, 24)
 

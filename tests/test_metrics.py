@@ -7,8 +7,8 @@ import random
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from emoprobe.metrics import compute_metrics, latency_stats
-from emoprobe.predictions import Row
+from emoprobe.results.metrics import compute_metrics, latency_stats
+from emoprobe.results.predictions import Row
 
 LABELS = ["confused", "distracted", "happy", "tired", "neutral"]
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from emoprobe import builds
 from emoprobe.errors import ConfigError, EmoprobeError
-from emoprobe.modelfile import (
+from emoprobe.ollama_admin import builds
+from emoprobe.ollama_admin.modelfile import (
     ModelfileError,
     decode,
     format_parameter,
@@ -24,8 +24,8 @@ from emoprobe.modelfile import (
     render,
     unquote,
 )
-from emoprobe.options import DEFAULT_OPTIONS
-from emoprobe.tasks import PAPER_TASK
+from emoprobe.task.definition import PAPER_TASK
+from emoprobe.task.model_options import DEFAULT_OPTIONS
 
 REPO_MODELFILES = Path(__file__).resolve().parent.parent / "modelfiles"
 TEMPLATE = (

@@ -24,13 +24,13 @@ from ollama_double import (
     OllamaDouble,
 )
 
-from emoprobe import builds
-from emoprobe.cli import cli
-from emoprobe.commands.models import ProgressLines
-from emoprobe.modelfile import parse
-from emoprobe.models import Progress
-from emoprobe.options import DEFAULT_OPTIONS
-from emoprobe.tasks import PAPER_TASK
+from emoprobe.cli.main import cli
+from emoprobe.cli.models import ProgressLines
+from emoprobe.ollama_admin import builds
+from emoprobe.ollama_admin.admin import Progress
+from emoprobe.ollama_admin.modelfile import parse
+from emoprobe.task.definition import PAPER_TASK
+from emoprobe.task.model_options import DEFAULT_OPTIONS
 
 REPO_MODELFILES = Path(__file__).resolve().parent.parent / "modelfiles"
 Q4 = builds.BUILDS[0]  # qwen2.5vl-q4
@@ -655,7 +655,7 @@ def test_commands_refuse_a_remote_host(modelfiles: Path) -> None:
 def test_importing_the_commands_stays_light() -> None:
     code = (
         "import sys, emoprobe.cli\n"
-        "heavy = {'ollama', 'httpx', 'emoprobe.models'} & set(sys.modules)\n"
+        "heavy = {'ollama', 'httpx', 'emoprobe.ollama_admin.admin'} & set(sys.modules)\n"
         "print(sorted(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -665,8 +665,8 @@ def test_importing_the_commands_stays_light() -> None:
 def test_render_bakes_a_task_files_prompt_into_another_folder(tmp_path):
     from click.testing import CliRunner
 
-    from emoprobe.cli import cli
-    from emoprobe.tasks import load_task
+    from emoprobe.cli.main import cli
+    from emoprobe.task.definition import load_task
 
     tasks = Path(__file__).resolve().parent.parent / "examples" / "tasks"
     task_path = tasks / "basic-emotions.toml"

@@ -483,9 +483,9 @@ def test_proxy_variables_are_ignored(monkeypatch: pytest.MonkeyPatch, double: Op
 def test_the_classifier_retries_faults_and_caches_one_answer_per_image(
     tmp_path: Path, double: OpenAIDouble
 ) -> None:
-    from emoprobe.cache import ResponseCache
-    from emoprobe.classifier import Classifier, Outcome
-    from emoprobe.tasks import PAPER_TASK
+    from emoprobe.pipeline.cache import ResponseCache
+    from emoprobe.pipeline.probe import Classifier, Outcome
+    from emoprobe.task.definition import PAPER_TASK
 
     truth = make_image_folder(tmp_path / "faces", per_label=2)
     double.answer = answer_by_image(truth)

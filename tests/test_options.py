@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emoprobe.errors import ConfigError
-from emoprobe.options import DEFAULT_OPTIONS, parse_options
+from emoprobe.task.model_options import DEFAULT_OPTIONS, parse_options
 
 
 def test_defaults_are_reproducible_and_cheap():

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from emoprobe.parse import parse_answer, parse_json_answer
-from emoprobe.tasks import PAPER_TASK, UNPARSED
+from emoprobe.task.definition import PAPER_TASK, UNPARSED
+from emoprobe.task.parse import parse_answer, parse_json_answer
 
 LABELS = PAPER_TASK.labels
 U = UNPARSED

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from factories import make_image_folder, scripted_answers
 from ollama_double import answer_by_image
 
-from emoprobe.cli import cli
+from emoprobe.cli.main import cli
 
 
 def fingerprints(image: bytes) -> list[bytes]:

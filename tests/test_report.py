@@ -12,12 +12,12 @@ from click.testing import CliRunner, Result
 from factories import make_image_folder, scripted_answers
 from ollama_double import ModelSpec, OllamaDouble, answer_by_image
 
-from emoprobe.cli import cli
-from emoprobe.metrics import compute_metrics
-from emoprobe.predictions import Row
-from emoprobe.report import render_report
-from emoprobe.rundir import LOCK, RunDir
-from emoprobe.tasks import PAPER_TASK
+from emoprobe.cli.main import cli
+from emoprobe.reporting.markdown import render_report
+from emoprobe.results.metrics import compute_metrics
+from emoprobe.results.predictions import Row
+from emoprobe.results.rundir import LOCK, RunDir
+from emoprobe.task.definition import PAPER_TASK
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("confusion_matrix.png", "per_class_f1.png")

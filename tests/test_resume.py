@@ -16,8 +16,8 @@ from factories import make_image_folder, scripted_answers
 from ollama_double import OllamaDouble, answer_by_image
 
 from emoprobe.errors import RunLockedError
-from emoprobe.predictions import COLUMNS, HEADER, PredictionWriter, Row, recover
-from emoprobe.rundir import RunDir
+from emoprobe.results.predictions import COLUMNS, HEADER, PredictionWriter, Row, recover
+from emoprobe.results.rundir import RunDir
 
 
 def start_run(root: Path, url: str, out: Path, cache: Path) -> subprocess.Popen:

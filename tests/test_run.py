@@ -12,9 +12,9 @@ from factories import LABELS, make_image_folder, scripted_answers
 from ollama_double import OllamaDouble, answer_by_image, image_sha256s
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from emoprobe.cli import cli
-from emoprobe.predictions import COLUMNS
-from emoprobe.tasks import PAPER_TASK
+from emoprobe.cli.main import cli
+from emoprobe.results.predictions import COLUMNS
+from emoprobe.task.definition import PAPER_TASK
 
 METRIC_KEYS = {
     "n",

@@ -15,8 +15,8 @@ from ollama_double import ModelSpec, OllamaDouble, answer_by_image
 from openai_double import OpenAIDouble
 from openai_double import answer_by_image as openai_answer_by_image
 
-from emoprobe.cli import cli
-from emoprobe.tasks import PAPER_TASK
+from emoprobe.cli.main import cli
+from emoprobe.task.definition import PAPER_TASK
 
 
 def emoprobe(*args: object) -> Result:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, precision_recall_fscore_support
 
-from emoprobe import stats
+from emoprobe.results import stats
 
 K = 5  # labels 0..4; code 5 is "unparsed"
 

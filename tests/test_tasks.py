@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from emoprobe.tasks import PAPER_TASK
+from emoprobe.task.definition import PAPER_TASK
 
 PAPER_PROMPT = """\
 The student in the attached image is watching a teaching video. Classify the student's \

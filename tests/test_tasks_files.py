@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from emoprobe.errors import ConfigError
-from emoprobe.parse import parse_answer
-from emoprobe.tasks import PAPER_TASK, Task, load_task
+from emoprobe.task.definition import PAPER_TASK, Task, load_task
+from emoprobe.task.parse import parse_answer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "tasks"
 

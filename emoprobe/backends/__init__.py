@@ -1,5 +1,5 @@
 """Model servers behind one small interface: describe a model, answer one request."""
 
-from .base import Answer, Backend, ModelInfo
+from emoprobe.backends.base import Answer, Backend, ModelInfo
 
 __all__ = ["Answer", "Backend", "ModelInfo"]

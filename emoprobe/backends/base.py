@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from ..errors import BackendError, TransientError
+from emoprobe.errors import BackendError, TransientError
 
 # The server's timings an Answer carries (Ollama's names; nanoseconds and token counts).
 TIMING_FIELDS = (

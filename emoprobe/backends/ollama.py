@@ -14,7 +14,14 @@ from typing import Any, TypeVar
 import httpx
 import ollama
 
-from ..errors import (
+from emoprobe.backends.base import (
+    RETRYABLE_STATUS,
+    TIMING_FIELDS,
+    Answer,
+    ModelInfo,
+    transport_failure,
+)
+from emoprobe.errors import (
     BackendError,
     ModelNotFound,
     ModelUnsuitable,
@@ -22,7 +29,6 @@ from ..errors import (
     ServerUnreachable,
     TransientError,
 )
-from .base import RETRYABLE_STATUS, TIMING_FIELDS, Answer, ModelInfo, transport_failure
 
 T = TypeVar("T")
 

@@ -62,7 +62,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import (
+from emoprobe.backends.base import (
+    RETRYABLE_STATUS,
+    TIMING_FIELDS,
+    Answer,
+    ModelInfo,
+    transport_failure,
+)
+from emoprobe.errors import (
     BackendError,
     ConfigError,
     ModelNotFound,
@@ -71,7 +78,6 @@ from ..errors import (
     ServerUnreachable,
     TransientError,
 )
-from .base import RETRYABLE_STATUS, TIMING_FIELDS, Answer, ModelInfo, transport_failure
 
 _ANSWER_FIELDS = frozenset(getattr(Answer, "__dataclass_fields__", ()))
 

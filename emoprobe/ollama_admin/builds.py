@@ -1,0 +1,344 @@
+"""The six model builds (two families × q4_K_M, q8_0, fp16), their Modelfiles and lock file.
+
+A build is an Ollama library tag (its *base*) plus the paper's prompt as `SYSTEM` and
+emoprobe's run defaults as `PARAMETER`s, created on the server under a local name such as
+`emoprobe-qwen2.5vl:7b-q4_K_M`. The Modelfiles in `modelfiles/` are generated from the
+table below and from `emoprobe.tasks.PAPER_TASK` (`emoprobe models render`); the lock
+file `modelfiles/lock.json` records the digests seen when each was pulled and built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from emoprobe.errors import ConfigError
+from emoprobe.ollama_admin import modelfile
+from emoprobe.task.definition import PAPER_TASK, Task
+from emoprobe.task.model_options import DEFAULT_OPTIONS
+
+MODELFILES_DIR = "modelfiles"
+LOCK_NAME = "lock.json"
+LOCK_VERSION = 1
+SUFFIX = ".Modelfile"
+NOTE_EMPTY = (
+    "Committed with null digests: nothing was pulled or built where this file was written. "
+    "`emoprobe models pull` records each base tag's digest (from /api/tags) and "
+    "`emoprobe models build` the built model's; `emoprobe models verify` compares the "
+    "server with them."
+)
+NOTE_RECORDED = (
+    "Digests as the Ollama server reported them (/api/tags): base_digest when the base tag "
+    "was pulled or built from, digest when the build was created. `emoprobe models verify` "
+    "compares the server with them."
+)
+
+
+@dataclass(frozen=True)
+class Build:
+    """One model family at one quantization level, and how emoprobe names it."""
+
+    family: str  # Ollama's library name: qwen2.5vl, llama3.2-vision
+    title: str  # for people: Qwen2.5-VL 7B
+    size: str  # 7b, 11b
+    quantization: str  # q4_K_M, q8_0, fp16
+    base: str  # the library tag it is created from
+    num_ctx: int
+    context_note: str
+
+    @property
+    def name(self) -> str:
+        """The local model name on the server: `emoprobe-qwen2.5vl:7b-q4_K_M`."""
+        return f"emoprobe-{self.family}:{self.size}-{self.quantization}"
+
+    @property
+    def key(self) -> str:
+        """The short name for the command line: `qwen2.5vl-q4`, `llama3.2-vision-fp16`."""
+        short = self.quantization.split("_")[0].lower()
+        return f"{self.family}-{short}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.family}-{self.size}-{self.quantization}{SUFFIX}"
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """emoprobe's run defaults, and a context that fits one image."""
+        return {**DEFAULT_OPTIONS, "num_ctx": self.num_ctx}
+
+    def aliases(self) -> set[str]:
+        """Every spelling `resolve` accepts for this build, case-folded."""
+        names = {
+            self.key,
+            f"{self.family}-{self.quantization}",
+            self.name,
+            self.base,
+        }
+        return {name.casefold() for name in names}
+
+
+_QWEN_CONTEXT = (
+    "num_ctx 4096 fits one image: Qwen2.5-VL spends about one token per 28×28 pixels, "
+    "some 1,200 for a 1280×720 frame, plus the prompt and the answer."
+)
+_LLAMA_CONTEXT = (
+    "num_ctx 4096 is ample: llama3.2-vision takes one image per request, encoded apart "
+    "from the text context."
+)
+QUANTIZATIONS = ("q4_K_M", "q8_0", "fp16")  # smallest first
+
+BUILDS: tuple[Build, ...] = (
+    *(
+        Build("qwen2.5vl", "Qwen2.5-VL 7B", "7b", q, f"qwen2.5vl:7b-{q}", 4096, _QWEN_CONTEXT)
+        for q in QUANTIZATIONS
+    ),
+    *(
+        Build(
+            "llama3.2-vision",
+            "Llama 3.2 Vision 11B",
+            "11b",
+            q,
+            f"llama3.2-vision:11b-instruct-{q}",
+            4096,
+            _LLAMA_CONTEXT,
+        )
+        for q in QUANTIZATIONS
+    ),
+)
+
+
+def resolve(name: str) -> Build | None:
+    """The build a key, local name or base tag names (case-insensitive), or None."""
+    wanted = name.strip().casefold()
+    if wanted.endswith(":latest"):
+        wanted = wanted[: -len(":latest")]
+    for build in BUILDS:
+        if wanted in build.aliases():
+            return build
+    return None
+
+
+def smallest(family: str) -> Build | None:
+    """The family's build at the smallest quantization (q4_K_M)."""
+    return next((b for b in BUILDS if b.family == family), None)
+
+
+def find(name: str) -> Build:
+    """Like `resolve`, but an unknown name is a ConfigError listing the keys."""
+    build = resolve(name)
+    if build is None:
+        keys = ", ".join(b.key for b in BUILDS)
+        raise ConfigError(
+            f"unknown build {name!r}: choose one of {keys} (see `emoprobe models list`)"
+        )
+    return build
+
+
+# -- Modelfiles ------------------------------------------------------------------------
+def render_text(build: Build, task: Task = PAPER_TASK) -> str:
+    """The Modelfile of `build`, exactly as `emoprobe models render` writes it."""
+    paper = task == PAPER_TASK
+    prompt = "prompt of Wang, Yang & Chen" if paper else f"prompt of the task {task.name!r}"
+    source = "emoprobe/tasks.py, PAPER_TASK" if paper else f"the task file of {task.name!r}"
+    comments = [
+        f"Modelfile of {build.name}: {build.title} at {build.quantization}, with the",
+        f"{prompt} as SYSTEM and emoprobe's run defaults as PARAMETERs.",
+        "",
+        "GENERATED by `emoprobe models render` from the build table (emoprobe/builds.py),",
+        f"the prompt ({source}) and the defaults (emoprobe/options.py).",
+        "Do not edit by hand: change those and render again (a test fails on drift).",
+        "",
+        f"Build it: emoprobe models build {build.key}",
+        f"      or: ollama create {build.name} -f {build.filename}",
+        "",
+        *_wrap(build.context_note, 86),
+    ]
+    return modelfile.render(
+        build.base,
+        system=task.system_prompt,
+        parameters=build.parameters,
+        comments=comments,
+    )
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def read_modelfile(directory: Path, build: Build) -> modelfile.Modelfile:
+    """Parse the build's Modelfile from `directory`; its FROM must be the build's base."""
+    path = directory / build.filename
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} is missing: write it with `emoprobe models render --modelfiles {directory}`"
+        ) from None
+    try:
+        text = modelfile.decode(data)
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text ({error.reason})") from None
+    parsed = modelfile.parse(text, source=str(path))
+    if parsed.base.casefold() != build.base.casefold():
+        raise ConfigError(
+            f"{path} says FROM {parsed.base} but {build.key} is built from {build.base}: "
+            "run `emoprobe models render` (a build is defined by its base tag)"
+        )
+    return parsed
+
+
+def is_current(directory: Path, build: Build) -> bool:
+    """Whether the Modelfile on disk is what `render_text` produces now."""
+    path = directory / build.filename
+    return path.is_file() and path.read_text(encoding="utf-8") == render_text(build)
+
+
+def render_all(directory: Path, task: Task = PAPER_TASK) -> list[tuple[Path, bool]]:
+    """Write every build's Modelfile (and a lock file if none); (path, changed) per file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for build in BUILDS:
+        path = directory / build.filename
+        text = render_text(build, task)
+        changed = not (path.is_file() and path.read_text(encoding="utf-8") == text)
+        if changed:
+            _atomic_write(path, text)
+        written.append((path, changed))
+    if not (directory / LOCK_NAME).exists():
+        Lock(directory, {}).save()
+    return written
+
+
+def locate(explicit: Path | None = None) -> Path:
+    """The modelfiles folder: `explicit`, else ./modelfiles, else the one beside the package."""
+    if explicit is not None:
+        if not explicit.is_dir():
+            raise ConfigError(
+                f"--modelfiles {explicit} is not a folder: "
+                f"create it with `emoprobe models render --modelfiles {explicit}`"
+            )
+        return explicit
+    for candidate in _candidates():
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(
+        "no modelfiles/ folder in the current directory or beside the emoprobe package: "
+        "pass --modelfiles DIR, or write one with `emoprobe models render`"
+    )
+
+
+def render_target(explicit: Path | None = None) -> Path:
+    """Where `render` writes: `explicit`, else the folder `locate` finds, else ./modelfiles."""
+    if explicit is not None:
+        return explicit
+    for candidate in _candidates():
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd() / MODELFILES_DIR
+
+
+def _candidates() -> list[Path]:
+    return [Path.cwd() / MODELFILES_DIR, Path(__file__).resolve().parents[2] / MODELFILES_DIR]
+
+
+# -- the lock file ---------------------------------------------------------------------
+@dataclass
+class LockEntry:
+    """What was seen of one build on the server: digests (64 hex) and UTC times."""
+
+    base: str
+    base_digest: str | None = None
+    pulled_at: str | None = None
+    digest: str | None = None
+    built_at: str | None = None
+
+
+class Lock:
+    """`modelfiles/lock.json`: one LockEntry per build, by local name."""
+
+    def __init__(self, directory: Path, entries: dict[str, LockEntry]) -> None:
+        self.path = directory / LOCK_NAME
+        self.entries = {b.name: entries.get(b.name) or LockEntry(base=b.base) for b in BUILDS}
+        self.entries.update({k: v for k, v in entries.items() if k not in self.entries})
+
+    @classmethod
+    def load(cls, directory: Path) -> Lock:
+        path = directory / LOCK_NAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls(directory, {})
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path} is not valid JSON ({error}): fix or delete it") from None
+        raw = data.get("builds") if isinstance(data, dict) else None
+        if not isinstance(raw, dict):
+            raise ConfigError(f'{path} has no "builds" object: fix or delete it')
+        known = {f.name for f in fields(LockEntry)}
+        entries = {}
+        for name, value in raw.items():
+            if not isinstance(value, dict) or not isinstance(value.get("base"), str):
+                raise ConfigError(f"{path}: the entry for {name!r} has no base tag")
+            entries[name] = LockEntry(**{k: v for k, v in value.items() if k in known})
+        return cls(directory, entries)
+
+    def entry(self, build: Build) -> LockEntry:
+        return self.entries[build.name]
+
+    @property
+    def recorded(self) -> bool:
+        return any(e.base_digest or e.digest for e in self.entries.values())
+
+    def record_base(self, build: Build, digest: str, *, pulled: bool) -> None:
+        entry = self.entry(build)
+        entry.base, entry.base_digest = build.base, digest
+        if pulled:
+            entry.pulled_at = now()
+
+    def record_build(self, build: Build, digest: str) -> None:
+        entry = self.entry(build)
+        entry.digest, entry.built_at = digest, now()
+
+    def forget_build(self, build: Build) -> None:
+        entry = self.entry(build)
+        entry.digest = entry.built_at = None
+
+    def forget_base(self, build: Build) -> None:
+        entry = self.entry(build)
+        entry.base_digest = entry.pulled_at = None
+
+    def save(self) -> None:
+        document = {
+            "note": NOTE_RECORDED if self.recorded else NOTE_EMPTY,
+            "version": LOCK_VERSION,
+            "builds": {name: asdict(entry) for name, entry in self.entries.items()},
+        }
+        _atomic_write(self.path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def now() -> str:
+    """The current UTC time, to the second, as ISO 8601 (`2025-01-31T12:00:00Z`)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,233 @@
+"""The on-disk response cache (`diskcache`), and a memo of file hashes.
+
+A response key names everything an answer depends on — backend, model digest, the
+full prompt text, options, answer mode, how the image was prepared and the image's
+sha256 — and never holds image bytes. A value is the raw answer and its timings.
+Only successful answers are stored; failures never are.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import platformdirs
+
+from emoprobe.errors import CacheError
+
+RESPONSES = "responses"
+FILE_HASHES = "file-hashes"
+MODELS_PREFIX = "model:"
+KEY_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """`$EMOPROBE_CACHE_DIR`, else the platform's user cache directory."""
+    configured = os.environ.get("EMOPROBE_CACHE_DIR", "").strip()
+    return Path(configured) if configured else Path(platformdirs.user_cache_dir("emoprobe"))
+
+
+def response_key(
+    *,
+    backend: str,
+    model_digest: str,
+    messages_text: list[tuple[str, str]],
+    options: dict[str, Any],
+    answer_mode: str,
+    image_sha256: str,
+    image_preparation: str,
+) -> str:
+    """A stable hex key for one request; it contains no image data."""
+    material = {
+        "v": KEY_VERSION,
+        "backend": backend,
+        "digest": model_digest,
+        "messages": messages_text,
+        "options": options,
+        "answer": answer_mode,
+        "image": image_sha256,
+        "prepare": image_preparation,
+    }
+    canonical = json.dumps(material, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@contextmanager
+def _translated(directory: Path) -> Iterator[None]:
+    try:
+        yield
+    except (sqlite3.Error, OSError) as error:
+        raise CacheError(
+            f"cache at {directory} is unusable ({error}): delete it or pass another --cache-dir"
+        ) from None
+
+
+class ResponseCache:
+    """Answers by request key, model digests by name, and file hashes by (path, size, mtime)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        with _translated(self.directory):
+            if self.directory.exists() and not self.directory.is_dir():
+                raise NotADirectoryError(f"{self.directory} is not a folder")
+            self._responses = diskcache.Cache(
+                str(self.directory / RESPONSES), eviction_policy="none", size_limit=2**40
+            )
+            self._hashes = diskcache.Cache(
+                str(self.directory / FILE_HASHES), eviction_policy="none", size_limit=2**40
+            )
+            self._responses.get("probe")  # fail here, not mid-run, on a corrupt database
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with _translated(self.directory):
+            return self._responses.get(key)
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        with _translated(self.directory):
+            self._responses.set(key, value)
+
+    def remember_model(self, name: str, record: dict[str, Any]) -> None:
+        """What a server said a model name meant (digest, details), for offline replay."""
+        with _translated(self.directory):
+            self._responses.set(MODELS_PREFIX + name, record)
+
+    def recall_model(self, name: str) -> dict[str, Any] | None:
+        with _translated(self.directory):
+            return self._responses.get(MODELS_PREFIX + name)
+
+    def file_hash(self, path: Path, stat: os.stat_result) -> str | None:
+        with _translated(self.directory):
+            return self._hashes.get(_file_key(path, stat))
+
+    def remember_file_hash(self, path: Path, stat: os.stat_result, sha256: str) -> None:
+        with _translated(self.directory):
+            self._hashes.set(_file_key(path, stat), sha256)
+
+    def answers(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every stored (key, value): answers and model records, never file hashes."""
+        with _translated(self.directory):
+            for key in self._responses.iterkeys():
+                value = self._responses.get(key)
+                if value is not None:
+                    yield key, value
+
+    def info(self) -> dict[str, Any]:
+        """Counts and sizes for `emoprobe cache info`."""
+        models: dict[str, dict[str, Any]] = {}
+        answers = 0
+        for key, value in self.answers():
+            if key.startswith(MODELS_PREFIX):
+                entry = models.setdefault(key[len(MODELS_PREFIX) :], {"answers": 0})
+                entry["digest"] = value.get("digest", "")
+            else:
+                answers += 1
+                name = value.get("model", "(unknown)")
+                models.setdefault(name, {"answers": 0, "digest": value.get("digest", "")})
+                models[name]["answers"] += 1
+        with _translated(self.directory):
+            return {
+                "directory": str(self.directory),
+                "answers": answers,
+                "models": models,
+                "file_hashes": len(self._hashes),
+                "bytes": self._responses.volume() + self._hashes.volume(),
+            }
+
+    def clear(self) -> int:
+        """Forget every answer and file hash; how many answers there were."""
+        with _translated(self.directory):
+            removed = sum(1 for key in self._responses if not key.startswith(MODELS_PREFIX))
+            self._responses.clear()
+            self._hashes.clear()
+            return removed
+
+    def close(self) -> None:
+        self._responses.close()
+        self._hashes.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _file_key(path: Path, stat: os.stat_result) -> bytes:
+    return b"%s|%d|%d" % (os.fsencode(path), stat.st_size, stat.st_mtime_ns)
+
+
+BUNDLE_FORMAT = "emoprobe-cache-bundle"
+BUNDLE_VERSION = 1
+_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+def export_bundle(cache: ResponseCache, path: Path, model: str | None = None) -> int:
+    """Write answers (and model records) into one gzip JSON-lines file; no image bytes."""
+    entries = [
+        (key, value)
+        for key, value in cache.answers()
+        if model is None or key == MODELS_PREFIX + model or value.get("model") == model
+    ]
+    header = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "entries": len(entries),
+    }
+    try:
+        with gzip.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(json.dumps(header) + "\n")
+            for key, value in entries:
+                handle.write(json.dumps({"key": key, "value": value}) + "\n")
+    except OSError as error:
+        raise CacheError(f"cannot write bundle {path}: {error.strerror or error}") from None
+    return sum(not key.startswith(MODELS_PREFIX) for key, _ in entries)
+
+
+def import_bundle(cache: ResponseCache, path: Path) -> tuple[int, int]:
+    """Add a bundle's entries to the cache: (answers added, answers already there)."""
+    added = present = 0
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            header = json.loads(handle.readline() or "{}")
+            if header.get("format") != BUNDLE_FORMAT:
+                raise CacheError(f"{path} is not an emoprobe cache bundle")
+            if header.get("version") != BUNDLE_VERSION:
+                raise CacheError(
+                    f"{path} is a bundle of version {header.get('version')}; "
+                    f"this emoprobe reads version {BUNDLE_VERSION}"
+                )
+            for number, line in enumerate(handle, start=2):
+                key, value = _bundle_entry(line, path, number)
+                if key.startswith(MODELS_PREFIX):
+                    cache.remember_model(key[len(MODELS_PREFIX) :], value)
+                elif cache.get(key) is not None:
+                    present += 1
+                else:
+                    cache.set(key, value)
+                    added += 1
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as error:
+        raise CacheError(f"cannot read bundle {path}: {error}") from None
+    return added, present
+
+
+def _bundle_entry(line: str, path: Path, number: int) -> tuple[str, dict[str, Any]]:
+    entry = json.loads(line)
+    key = entry.get("key") if isinstance(entry, dict) else None
+    value = entry.get("value") if isinstance(entry, dict) else None
+    if isinstance(key, str) and isinstance(value, dict):
+        if key.startswith(MODELS_PREFIX):
+            return key, value
+        if _KEY.fullmatch(key) and isinstance(value.get("raw"), str):
+            return key, value
+    raise CacheError(f"{path} line {number} is not a cache entry")

@@ -1,0 +1,220 @@
+"""Spread requests over one or more model servers, each with its own in-flight window.
+
+Every host runs `window` worker threads that take the next prepared image, so a fast
+host simply takes more. A failed request puts its host on a cooldown that doubles with
+each failure in a row (a busy or crashed server is left alone for a while, then probed
+with a light request before it gets images again) and puts the image back for any
+host to take, until the image has failed `retries + 1` times. Results are the same
+whichever host answers: the cache and the answers do not depend on the host.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from emoprobe.backends.base import Backend
+from emoprobe.errors import BackendError, RequestRejected, ServerUnreachable, TransientError
+from emoprobe.pipeline.probe import STOPPED, Classifier, Outcome
+
+POLL_S = 0.05
+
+
+@dataclass
+class Host:
+    """One model server and what it has done in this run."""
+
+    url: str
+    backend: Backend
+    failures_in_a_row: int = 0
+    ready_at: float = 0.0
+    images: int = 0
+    errors: int = 0
+    busy_s: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def stats(self, wall_s: float) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "images": self.images,
+            "errors": self.errors,
+            "images_per_s": self.images / wall_s if wall_s > 0 else None,
+            "busy_s": round(self.busy_s, 3),
+        }
+
+
+class Scheduler:
+    """Hands images to the hosts' workers; see the module doc."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        hosts: list[Host],
+        window: int,
+        retries: int,
+        deliver: Callable[[Outcome | BaseException], None],
+        on_retry: Callable[[Outcome, str, int, float], None],
+    ) -> None:
+        self.classifier = classifier
+        self.hosts = hosts
+        self.window = window
+        self.retries = retries
+        self.deliver = deliver
+        self.on_retry = on_retry
+        self.stop = classifier.stop
+        self._waiting: queue.Queue[Outcome] = queue.Queue(maxsize=window * len(hosts))
+        self._again: deque[Outcome] = deque()
+        self._lock = threading.Lock()
+        self._taken = 0  # outcomes a worker holds right now
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for host in self.hosts:
+            for _ in range(self.window):
+                thread = threading.Thread(target=self._work, args=(host,), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def submit(self, outcome: Outcome) -> None:
+        """Queue an image for the hosts; waits while every window is full."""
+        while not self.stop.is_set():
+            try:
+                self._waiting.put(outcome, timeout=POLL_S)
+                return
+            except queue.Full:
+                continue
+        self._give_up(outcome)
+
+    def close(self) -> None:
+        """No more images will be submitted."""
+        self._closed.set()
+
+    def idle(self) -> bool:
+        """Every worker has ended."""
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def drain(self) -> None:
+        """Give up every image still waiting (the run stopped and the workers ended)."""
+        for outcome in self._take_all():
+            self._give_up(outcome)
+
+    # -- workers ----------------------------------------------------------------------
+    def _work(self, host: Host) -> None:
+        try:
+            while not self.stop.is_set():
+                wait = host.ready_at - time.monotonic()
+                if wait > 0:
+                    self.stop.wait(min(wait, POLL_S * 4))
+                    continue
+                if host.failures_in_a_row and not self._answers(host):
+                    self._cool_down(host)
+                    continue
+                outcome = self._next()
+                if outcome is None:
+                    if self._finished():
+                        return
+                    continue
+                self._ask(host, outcome)
+        except BaseException as error:  # surfaced in the main thread
+            self.deliver(error)
+
+    def _ask(self, host: Host, outcome: Outcome) -> None:
+        try:
+            self.classifier.request(outcome, host.backend)
+        except (TransientError, ServerUnreachable) as error:
+            self._cool_down(host)
+            outcome.attempts += 1
+            if outcome.attempts > self.retries:
+                outcome.failure = str(error)
+                self._hand_back(outcome)
+            else:
+                delay = max(0.0, host.ready_at - time.monotonic())
+                self.on_retry(outcome, f"{host.url}: {error}", outcome.attempts, delay)
+                self.classifier.count("retries")
+                self._requeue(outcome)
+        except RequestRejected as error:
+            outcome.failure = str(error)
+            self._hand_back(outcome)
+        except BackendError as error:
+            self.classifier.give_up(error)
+            outcome.failure = str(error)
+            self._hand_back(outcome)
+        else:
+            with host.lock:
+                host.failures_in_a_row = 0
+                host.images += 1
+                host.busy_s += outcome.answer.latency_s if outcome.answer else 0.0
+            self._hand_back(outcome)
+
+    def _cool_down(self, host: Host) -> None:
+        with host.lock:
+            host.errors += 1
+            host.failures_in_a_row += 1
+            delay = self.classifier.backoff_delay(host.failures_in_a_row - 1)
+            host.ready_at = max(host.ready_at, time.monotonic() + delay)
+
+    def _answers(self, host: Host) -> bool:
+        """A light request (the server's version) before a failed host gets images again."""
+        probe = getattr(host.backend, "server_version", None)
+        if probe is None:
+            return True
+        try:
+            probe()
+        except BackendError:
+            return False
+        return True
+
+    # -- the queue of images ------------------------------------------------------------
+    def _next(self) -> Outcome | None:
+        with self._lock:
+            if self._again:
+                self._taken += 1
+                return self._again.popleft()
+        try:
+            outcome = self._waiting.get(timeout=POLL_S)
+        except queue.Empty:
+            return None
+        with self._lock:
+            self._taken += 1
+        return outcome
+
+    def _requeue(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._again.append(outcome)
+            self._taken -= 1
+
+    def _hand_back(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._taken -= 1
+        outcome.payload = None
+        self.deliver(outcome)
+
+    def _finished(self) -> bool:
+        with self._lock:
+            return (
+                self._closed.is_set()
+                and self._waiting.empty()
+                and not self._again
+                and self._taken == 0
+            )
+
+    def _take_all(self) -> list[Outcome]:
+        taken = []
+        with self._lock:
+            taken += list(self._again)
+            self._again.clear()
+        while True:
+            try:
+                taken.append(self._waiting.get_nowait())
+            except queue.Empty:
+                return taken
+
+    def _give_up(self, outcome: Outcome) -> None:
+        outcome.failure, outcome.payload = STOPPED, None
+        self.deliver(outcome)
