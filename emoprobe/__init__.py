@@ -1,3 +1,5 @@
 """emoprobe: probe vision-language models on facial-expression tasks through Ollama."""
 
-__version__ = "0.1.0"
+from emoprobe._version import __version__
+
+__all__ = ["__version__"]

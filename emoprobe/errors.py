@@ -22,9 +22,35 @@ one boundary (`emoprobe.backends.ollama`), so nothing above them sees a library 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class EmoprobeError(Exception):
-    """Base class: its message is one line a user can act on."""
+    """Base class: its message is one line a user can act on.
+
+    Fields say what the error is about, for code that wants to react to it: `host`,
+    `model`, `status` (an HTTP status), `path`, and `setting` (the `RunConfig` field or
+    setting at fault, e.g. `"out"` or `"concurrency"`; the CLI names the flag for it).
+    Messages name no command-line flag: the CLI adds those.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        host: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        path: Path | str | None = None,
+        setting: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.host = host
+        self.model = model
+        self.status = status
+        self.path = Path(path) if path is not None else None
+        self.setting = setting
 
 
 class DatasetError(EmoprobeError):

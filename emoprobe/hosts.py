@@ -7,24 +7,13 @@ says `--allow-remote`; the check runs before any connection is opened.
 from __future__ import annotations
 
 import ipaddress
-import os
 from urllib.parse import urlsplit
 
 from emoprobe.errors import ConfigError
+from emoprobe.settings import DEFAULT_OLLAMA_HOST as DEFAULT_HOST
+from emoprobe.settings import OLLAMA_PORT as DEFAULT_PORT
 
-DEFAULT_PORT = 11434
-DEFAULT_HOST = f"http://127.0.0.1:{DEFAULT_PORT}"
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-
-
-DEFAULT_OPENAI_HOST = "http://127.0.0.1:8000/v1"  # vLLM's default port
-
-
-def default_host(backend: str = "ollama") -> str:
-    """`$OLLAMA_HOST` when set, else Ollama's own default address (vLLM's for openai)."""
-    if backend == "openai":
-        return DEFAULT_OPENAI_HOST
-    return os.environ.get("OLLAMA_HOST", "").strip() or DEFAULT_HOST
 
 
 def normalize_host(raw: str) -> str:

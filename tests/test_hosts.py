@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from emoprobe.errors import ConfigError
-from emoprobe.hosts import checked_host, default_host, is_loopback, normalize_host
+from emoprobe.hosts import checked_host, is_loopback, normalize_host
+from emoprobe.settings import default_host
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 
 from emoprobe.cli.params import cache_dir_option, request_options
-
-DEFAULT_MODEL = "qwen2.5vl:7b"
+from emoprobe.settings import DEFAULT_MODEL
 
 
 @click.command()
@@ -42,8 +41,9 @@ def classify(
     Faces are personal data: classify only photos whose owners agreed to it.
     """
     from emoprobe.errors import ConfigError
-    from emoprobe.hosts import checked_host, default_host
+    from emoprobe.hosts import checked_host
     from emoprobe.pipeline.probe import Classifier, Outcome, describe_model, open_backends_and_cache
+    from emoprobe.settings import default_host
     from emoprobe.task.answers import unsupported
     from emoprobe.task.definition import PAPER_TASK, load_task
     from emoprobe.task.model_options import parse_options
@@ -111,7 +111,8 @@ def cache() -> None:
 
 
 def _open(cache_dir: Path | None):
-    from emoprobe.pipeline.cache import ResponseCache, default_cache_dir
+    from emoprobe.pipeline.cache import ResponseCache
+    from emoprobe.settings import default_cache_dir
 
     return ResponseCache(cache_dir or default_cache_dir())
 

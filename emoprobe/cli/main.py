@@ -14,9 +14,10 @@ from typing import Any
 
 import click
 
-from emoprobe import __version__
+from emoprobe._version import __version__
 from emoprobe.cli.params import request_options
 from emoprobe.errors import EmoprobeError
+from emoprobe.settings import DEFAULT_MODEL
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -74,7 +75,7 @@ def cli() -> None:
     "--model",
     "models",
     multiple=True,
-    default=["qwen2.5vl:7b"],
+    default=[DEFAULT_MODEL],
     show_default=True,
     help="Ollama model name; repeat it to run several models in turn and compare them.",
 )
@@ -142,8 +143,9 @@ def run(
     resumes where it stopped. With several --model, each model runs in turn (one loaded
     at a time) into its own folder, then a comparison.
     """
-    from emoprobe.hosts import checked_host, default_host
+    from emoprobe.hosts import checked_host
     from emoprobe.pipeline.runner import RunConfig
+    from emoprobe.settings import default_host
     from emoprobe.task.definition import PAPER_TASK, load_task
     from emoprobe.task.model_options import parse_options
 
@@ -156,7 +158,7 @@ def run(
     )
     if dataset is None:
         from emoprobe.data.demo import demo_dataset
-        from emoprobe.pipeline.cache import default_cache_dir
+        from emoprobe.settings import default_cache_dir
 
         dataset = demo_dataset(cache_dir or default_cache_dir())
         click.echo(f"no DATASET given: running the demo set of 25 cartoon faces ({dataset})")

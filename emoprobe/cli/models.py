@@ -62,7 +62,8 @@ def _explain_names(command: click.Command, extra: str = "") -> None:
 
 
 def _host(host: str | None, allow_remote: bool) -> str:
-    from emoprobe.hosts import checked_host, default_host
+    from emoprobe.hosts import checked_host
+    from emoprobe.settings import default_host
 
     return checked_host(host or default_host(), allow_remote=allow_remote)
 
@@ -435,7 +436,7 @@ def doctor(host: str | None, allow_remote: bool, cache_dir: Path | None) -> None
     fixes it. Exits 0 when a run can start (server up, a vision model present), else 1.
     """
     from emoprobe.ollama_admin.admin import NotReady, diagnose
-    from emoprobe.pipeline.cache import default_cache_dir
+    from emoprobe.settings import default_cache_dir
 
     diagnosis = diagnose(
         _host(host, allow_remote), cache_dir or default_cache_dir(), dict(os.environ)

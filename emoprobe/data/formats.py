@@ -61,6 +61,7 @@ from emoprobe.data.datasets import (
     _utf8,
 )
 from emoprobe.errors import CacheError, DatasetError
+from emoprobe.files import write_atomic
 
 FER2013_NAMES = {
     "0": "Angry",
@@ -371,19 +372,6 @@ def _fer_pixels(cell: str) -> tuple[int, bytes] | None:
     return side, values.astype(np.uint8).tobytes()
 
 
-def _write_png_atomically(target: Path, side: int, data: bytes) -> None:
-    """`target` appears complete or not at all (written beside it, then renamed)."""
-    from PIL import Image
-
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            Image.frombytes("L", (side, side), data).save(handle, "PNG")
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
 
 def _fer_rows(path: Path, shown: str) -> Iterator[tuple[int, int, str, str]]:
     """(data row index, line, emotion cell, pixels cell) for each non-blank row."""
@@ -421,7 +409,7 @@ def load_fer2013(path: Path, space: _LabelSpace, cache_dir: Path | None) -> Data
     """FER2013's CSV: its pixel strings written once as PNG files under `cache_dir`."""
     shown = _show(path)
     if cache_dir is None:
-        from emoprobe.pipeline.cache import default_cache_dir
+        from emoprobe.settings import default_cache_dir
 
         cache_dir = default_cache_dir()
     folder = Path(cache_dir) / "datasets" / f"fer2013-{_sha256_file(path, shown)[:12]}"
@@ -452,7 +440,7 @@ def load_fer2013(path: Path, space: _LabelSpace, cache_dir: Path | None) -> Data
             bad.append(line)
             continue
         try:
-            _write_png_atomically(folder / name, *image)
+            write_atomic(folder / name, _png(*image))
         except OSError as exc:
             raise CacheError(
                 f"cannot write FER2013's images to {_show(folder)}: {_os_reason(exc)} "
@@ -744,3 +732,12 @@ def _read_labels(path: Path, what: str) -> str:
         raise DatasetError(
             f"{what} are not text (undecodable byte at offset {exc.start})"
         ) from None
+
+
+def _png(side: int, data: bytes) -> bytes:
+    """A grey `side`×`side` image's pixels as PNG bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.frombytes("L", (side, side), data).save(buffer, "PNG")
+    return buffer.getvalue()

@@ -10,14 +10,13 @@ file `modelfiles/lock.json` records the digests seen when each was pulled and bu
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from emoprobe.errors import ConfigError
+from emoprobe.files import write_atomic
 from emoprobe.ollama_admin import modelfile
 from emoprobe.task.definition import PAPER_TASK, Task
 from emoprobe.task.model_options import DEFAULT_OPTIONS
@@ -213,7 +212,7 @@ def render_all(directory: Path, task: Task = PAPER_TASK) -> list[tuple[Path, boo
         text = render_text(build, task)
         changed = not (path.is_file() and path.read_text(encoding="utf-8") == text)
         if changed:
-            _atomic_write(path, text)
+            write_atomic(path, text)
         written.append((path, changed))
     if not (directory / LOCK_NAME).exists():
         Lock(directory, {}).save()
@@ -323,22 +322,10 @@ class Lock:
             "version": LOCK_VERSION,
             "builds": {name: asdict(entry) for name, entry in self.entries.items()},
         }
-        _atomic_write(self.path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        write_atomic(self.path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
 def now() -> str:
     """The current UTC time, to the second, as ISO 8601 (`2025-01-31T12:00:00Z`)."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
-import platformdirs
 
 from emoprobe.errors import CacheError
 
@@ -29,12 +28,6 @@ RESPONSES = "responses"
 FILE_HASHES = "file-hashes"
 MODELS_PREFIX = "model:"
 KEY_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """`$EMOPROBE_CACHE_DIR`, else the platform's user cache directory."""
-    configured = os.environ.get("EMOPROBE_CACHE_DIR", "").strip()
-    return Path(configured) if configured else Path(platformdirs.user_cache_dir("emoprobe"))
 
 
 def response_key(

@@ -6,7 +6,6 @@ A failed request is never cached; only the first successful answer is.
 
 from __future__ import annotations
 
-import errno
 import os
 import random
 import threading
@@ -25,7 +24,9 @@ from emoprobe.errors import (
     ServerUnreachable,
     TransientError,
 )
-from emoprobe.pipeline.cache import ResponseCache, default_cache_dir, response_key
+from emoprobe.files import os_error_text
+from emoprobe.pipeline.cache import ResponseCache, response_key
+from emoprobe.settings import default_cache_dir
 from emoprobe.task.answers import TOP_LOGPROBS, cache_mode, json_label, json_schema, label_scores
 from emoprobe.task.definition import UNPARSED, Task
 from emoprobe.task.parse import parse_answer
@@ -332,15 +333,6 @@ def describe_model(
         )
     return ModelInfo.from_dict(record)
 
-
-def os_error_text(error: OSError) -> str:
-    if error.errno == errno.ENOENT:
-        return "file not found"
-    if error.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if error.errno == errno.ELOOP:
-        return "symlink loop or unreadable path"
-    return f"unreadable: {error.strerror or type(error).__name__}"
 
 
 __all__ = ["NOT_IN_CACHE", "UNPARSED", "Classifier", "Outcome"]

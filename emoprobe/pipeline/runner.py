@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emoprobe import __version__
+from emoprobe._version import __version__
 from emoprobe.backends.base import Backend, ModelInfo
 from emoprobe.data.datasets import Item, load_dataset, stratified_sample
 from emoprobe.errors import ConfigError
@@ -49,14 +49,16 @@ from emoprobe.results.predictions import (
     recover,
 )
 from emoprobe.results.rundir import RunDir, default_out_dir, fingerprint_mismatch
+from emoprobe.settings import (
+    DEFAULT_BACKOFF_S,
+    DEFAULT_MODEL,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+)
 from emoprobe.task.answers import unsupported
 from emoprobe.task.definition import PAPER_TASK, UNPARSED, Task
 from emoprobe.task.model_options import DEFAULT_OPTIONS
 
-DEFAULT_MODEL = "qwen2.5vl:7b"
-DEFAULT_TIMEOUT_S = 180.0
-DEFAULT_RETRIES = 3
-DEFAULT_BACKOFF_S = 1.0
 POLL_S = 0.1
 
 

@@ -6,14 +6,13 @@ text only, shortened.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from emoprobe.files import write_atomic
 from emoprobe.reporting.paper import PaperResult, paper_result_for
 from emoprobe.results.predictions import ERROR, UNPARSED_STATUS, Row
 
@@ -95,7 +94,6 @@ def write_report(
     folder: Path, metrics: dict[str, Any], manifest: dict[str, Any], rows: Sequence[Row]
 ) -> Path:
     """Write the plots and report.md of one run into `folder`; return report.md's path."""
-    from emoprobe.results.rundir import write_atomic
 
     paper = paper_for(manifest)
     plots = write_run_plots(folder, metrics, paper)
@@ -122,24 +120,9 @@ def write_run_plots(
     except ImportError:  # matplotlib is a dependency; a broken install costs the plots only
         return {}
     for name, data in files.values():
-        write_bytes_atomic(folder / name, data)
+        write_atomic(folder / name, data)
     return {what: name for what, (name, _) in files.items()}
 
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers never see half a file."""
-    handle = tempfile.NamedTemporaryFile(
-        "wb", dir=path.parent, prefix=f".{path.name}.", delete=False
-    )
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def paper_for(manifest: dict[str, Any]) -> PaperResult | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from emoprobe.errors import ConfigError
+from emoprobe.files import write_atomic
 from emoprobe.reporting.markdown import (
     PValue,
     dataset_name,
@@ -25,11 +26,10 @@ from emoprobe.reporting.markdown import (
     signed,
     speed_summary,
     table,
-    write_bytes_atomic,
 )
 from emoprobe.results.metrics import compute_metrics, encode, latency_stats
 from emoprobe.results.predictions import OK, UNPARSED_STATUS, Row
-from emoprobe.results.rundir import MANIFEST, RunDir, write_atomic
+from emoprobe.results.rundir import MANIFEST, RunDir
 from emoprobe.task.definition import UNPARSED
 
 COMPARISON = "comparison.md"
@@ -395,7 +395,7 @@ def write_comparison(out: Path, comparison: Comparison) -> Path:
         sizes,
         [speed["images_per_s"] for speed in comparison.speed],
     )
-    write_bytes_atomic(out / PLOT, data)
+    write_atomic(out / PLOT, data)
     path = out / COMPARISON
     write_atomic(path, render_comparison(comparison, PLOT))
     return path

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
 
-from emoprobe.errors import WriteError
+from emoprobe.files import write_error
 
 FILENAME = "predictions.csv"
 OK, UNPARSED_STATUS, ERROR = "ok", "unparsed", "error"
@@ -163,10 +163,3 @@ class PredictionWriter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-
-def write_error(path: Path, error: OSError) -> WriteError:
-    """One line on a failed write; rows already written stay and the run resumes."""
-    return WriteError(
-        f"cannot write {path}: {error.strerror or error}; free some space or fix the "
-        "permissions, then run the same command again to resume"
-    )

@@ -7,17 +7,16 @@ so a run killed at any moment leaves either the old file or the new one.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from emoprobe.errors import ConfigError, RunLockedError
+from emoprobe.files import write_atomic
 from emoprobe.results.metrics import run_metrics
-from emoprobe.results.predictions import FILENAME, FINAL_STATUSES, Row, read_complete, write_error
+from emoprobe.results.predictions import FILENAME, FINAL_STATUSES, Row, read_complete
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -138,34 +137,6 @@ def read_rows(path: Path) -> list[Row]:
     rows, _ = read_complete(path)
     return [row for row in rows if row.status in FINAL_STATUSES]
 
-
-def write_atomic(path: Path, text: str | Callable[[TextIO], object]) -> None:
-    """Replace `path` with `text` (or what a writer function writes) atomically.
-
-    Readers never see half a file; a writer function streams large JSON without
-    building it as one string first.
-    """
-    try:
-        handle = tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
-        )
-    except OSError as error:
-        raise write_error(path, error) from None
-    try:
-        with handle:
-            if callable(text):
-                text(handle)
-            else:
-                handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except OSError as error:
-        Path(handle.name).unlink(missing_ok=True)
-        raise write_error(path, error) from None
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def fingerprint_mismatch(manifest: dict[str, Any], fingerprint: dict[str, Any]) -> str:

@@ -1,0 +1,80 @@
+"""Writing files so that readers never see half of one, and OS errors in words.
+
+Every file emoprobe writes goes through `write_atomic`: written beside its target, synced,
+then renamed over it, with the permissions the user's umask gives a new file (so a run
+folder can be shared), never the 0600 of a temporary file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from emoprobe.errors import WriteError
+
+Content = str | bytes | Callable[[IO[Any]], object]
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_atomic(path: Path, content: Content, *, binary: bool = False) -> None:
+    """Replace `path` with `content` (text, bytes, or what a writer function writes).
+
+    A writer function gets a text handle, or a binary one with `binary=True`; it streams
+    large output without building it as one string first. Raises `WriteError`.
+    """
+    binary = binary or isinstance(content, bytes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as error:
+        raise write_error(path, error) from None
+    try:
+        handle: IO[Any]
+        if binary:
+            handle = os.fdopen(descriptor, "wb")
+        else:
+            handle = os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
+        with handle:
+            if callable(content):
+                content(handle)
+            else:
+                handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, _umask_mode())
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise write_error(path, error) from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_error(path: Path, error: OSError) -> WriteError:
+    """A failed write as an error carrying the path; rows already written stay."""
+    return WriteError(
+        f"cannot write {path}: {error.strerror or error}; free some space or fix the "
+        "permissions, then run the same command again to resume",
+        path=path,
+    )
+
+
+def os_error_text(error: OSError) -> str:
+    """A short reason a file could not be used, without the file's name."""
+    if error.errno == errno.ENOENT:
+        return "file not found"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.ELOOP:
+        return "symlink loop or unreadable path"
+    return f"unreadable: {error.strerror or type(error).__name__}"
