@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from emoprobe.cli.main import cli
 from emoprobe.results.calibration import reliability_bins, score_metrics
-from emoprobe.results.predictions import Row
+from emoprobe.results.predictions import Row, to_frame
 from emoprobe.task.answers import json_label, json_schema, label_scores, unsupported
 
 
@@ -78,18 +78,19 @@ def test_score_metrics_agree_with_scikit_learn_and_a_hand_worked_ece():
              ("happy", (0.2, 0.2, 0.4, 0.1, 0.1)), ("confused", (0.9, 0.025, 0.025, 0.025, 0.025))]
     order = ["happy", "confused", "distracted", "tired", "neutral"]
     for label, probabilities in table:
-        rows.append(Row("p", "", label, label, label, "ok", "", "1", "false",
-                        tuple(str(p) for p in probabilities)))
-    metrics = score_metrics(rows, order)
+        rows.append(Row("p", "", label, label, label, "ok", "", 1.0, False,
+                        dict(zip(order, probabilities, strict=True))))
+    metrics = score_metrics(to_frame(rows, order), order)
+    assert metrics is not None
     truth = np.array([order.index(label) for label, _ in table])
     probabilities = np.array([p for _, p in table])
-    assert metrics["roc_auc_ovr"]["happy"] == roc_auc_score(truth == 0, probabilities[:, 0])
-    assert metrics["roc_auc_ovr"]["distracted"] is None  # no image of it
+    assert metrics.roc_auc_ovr["happy"] == roc_auc_score(truth == 0, probabilities[:, 0])
+    assert metrics.roc_auc_ovr["distracted"] is None  # no image of it
     # top scores: 0.7 right, 0.5 right, 0.4 wrong (distracted), 0.9 wrong (happy)
-    assert metrics["top_score_accuracy"] == 0.5
+    assert metrics.top_score_accuracy == 0.5
     bins = reliability_bins(probabilities.max(axis=1), probabilities.argmax(axis=1) == truth)
-    assert [b["count"] for b in bins] == [1, 1, 1, 1]
-    assert metrics["ece"] == pytest.approx((0.3 + 0.5 + 0.4 + 0.9) / 4)
+    assert [b.count for b in bins] == [1, 1, 1, 1]
+    assert metrics.ece == pytest.approx((0.3 + 0.5 + 0.4 + 0.9) / 4)
 
 
 # -- through the command line --------------------------------------------------------------

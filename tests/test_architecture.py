@@ -97,7 +97,6 @@ def test_every_package_has_a_floor() -> None:
         assert name in FLOORS or name in TOP, f"emoprobe/{path.name} has no floor"
 
 
-@pytest.mark.xfail(strict=True, reason="redesign in progress: rundir/comparison → reporting")
 def test_no_module_imports_a_floor_above_its_own() -> None:
     upward = [
         f"{module} (floor {_floor(module)}) imports {target} (floor {_floor(target)})"

@@ -14,8 +14,9 @@ from ollama_double import ModelSpec, OllamaDouble, answer_by_image
 
 from emoprobe.cli.main import cli
 from emoprobe.reporting.markdown import render_report
+from emoprobe.results.manifest import Manifest
 from emoprobe.results.metrics import compute_metrics
-from emoprobe.results.predictions import Row
+from emoprobe.results.predictions import Row, to_frame
 from emoprobe.results.rundir import LOCK, RunDir
 from emoprobe.task.definition import PAPER_TASK
 
@@ -159,17 +160,18 @@ def test_a_llama_run_sits_beside_the_papers_llama_and_an_other_family_beside_not
 
 def test_a_model_of_another_size_is_flagged_beside_the_paper():
     rows = [
-        Row(f"{label}/{i}.png", "s", label, label, label, "ok", "", "1.0", "false")
+        Row(f"{label}/{i}.png", "s", label, label, label, "ok", "", 1.0, False)
         for i, label in enumerate(LABELS)
     ]
-    metrics = compute_metrics(rows, LABELS)
-    manifest = {
+    predictions = to_frame(rows, LABELS)
+    metrics = compute_metrics(predictions, LABELS)
+    manifest = Manifest.from_dict({
         "model": {"name": "qwen2.5vl:32b", "family": "qwen25vl"},
         "dataset": {},
         "task": {"prompt_sha256": PAPER_TASK.prompt_sha256},
-    }
-    report = render_report(metrics, manifest, rows)
+    })
+    report = render_report(metrics, manifest, predictions)
     assert "Qwen2.5-VL-7B-Instruct (paper)" in report
     assert "this model is named 32B, the paper's is 7B" in report
-    manifest["model"]["name"] = "qwen2.5vl:7b-q8_0"
-    assert "Note:** this model is named" not in render_report(metrics, manifest, rows)
+    manifest.model.name = "qwen2.5vl:7b-q8_0"
+    assert "Note:** this model is named" not in render_report(metrics, manifest, predictions)

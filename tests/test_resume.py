@@ -62,9 +62,9 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
 def test_recover_cuts_a_half_written_last_row(tmp_path):
     path = tmp_path / "predictions.csv"
     rows = [
-        Row("a.png", "1" * 64, "happy", "happy", "Happy", "ok", "", "0.5", "false"),
+        Row("a.png", "1" * 64, "happy", "happy", "Happy", "ok", "", 0.5, False),
         Row("b.png", "2" * 64, "tired", "unparsed", 'multi\nline, "quoted"\r\u2028', "unparsed",
-            "", "0.7", "false"),
+            "", 0.7, False),
     ]
     with PredictionWriter(path) as writer:
         for row in rows:

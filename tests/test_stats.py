@@ -199,3 +199,26 @@ def test_percentile_interval():
     values = np.arange(1001, dtype=float)
     assert stats.percentile_interval(values) == (25.0, 975.0)
     assert math.isclose(stats.chi2_1df_p(3.841458820694124), 0.05, rel_tol=1e-9)
+
+
+# McNemar p-values emoprobe 0.1.0 computed by hand (integer binomial tails, erfc), pinned
+# before the test moved to scipy.stats: the same to the last bits.
+@pytest.mark.parametrize(
+    ("b", "c", "p", "method"),
+    [
+        (0, 0, 1.0, stats.EXACT),
+        (0, 1, 1.0, stats.EXACT),
+        (3, 5, 0.7265625, stats.EXACT),
+        (0, 24, 1.1920928955078125e-07, stats.EXACT),
+        (12, 12, 1.0, stats.EXACT),
+        (5, 19, 0.006610751152038574, stats.EXACT),
+        (10, 30, 0.002663119259138554, stats.CHI2),
+        (13, 12, 1.0, stats.CHI2),
+        (0, 40, 6.984393061522158e-10, stats.CHI2),
+        (100, 130, 0.055850113675743406, stats.CHI2),
+    ],
+)
+def test_mcnemar_p_values_are_those_of_emoprobe_0_1_0(b, c, p, method):
+    result = stats.mcnemar_from_counts(b, c)
+    assert result.method == method
+    assert result.p_value == pytest.approx(p, rel=1e-12)

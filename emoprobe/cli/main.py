@@ -253,13 +253,13 @@ def _print_summary(result: Any) -> None:
     fresh = session.get("requests", 0) + session.get("cache_hits", 0)
 
     def figure(key: str) -> str:
-        value = metrics.get(key)
+        value = getattr(metrics, key)
         return "–" if value is None else f"{value:.4f}"
 
     click.echo(
         f"{result.finished}/{result.total} images  accuracy {figure('accuracy')}  "
-        f"weighted F1 {figure('f1_weighted')}  unparsed {metrics['n_unparsed']}  "
-        f"unreadable {metrics['n_error']}"
+        f"weighted F1 {figure('f1_weighted')}  unparsed {metrics.n_unparsed}  "
+        f"unreadable {metrics.n_error}"
     )
     if fresh or session.get("failed"):
         click.echo(

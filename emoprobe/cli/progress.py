@@ -49,7 +49,7 @@ class ProgressBar(RunEvents):
 
     def row_written(self, row: Row) -> None:
         self.done += 1
-        self.cached += row.cached == "true"
+        self.cached += row.cached
         self.errors += row.status == "error"
         self._draw()
 

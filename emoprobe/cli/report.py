@@ -20,14 +20,14 @@ def report(run_dirs: tuple[Path, ...]) -> None:
     Reads predictions.csv and manifest.json only: no server, no cache. Several run
     folders may be given.
     """
-    from emoprobe.results.rundir import RunDir
+    from emoprobe.reporting.markdown import rebuild_report
 
     for run_dir in run_dirs:
-        metrics = RunDir(run_dir).rebuild()
+        metrics = rebuild_report(run_dir)
         click.echo(
-            f"{metrics['n']} images  accuracy {_figure(metrics.get('accuracy'))}  "
-            f"weighted F1 {_figure(metrics.get('f1_weighted'))}  "
-            f"unparsed {metrics['n_unparsed']}  unreadable {metrics['n_error']}"
+            f"{metrics.n} images  accuracy {_figure(metrics.accuracy)}  "
+            f"weighted F1 {_figure(metrics.f1_weighted)}  "
+            f"unparsed {metrics.n_unparsed}  unreadable {metrics.n_error}"
         )
         click.echo(f"report: {run_dir / 'report.md'}")
 
@@ -57,13 +57,13 @@ def compare(run_dirs: tuple[Path, ...], out: Path | None, seed: int, resamples: 
     F1 and accuracy with a paired bootstrap 95% interval, McNemar's test and Cohen's
     kappa against it. Images are matched by sha256 and path; only shared images count.
     """
-    from emoprobe.reporting.markdown import dataset_name
-    from emoprobe.results.comparison import (
-        build_comparison,
+    from emoprobe.reporting.comparison import (
         default_comparison_dir,
         summary_text,
         write_comparison,
     )
+    from emoprobe.reporting.markdown import dataset_name
+    from emoprobe.results.comparison import build_comparison
 
     if len(run_dirs) < 2:
         raise click.UsageError("give at least two run folders to compare")

@@ -38,6 +38,17 @@ from emoprobe.pipeline.probe import (
     open_backends_and_cache,
 )
 from emoprobe.pipeline.scheduler import Host, Scheduler
+from emoprobe.results.manifest import (
+    DatasetRecord,
+    Fingerprint,
+    Manifest,
+    ModelRecord,
+    RequestSettings,
+    Server,
+    Session,
+    TaskRecord,
+)
+from emoprobe.results.metrics import Metrics
 from emoprobe.results.predictions import (
     ERROR,
     FINAL_STATUSES,
@@ -47,8 +58,9 @@ from emoprobe.results.predictions import (
     Row,
     keep_only,
     recover,
+    to_frame,
 )
-from emoprobe.results.rundir import RunDir, default_out_dir, fingerprint_mismatch
+from emoprobe.results.rundir import RunDir, default_out_dir
 from emoprobe.settings import (
     DEFAULT_BACKOFF_S,
     DEFAULT_MODEL,
@@ -127,7 +139,7 @@ class RunResult:
     total: int
     finished: int
     failed: int
-    metrics: dict[str, Any]
+    metrics: Metrics
     session: dict[str, Any]
     abort_reason: str = ""
     not_cached: int = 0
@@ -159,7 +171,7 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     rundir = RunDir(out)
     with rundir.locked():
         manifest = rundir.read_manifest()
-        if manifest and (difference := fingerprint_mismatch(manifest, fingerprint)):
+        if manifest and (difference := fingerprint.mismatch(manifest.fingerprint)):
             raise ConfigError(
                 f"{out} holds a run with other settings ({difference}); "
                 "pass another --out to start a new run"
@@ -192,10 +204,10 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                             f"an OpenAI-compatible server takes no {', '.join(dropped)}: "
                             "set them where the server starts"
                         )
-                if manifest and manifest["model"].get("digest") != info.digest:
+                if manifest and manifest.model.digest != info.digest:
                     raise ConfigError(
                         f"model {config.model} changed on the server since {out} was started "
-                        f"(digest {manifest['model'].get('digest', '')[:12]} → "
+                        f"(digest {manifest.model.digest[:12]} → "
                         f"{info.digest[:12]}); pass another --out"
                     )
                 manifest = manifest or _new_manifest(config, dataset, fingerprint, info)
@@ -222,7 +234,11 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         total = len(sample)
         del sample, dataset, done, todo  # the report's libraries are large: make room first
         session["finished_at"] = _now()
-        result_metrics = rundir.finish(manifest, rows, session, task.labels)
+        result_metrics = rundir.finish(manifest, rows, Session.from_stats(session), task.labels)
+        if manifest is not None:
+            from emoprobe.reporting.markdown import write_report
+
+            write_report(out, result_metrics, manifest, to_frame(rows, task.labels))
         finished = sum(is_final(row) for row in rows)
         return RunResult(
             out=out,
@@ -382,13 +398,11 @@ class _Pipeline:
                 "",
                 ERROR,
                 outcome.error,
-                "",
-                "false",
-                ("",) * len(labels),
+                scores={} if labels else None,
             )
         prediction = self.classifier.prediction(outcome)
         found = outcome.answer.scores or {}
-        scores = tuple(f"{found[label]:.6f}" if label in found else "" for label in labels)
+        scores = {label: found[label] for label in labels if label in found}
         return Row(
             path=item.relpath,
             sha256=outcome.sha256,
@@ -397,9 +411,9 @@ class _Pipeline:
             raw=outcome.answer.raw,
             status=UNPARSED_STATUS if prediction == UNPARSED else OK,
             error="",
-            latency_s=f"{outcome.answer.latency_s:.4f}",
-            cached="true" if outcome.cached else "false",
-            scores=scores,
+            latency_s=outcome.answer.latency_s,
+            cached=outcome.cached,
+            scores=scores if labels else None,
         )
 
 
@@ -408,56 +422,44 @@ def _rows_in_sample_order(sample: list[Item], rows: list[Row]) -> list[Row]:
     return [by_path[item.relpath] for item in sample if item.relpath in by_path]
 
 
-def _fingerprint(config: RunConfig, root: Path) -> dict[str, Any]:
-    return {
-        "task": config.task.name,
-        "prompt_sha256": config.task.prompt_sha256,
-        "model": config.model,
-        "options": config.options,
-        "answer_mode": config.answer_mode,
-        "max_side": config.max_side,
-        "dataset_root": str(root),
-        "per_class": config.per_class,
-        "seed": config.seed,
-    }
+def _fingerprint(config: RunConfig, root: Path) -> Fingerprint:
+    return Fingerprint(
+        task=config.task.name,
+        prompt_sha256=config.task.prompt_sha256,
+        model=config.model,
+        options=config.options,
+        answer_mode=config.answer_mode,
+        max_side=config.max_side,
+        dataset_root=str(root),
+        per_class=config.per_class,
+        seed=config.seed,
+    )
 
 
-def _new_manifest(config: RunConfig, dataset: Any, fingerprint: dict, info: ModelInfo) -> dict:
+def _new_manifest(
+    config: RunConfig, dataset: Any, fingerprint: Fingerprint, info: ModelInfo
+) -> Manifest:
     task = config.task
-    return {
-        "emoprobe_version": __version__,
-        "created_at": _now(),
-        "command": config.command_line,
-        "fingerprint": fingerprint,
-        "backend": config.backend,
-        "server": {"host": config.all_hosts[0], "hosts": list(config.all_hosts),
-                   "version": info.server_version},
-        "model": info.to_dict(),
-        "task": {
-            "name": task.name,
-            "labels": list(task.labels),
-            "prompt": task.system_prompt,
-            "prompt_sha256": task.prompt_sha256,
-            "user_text": task.user_text,
-        },
-        "options": config.options,
-        "keep_alive": config.keep_alive,
-        "answer_mode": config.answer_mode,
-        "max_side": config.max_side,
-        "request": {
-            "concurrency": config.concurrency,
-            "timeout_s": config.timeout,
-            "retries": config.retries,
-        },
-        "dataset": {
-            "root": str(dataset.root),
-            "format": dataset.format,
-            "n_items": len(dataset.items),
-            "per_class": config.per_class,
-            "seed": config.seed,
-        },
-        "sessions": [],
-    }
+    return Manifest(
+        emoprobe_version=__version__,
+        created_at=_now(),
+        command=config.command_line,
+        fingerprint=fingerprint,
+        backend=config.backend,
+        server=Server(config.all_hosts[0], list(config.all_hosts), info.server_version),
+        model=ModelRecord(**info.to_dict()),
+        task=TaskRecord(
+            task.name, list(task.labels), task.system_prompt, task.prompt_sha256, task.user_text
+        ),
+        options=config.options,
+        keep_alive=config.keep_alive,
+        answer_mode=config.answer_mode,
+        max_side=config.max_side,
+        request=RequestSettings(config.concurrency, config.timeout, config.retries),
+        dataset=DatasetRecord(
+            str(dataset.root), dataset.format, len(dataset.items), config.per_class, config.seed
+        ),
+    )
 
 
 def _now() -> str:

@@ -73,9 +73,10 @@ def _unload(backend: Backend, model: str, warn: Callable[[str], None]) -> None:
 
 
 def _compare(results: list[RunResult], out: Path | None, warn: Callable[[str], None]) -> Study:
+    from emoprobe.reporting.comparison import default_comparison_dir, summary_text
+    from emoprobe.reporting.comparison import write_comparison as write_comparison_md
     from emoprobe.reporting.markdown import dataset_name
-    from emoprobe.results.comparison import build_comparison, default_comparison_dir, summary_text
-    from emoprobe.results.comparison import write_comparison as write_comparison_md
+    from emoprobe.results.comparison import build_comparison
 
     try:
         comparison = build_comparison([result.out for result in results])

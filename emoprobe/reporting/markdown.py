@@ -10,11 +10,18 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emoprobe.files import write_atomic
 from emoprobe.reporting.paper import PaperResult, paper_result_for
-from emoprobe.results.predictions import ERROR, UNPARSED_STATUS, Row
+from emoprobe.results.manifest import Manifest, ModelRecord
+from emoprobe.results.metrics import Metrics
+from emoprobe.results.predictions import ERROR, UNPARSED_STATUS
+from emoprobe.results.rundir import RunDir
+from emoprobe.results.speed import speed_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPORT = "report.md"
 QUOTED_ANSWERS = 5
@@ -71,7 +78,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, PValue):
-        return f"{value:.4f}" if value >= 0.0001 or value == 0 else f"{value:.1e}"
+        return f"{value:.4f}" if value >= 0.0001 or float(value) == 0 else f"{value:.1e}"
     if isinstance(value, Shown):
         return f"{value:{'+' if value.signed else ''}.{value.decimals}f}"
     if isinstance(value, bool):
@@ -91,22 +98,28 @@ def interval(bounds: Sequence[float] | None) -> str:
 
 
 def write_report(
-    folder: Path, metrics: dict[str, Any], manifest: dict[str, Any], rows: Sequence[Row]
+    folder: Path, metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame
 ) -> Path:
     """Write the plots and report.md of one run into `folder`; return report.md's path."""
-
-    paper = paper_for(manifest)
-    plots = write_run_plots(folder, metrics, paper)
+    plots = write_run_plots(folder, metrics, paper_for(manifest))
     path = folder / REPORT
-    write_atomic(path, render_report(metrics, manifest, rows, plots))
+    write_atomic(path, render_report(metrics, manifest, predictions, plots))
     return path
 
 
-def write_run_plots(
-    folder: Path, metrics: dict[str, Any], paper: PaperResult | None
-) -> dict[str, str]:
+def rebuild_report(folder: Path) -> Metrics:
+    """metrics.json, the plots and report.md of a run folder from its predictions.csv and
+    manifest.json alone (no server, no cache), under the run's lock."""
+    rundir = RunDir(folder)
+    with rundir.rebuilding() as run:
+        metrics = rundir.write_metrics(run)
+        write_report(rundir.path, metrics, run.manifest, run.predictions)
+    return metrics
+
+
+def write_run_plots(folder: Path, metrics: Metrics, paper: PaperResult | None) -> dict[str, str]:
     """{what: PNG file name} of the plots written beside the report ({} if none)."""
-    if not metrics.get("n_scored"):
+    if not metrics.n_scored:
         return {}
     from emoprobe.reporting import plots
 
@@ -115,8 +128,8 @@ def write_run_plots(
             "confusion": ("confusion_matrix.png", plots.confusion_matrix_png(metrics)),
             "per_class": ("per_class_f1.png", plots.per_class_f1_png(metrics, paper)),
         }
-        if metrics.get("scores"):
-            files["reliability"] = ("reliability.png", plots.reliability_png(metrics["scores"]))
+        if metrics.scores:
+            files["reliability"] = ("reliability.png", plots.reliability_png(metrics.scores))
     except ImportError:  # matplotlib is a dependency; a broken install costs the plots only
         return {}
     for name, data in files.values():
@@ -124,35 +137,33 @@ def write_run_plots(
     return {what: name for what, (name, _) in files.items()}
 
 
-
-def paper_for(manifest: dict[str, Any]) -> PaperResult | None:
+def paper_for(manifest: Manifest) -> PaperResult | None:
     """The paper's figures for this run: same model family and the paper's own prompt."""
     from emoprobe.task.definition import PAPER_TASK
 
-    if manifest.get("task", {}).get("prompt_sha256") != PAPER_TASK.prompt_sha256:
+    if manifest.task.prompt_sha256 != PAPER_TASK.prompt_sha256:
         return None
-    model = manifest.get("model", {})
-    return paper_result_for(model.get("name", ""), model.get("family", ""))
+    return paper_result_for(manifest.model.name, manifest.model.family)
 
 
 def render_report(
-    metrics: dict[str, Any],
-    manifest: dict[str, Any],
-    rows: Sequence[Row],
+    metrics: Metrics,
+    manifest: Manifest,
+    predictions: pd.DataFrame,
     plots: dict[str, str] | None = None,
 ) -> str:
     """The whole report.md of one run."""
     plots = plots or {}
-    model = manifest.get("model", {})
+    model = manifest.model
     paper = paper_for(manifest)
     sections = [
-        f"# emoprobe: {model.get('name', '?')} on {dataset_name(manifest)}",
+        f"# emoprobe: {model.name or '?'} on {dataset_name(manifest)}",
         _status_line(metrics, manifest),
         f"**Scoring.** {UNPARSED_RULE} Metrics are scikit-learn's.",
         _overall(metrics, model, paper),
         _per_class(metrics, paper, plots.get("per_class")),
         _confusion(metrics, plots.get("confusion")),
-        _answers(metrics, manifest, rows),
+        _answers(metrics, manifest, predictions),
         _answer_mode(metrics, manifest, plots.get("reliability")),
         _speed(metrics, manifest),
         _setup(manifest),
@@ -160,36 +171,36 @@ def render_report(
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def _answer_mode(metrics: dict[str, Any], manifest: dict[str, Any], plot: str | None) -> str:
+def _answer_mode(metrics: Metrics, manifest: Manifest, plot: str | None) -> str:
     """How the answers were asked for; schema failures (json), scores (logprobs)."""
-    mode = manifest.get("answer_mode", "text")
+    mode = manifest.answer_mode
     if mode == "json":
-        invalid = sum(s.get("json_invalid", 0) for s in manifest.get("sessions", []))
+        invalid = sum(s.json_invalid for s in manifest.sessions)
         return (
             "## Answer mode: json\n\nEach request's `format` was a JSON schema whose one "
             "property, `label`, is an `enum` of the labels. "
             f"Answers that still failed to validate: {invalid} (read by the free-text "
             "parser instead)."
         )
-    scores = metrics.get("scores")
+    scores = metrics.scores
     if mode != "logprobs":
         return ""
     if not scores:
         return "## Answer mode: logprobs\n\nNo answer carried scores for the labels."
-    per_class = [[label, value] for label, value in scores["roc_auc_ovr"].items()]
+    per_class = [[label, value] for label, value in scores.roc_auc_ovr.items()]
     text = (
         "## Answer mode: logprobs\n\nEach label's score is the probability the model gave "
         "the tokens that begin it at the first answer position that names a label "
         "(top 20 alternatives), normalised over the labels. "
-        f"{scores['n_with_scores']} answers carried scores"
-        + (f", {scores['n_without_scores']} did not" if scores["n_without_scores"] else "")
+        f"{scores.n_with_scores} answers carried scores"
+        + (f", {scores.n_without_scores} did not" if scores.n_without_scores else "")
         + ".\n\n"
         + table(
             ["measure", "value"],
             [
-                ["ROC-AUC, one-vs-rest, macro", scores["roc_auc_ovr_macro"]],
-                ["accuracy of the top score", scores["top_score_accuracy"]],
-                ["expected calibration error (10 bins)", scores["ece"]],
+                ["ROC-AUC, one-vs-rest, macro", scores.roc_auc_ovr_macro],
+                ["accuracy of the top score", scores.top_score_accuracy],
+                ["expected calibration error (10 bins)", scores.ece],
             ],
         )
         + "\n\nROC-AUC per class (– where the sample has no image of it or only it):\n\n"
@@ -200,19 +211,19 @@ def _answer_mode(metrics: dict[str, Any], manifest: dict[str, Any], plot: str | 
     return text
 
 
-def dataset_name(manifest: dict[str, Any]) -> str:
+def dataset_name(manifest: Manifest) -> str:
     """The dataset folder's (or CSV's) own name, never its full path."""
-    root = str(manifest.get("dataset", {}).get("root", "dataset")).rstrip("/\\")
+    root = manifest.dataset.root.rstrip("/\\")
     return re.split(r"[/\\]", root)[-1] or root
 
 
-def _status_line(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
-    sessions = manifest.get("sessions", [])
-    failed = sessions[-1].get("failed", 0) if sessions else 0
+def _status_line(metrics: Metrics, manifest: Manifest) -> str:
+    sessions = manifest.sessions
+    failed = sessions[-1].failed if sessions else 0
     line = (
-        f"{metrics['n']} image{'' if metrics['n'] == 1 else 's'}: {metrics['n_scored']} scored "
-        f"({metrics['n_ok']} answered with a label, {metrics['n_unparsed']} unparsed), "
-        f"{metrics['n_error']} unreadable. Sample: {sample_text(manifest.get('dataset', {}))}."
+        f"{metrics.n} image{'' if metrics.n == 1 else 's'}: {metrics.n_scored} scored "
+        f"({metrics.n_ok} answered with a label, {metrics.n_unparsed} unparsed), "
+        f"{metrics.n_error} unreadable. Sample: {manifest.dataset.sample_text()}."
     )
     if failed:
         line += (
@@ -222,31 +233,30 @@ def _status_line(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     return line
 
 
-def _overall(metrics: dict[str, Any], model: dict[str, Any], paper: PaperResult | None) -> str:
-    keys = ("f1_weighted", "accuracy", "precision_weighted", "recall_weighted")
-    mine = [metrics.get(key) for key in keys]
-    rows: list[list[Any]] = [
-        [f"{model.get('name', 'this run')} (this run)", *mine, metrics["n_scored"]]
-    ]
+def _overall(metrics: Metrics, model: ModelRecord, paper: PaperResult | None) -> str:
+    m = metrics
+    mine = [m.f1_weighted, m.accuracy, m.precision_weighted, m.recall_weighted]
+    rows: list[list[Any]] = [[f"{model.name or 'this run'} (this run)", *mine, m.n_scored]]
     if paper:
         theirs = [paper.f1, paper.accuracy, paper.precision, paper.recall]
         rows.append([f"{paper.model} (paper)", *theirs, paper.images])
-        if None not in mine:
-            differences = [signed(a - b) for a, b in zip(mine, theirs, strict=True)]
+        known = [value for value in mine if value is not None]
+        if len(known) == len(mine):
+            differences = [signed(a - b) for a, b in zip(known, theirs, strict=True)]
             rows.append(["difference (run − paper)", *differences, None])
     text = "## Overall (weighted averages, the paper's Table 1 layout)\n\n"
     text += table(["model", "F1", "Accuracy", "Precision", "Recall", "images"], rows)
-    ci = metrics.get("ci95")
+    ci = metrics.ci95
     if ci:
         text += (
             f"\n\n95% confidence intervals of this run (percentile bootstrap over its images, "
-            f"{ci['resamples']:,} resamples, seed {ci['seed']}): weighted F1 "
-            f"{interval(ci['f1_weighted'])}, accuracy {interval(ci['accuracy'])}. They show "
+            f"{ci.resamples:,} resamples, seed {ci.seed}): weighted F1 "
+            f"{interval(ci.f1_weighted)}, accuracy {interval(ci.accuracy)}. They show "
             "how much the figures move with the sample of images alone."
         )
     text += (
-        f"\n\nMacro averages: F1 {figure(metrics.get('f1_macro'))}, precision "
-        f"{figure(metrics.get('precision_macro'))}, recall {figure(metrics.get('recall_macro'))}."
+        f"\n\nMacro averages: F1 {figure(m.f1_macro)}, precision "
+        f"{figure(m.precision_macro)}, recall {figure(m.recall_macro)}."
         " Accuracy equals weighted recall, as in the paper."
     )
     if paper:
@@ -256,14 +266,14 @@ def _overall(metrics: dict[str, Any], model: dict[str, Any], paper: PaperResult 
     return text
 
 
-def _paper_caveat(model: dict[str, Any], paper: PaperResult) -> str:
+def _paper_caveat(model: ModelRecord, paper: PaperResult) -> str:
     text = (
         f"The paper's row is its own run of {paper.model} on {paper.images:,} OLSFED images "
         "(1,000 per class); it does not say how the model was served or quantized"
     )
-    quantization = model.get("quantization")
+    quantization = model.quantization
     text += f" (this run: {quantization} through Ollama)." if quantization else "."
-    size = _size_in_name(model.get("name", ""))
+    size = _size_in_name(model.name)
     if size is not None and paper.parameters_b and abs(size - paper.parameters_b) > 0.5:
         text += (
             f" **Note:** this model is named {size:g}B, the paper's is "
@@ -279,29 +289,29 @@ def _size_in_name(name: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _per_class(metrics: dict[str, Any], paper: PaperResult | None, plot: str | None) -> str:
-    per_class = metrics.get("per_class", {})
+def _per_class(metrics: Metrics, paper: PaperResult | None, plot: str | None) -> str:
+    per_class = metrics.per_class
     if not per_class:
         return "## Per class\n\nNo image was scored."
-    predicted = _predicted_counts(metrics)
+    predicted = metrics.confusion_matrix.predicted()
     header = ["class", "precision", "recall", "F1", "support", "predicted"]
     if paper:
         header += ["paper F1", "F1 − paper"]
     rows = []
     for label, scores in per_class.items():
-        row = [
+        row: list[Any] = [
             label,
-            scores["precision"],
-            scores["recall"],
-            scores["f1"],
-            scores["support"],
+            scores.precision,
+            scores.recall,
+            scores.f1,
+            scores.support,
             predicted.get(label, 0),
         ]
         if paper:
             theirs = paper.per_class_f1.get(label)
             row += [
                 fixed(theirs, 2),
-                None if theirs is None else signed(scores["f1"] - theirs, 2),
+                None if theirs is None else signed(scores.f1 - theirs, 2),
             ]
         rows.append(row)
     text = "## Per class\n\n" + table(header, rows)
@@ -321,7 +331,7 @@ def _per_class(metrics: dict[str, Any], paper: PaperResult | None, plot: str | N
                     f" For *{label}* it also gives precision "
                     f"{_two(paper.per_class_precision.get(label))} and recall "
                     f"{_two(paper.per_class_recall.get(label))} (this run: "
-                    f"{scores['precision']:.4f} and {scores['recall']:.4f})."
+                    f"{scores.precision:.4f} and {scores.recall:.4f})."
                 )
     if plot:
         caption = "Per-class F1, this run" + (" and the paper" if paper else "")
@@ -333,19 +343,15 @@ def _two(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def _predicted_counts(metrics: dict[str, Any]) -> dict[str, int]:
-    confusion = metrics["confusion_matrix"]
-    totals = [sum(column) for column in zip(*confusion["matrix"], strict=True)]
-    return dict(zip(confusion["columns"], totals, strict=False))
-
-
-def _confusion(metrics: dict[str, Any], plot: str | None) -> str:
-    if not metrics.get("n_scored"):
+def _confusion(metrics: Metrics, plot: str | None) -> str:
+    if not metrics.n_scored:
         return ""
-    confusion = metrics["confusion_matrix"]
-    labels, columns, matrix = confusion["labels"], confusion["columns"], confusion["matrix"]
+    confusion = metrics.confusion_matrix
+    labels, columns, matrix = confusion.labels, confusion.columns, confusion.matrix
     header = ["true \\ predicted", *columns]
-    counts = [[label, *row, sum(row)] for label, row in zip(labels, matrix, strict=True)]
+    counts: list[list[Any]] = [
+        [label, *row, sum(row)] for label, row in zip(labels, matrix, strict=True)
+    ]
     totals = [sum(column) for column in zip(*matrix, strict=True)]
     counts.append(["**predicted**", *totals, sum(totals)])
     shares = []
@@ -364,36 +370,34 @@ def _confusion(metrics: dict[str, Any], plot: str | None) -> str:
     return text
 
 
-def _answers(metrics: dict[str, Any], manifest: dict[str, Any], rows: Sequence[Row]) -> str:
-    scored = metrics["n_scored"]
-    rate = metrics["n_unparsed"] / scored if scored else None
+def _answers(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) -> str:
+    scored = metrics.n_scored
+    rate = metrics.n_unparsed / scored if scored else None
     lines = [
         "## Answers",
         "",
-        f"Unparsed: {metrics['n_unparsed']} of {scored} scored answers ({figure(rate)}).",
+        f"Unparsed: {metrics.n_unparsed} of {scored} scored answers ({figure(rate)}).",
     ]
-    labels = {label.casefold() for label in metrics.get("labels", [])}
+    labels = {label.casefold() for label in metrics.labels}
+    status, raw = predictions["status"], predictions["raw"]
     bare = sum(
-        1
-        for row in rows
-        if row.status != ERROR and row.raw.strip().rstrip(".!").strip().casefold() in labels
+        text.strip().rstrip(".!").strip().casefold() in labels for text in raw[status != ERROR]
     )
     if scored:
         lines[-1] += (
             f" Answers that were exactly one label, as the prompt asks: {bare} "
             f"({figure(bare / scored)})."
         )
-    quotes = Counter(_shorten(row.raw) for row in rows if row.status == UNPARSED_STATUS)
+    quotes = Counter(_shorten(text) for text in raw[status == UNPARSED_STATUS])
     if quotes:
         lines += ["", "Most frequent unparsed answers (shortened):", ""]
         common = quotes.most_common(QUOTED_ANSWERS)
         lines.append(table(["answer", "times"], [[f"`{quote}`", n] for quote, n in common]))
-    reasons = Counter(row.error for row in rows if row.status == ERROR)
+    reasons = Counter(predictions["error"][status == ERROR])
     if reasons:
-        lines += ["", f"Unreadable images: {metrics['n_error']}.", ""]
+        lines += ["", f"Unreadable images: {metrics.n_error}.", ""]
         lines += [table(["reason", "images"], reasons.most_common())]
-    sessions = manifest.get("sessions", [])
-    failed = sum(s.get("failed", 0) for s in sessions)
+    failed = sum(s.failed for s in manifest.sessions)
     if failed:
         lines += [
             "",
@@ -408,43 +412,20 @@ def _shorten(text: str) -> str:
     return flat if len(flat) <= QUOTE_LENGTH else flat[: QUOTE_LENGTH - 1] + "…"
 
 
-def speed_summary(manifest: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
-    """A run's speed from the server's timings in every session (cached answers excluded)."""
-    sessions = manifest.get("sessions", [])
-    requests = sum(s.get("requests", 0) for s in sessions)
-    wall = sum(s.get("wall_s", 0.0) for s in sessions if s.get("requests"))
-    eval_count = sum(s.get("eval_count", 0) for s in sessions)
-    eval_ns = sum(s.get("eval_duration_ns", 0) for s in sessions)
-    prompt_count = sum(s.get("prompt_eval_count", 0) for s in sessions)
-    prompt_ns = sum(s.get("prompt_eval_duration_ns", 0) for s in sessions)
-    loads = [s["load_s"] for s in sessions if s.get("load_s") is not None]
-    return {
-        "requests": requests,
-        "cache_hits": sum(s.get("cache_hits", 0) for s in sessions),
-        "images_per_s": requests / wall if wall else None,
-        "latency_median_s": metrics.get("latency_median_s"),
-        "latency_p95_s": metrics.get("latency_p95_s"),
-        "generated_tokens_per_s": eval_count / eval_ns * 1e9 if eval_ns else None,
-        "prompt_tokens_per_s": prompt_count / prompt_ns * 1e9 if prompt_ns else None,
-        "prompt_tokens_per_request": prompt_count / requests if requests else None,
-        "load_s": loads[-1] if loads else None,
-    }
-
-
-def _speed(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
-    speed = speed_summary(manifest, metrics)
-    rows = [
-        ["requests sent (all sessions)", speed["requests"]],
-        ["answers from the cache", speed["cache_hits"]],
-        ["images/s while requesting", fixed(speed["images_per_s"], 2)],
-        ["median latency (s)", fixed(speed["latency_median_s"], 3)],
-        ["95th percentile latency (s)", fixed(speed["latency_p95_s"], 3)],
-        ["generated tokens/s (server timings)", fixed(speed["generated_tokens_per_s"], 1)],
-        ["prompt tokens/s (server timings)", fixed(speed["prompt_tokens_per_s"], 1)],
-        ["prompt tokens per request", fixed(speed["prompt_tokens_per_request"], 0)],
-        ["model load (s)", fixed(speed["load_s"], 2)],
+def _speed(metrics: Metrics, manifest: Manifest) -> str:
+    speed = speed_summary(manifest, metrics.latency_median_s, metrics.latency_p95_s)
+    rows: list[list[Any]] = [
+        ["requests sent (all sessions)", speed.requests],
+        ["answers from the cache", speed.cache_hits],
+        ["images/s while requesting", fixed(speed.images_per_s, 2)],
+        ["median latency (s)", fixed(speed.latency_median_s, 3)],
+        ["95th percentile latency (s)", fixed(speed.latency_p95_s, 3)],
+        ["generated tokens/s (server timings)", fixed(speed.generated_tokens_per_s, 1)],
+        ["prompt tokens/s (server timings)", fixed(speed.prompt_tokens_per_s, 1)],
+        ["prompt tokens per request", fixed(speed.prompt_tokens_per_request, 0)],
+        ["model load (s)", fixed(speed.load_s, 2)],
     ]
-    concurrency = manifest.get("request", {}).get("concurrency")
+    concurrency = manifest.request.concurrency
     note = (
         "\n\nLatency is per request as the client saw it, queueing included"
         + (f" ({concurrency} requests in flight)" if concurrency else "")
@@ -459,18 +440,18 @@ def _speed(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
     )
 
 
-def _hosts(manifest: dict[str, Any]) -> str:
+def _hosts(manifest: Manifest) -> str:
     """Images and speed per server, when several shared the work."""
     served: dict[str, dict[str, float]] = {}
-    for session in manifest.get("sessions", []):
-        for host in session.get("hosts") or []:
-            entry = served.setdefault(host["url"], {"images": 0, "errors": 0, "busy_s": 0.0})
-            entry["images"] += host.get("images", 0)
-            entry["errors"] += host.get("errors", 0)
-            entry["busy_s"] += host.get("busy_s", 0.0)
+    for session in manifest.sessions:
+        for host in session.hosts:
+            entry = served.setdefault(host.url, {"images": 0, "errors": 0, "busy_s": 0.0})
+            entry["images"] += host.images
+            entry["errors"] += host.errors
+            entry["busy_s"] += host.busy_s
     if len(served) < 2:
         return ""
-    wall = sum(s.get("wall_s", 0.0) for s in manifest.get("sessions", []) if s.get("hosts"))
+    wall = sum(s.wall_s for s in manifest.sessions if s.hosts)
     rows = [
         [url, int(e["images"]), fixed(e["images"] / wall, 2) if wall else None, int(e["errors"])]
         for url, e in served.items()
@@ -483,12 +464,12 @@ def _hosts(manifest: dict[str, Any]) -> str:
 QWEN_PATCH_PIXELS = 28 * 28  # Qwen2.5-VL spends about one token per 28x28 pixels
 
 
-def _image_size_note(manifest: dict[str, Any]) -> str:
+def _image_size_note(manifest: Manifest) -> str:
     """What the images sent cost, and what --max-side saved (pixels and image tokens)."""
-    sessions = manifest.get("sessions", [])
-    source = sum(s.get("pixels_source", 0) for s in sessions)
-    sent = sum(s.get("pixels_sent", 0) for s in sessions)
-    images = sum(s.get("requests", 0) for s in sessions)
+    sessions = manifest.sessions
+    source = sum(s.pixels_source for s in sessions)
+    sent = sum(s.pixels_sent for s in sessions)
+    images = sum(s.requests for s in sessions)
     if not (source and sent and images):
         return ""
     mean_source, mean_sent = source / images, sent / images
@@ -497,41 +478,33 @@ def _image_size_note(manifest: dict[str, Any]) -> str:
         f"(about {mean_sent / QWEN_PATCH_PIXELS:,.0f} image tokens each for Qwen2.5-VL, "
         "one per 28×28 pixels)"
     )
-    if manifest.get("max_side") and sent < source:
+    if manifest.max_side and sent < source:
         text += (
-            f"; `--max-side {manifest['max_side']}` cut them from {mean_source / 1e6:.2f} "
+            f"; `--max-side {manifest.max_side}` cut them from {mean_source / 1e6:.2f} "
             f"megapixels (about {mean_source / QWEN_PATCH_PIXELS:,.0f} tokens): "
             f"{1 - sent / source:.0%} fewer pixels to encode per image"
         )
     return text + "."
 
 
-def _setup(manifest: dict[str, Any]) -> str:
-    model = manifest.get("model", {})
-    dataset = manifest.get("dataset", {})
-    size = model.get("size_bytes") or 0
-    max_side = manifest.get("max_side")
-    rows = [
-        ["model", model.get("name")],
-        ["family", model.get("family")],
-        ["parameters", model.get("parameter_size")],
-        ["quantization", model.get("quantization")],
-        ["size on disk", f"{size / 1e9:.2f} GB" if size else None],
-        ["digest", (model.get("digest") or "")[:12] or None],
-        ["server", f"Ollama {manifest.get('server', {}).get('version', '?')}"],
-        ["options", ", ".join(f"{k}={v}" for k, v in manifest.get("options", {}).items())],
+def _setup(manifest: Manifest) -> str:
+    model = manifest.model
+    max_side = manifest.max_side
+    rows: list[list[Any]] = [
+        ["model", model.name],
+        ["family", model.family],
+        ["parameters", model.parameter_size],
+        ["quantization", model.quantization],
+        ["size on disk", f"{model.size_bytes / 1e9:.2f} GB" if model.size_bytes else None],
+        ["digest", model.digest[:12] or None],
+        ["server", f"Ollama {manifest.server.version or '?'}"],
+        ["options", ", ".join(f"{k}={v}" for k, v in manifest.options.items())],
         ["images sent", f"longer side ≤ {max_side} px" if max_side else "as stored"],
-        ["prompt sha256", (manifest.get("task", {}).get("prompt_sha256") or "")[:12]],
-        ["dataset format", dataset.get("format")],
-        ["sample", sample_text(dataset)],
-        ["started", manifest.get("created_at")],
-        ["last updated", manifest.get("updated_at")],
-        ["emoprobe", manifest.get("emoprobe_version")],
+        ["prompt sha256", manifest.task.prompt_sha256[:12]],
+        ["dataset format", manifest.dataset.format],
+        ["sample", manifest.dataset.sample_text()],
+        ["started", manifest.created_at],
+        ["last updated", manifest.updated_at],
+        ["emoprobe", manifest.emoprobe_version],
     ]
     return "## Model and setup\n\n" + table(["", ""], rows)
-
-
-def sample_text(dataset: dict[str, Any]) -> str:
-    if dataset.get("per_class"):
-        return f"{dataset['per_class']} per class, seed {dataset.get('seed')}"
-    return f"all {dataset.get('n_items', '?')} images"

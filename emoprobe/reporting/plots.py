@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from emoprobe.reporting.paper import PaperResult
+    from emoprobe.results.calibration import ScoreMetrics
+    from emoprobe.results.metrics import Metrics
 
 RUN_COLOUR = "#1f77b4"
 PAPER_COLOUR = "#bbbbbb"
@@ -36,11 +38,11 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def confusion_matrix_png(metrics: dict[str, Any]) -> bytes:
+def confusion_matrix_png(metrics: Metrics) -> bytes:
     """Heat-map of row shares (each true class sums to 1), every cell annotated with its
     count and share; the `unparsed` column included."""
-    confusion = metrics["confusion_matrix"]
-    labels, columns, matrix = confusion["labels"], confusion["columns"], confusion["matrix"]
+    confusion = metrics.confusion_matrix
+    labels, columns, matrix = confusion.labels, confusion.columns, confusion.matrix
     shares = [[value / sum(row) if sum(row) else 0.0 for value in row] for row in matrix]
     figure = _figure(1.2 * len(columns) + 2.4, 0.75 * len(labels) + 1.8)
     axes = figure.add_subplot()
@@ -66,10 +68,10 @@ def confusion_matrix_png(metrics: dict[str, Any]) -> bytes:
     return _png(figure)
 
 
-def per_class_f1_png(metrics: dict[str, Any], paper: PaperResult | None) -> bytes:
+def per_class_f1_png(metrics: Metrics, paper: PaperResult | None) -> bytes:
     """Per-class F1 bars: this run, and the paper's (two decimals, from its text) beside."""
-    labels = list(metrics.get("per_class", {}))
-    mine = [metrics["per_class"][label]["f1"] for label in labels]
+    labels = list(metrics.per_class)
+    mine = [metrics.per_class[label].f1 for label in labels]
     figure = _figure(max(6.0, 1.3 * len(labels) + 1.5), 3.8)
     axes = figure.add_subplot()
     width = 0.38 if paper else 0.6
@@ -152,32 +154,32 @@ def comparison_png(
     return _png(figure)
 
 
-def reliability_png(scores: dict[str, Any]) -> bytes:
+def reliability_png(scores: ScoreMetrics) -> bytes:
     """Reliability diagram: accuracy against confidence per bin, the diagonal is perfect."""
-    bins = scores["reliability"]
+    bins = scores.reliability
     figure = _figure(4.6, 4.2)
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], linestyle="--", color=PAPER_COLOUR, label="perfectly calibrated")
-    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    centres = [(b.low + b.high) / 2 for b in bins]
     axes.bar(
         centres,
-        [b["accuracy"] for b in bins],
+        [b.accuracy for b in bins],
         width=0.09,
         color=RUN_COLOUR,
         alpha=0.8,
         label="accuracy in the bin",
     )
     axes.plot(
-        [b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="#d62728",
+        [b.confidence for b in bins], [b.accuracy for b in bins], "o", color="#d62728",
         label="mean confidence",
     )
     for centre, b in zip(centres, bins, strict=True):
-        axes.annotate(str(b["count"]), (centre, b["accuracy"]), ha="center", va="bottom",
+        axes.annotate(str(b.count), (centre, b.accuracy), ha="center", va="bottom",
                       fontsize=7, xytext=(0, 2), textcoords="offset points")
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1.05)
     axes.set_xlabel("confidence (top label score)")
     axes.set_ylabel("accuracy")
-    axes.set_title(f"Reliability (ECE {scores['ece']:.3f})")
+    axes.set_title(f"Reliability (ECE {scores.ece:.3f})")
     axes.legend(fontsize=7, loc="upper left", frameon=False)
     return _png(figure)

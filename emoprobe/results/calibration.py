@@ -1,38 +1,59 @@
 """Scores per label (`--answer logprobs`) → ROC-AUC, calibration error, reliability bins.
 
-Pure: rows in, a dict out. Only rows the model answered and that carry a score for
-every label are used; the top score's label is the scores' own prediction, which can
-differ from the parsed text answer.
+Pure: a predictions table in, a record out. Only rows the model answered and that
+carry a score for every label are used; the top score's label is the scores' own
+prediction, which can differ from the parsed text answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from emoprobe.results.predictions import OK, UNPARSED_STATUS, Row
+from emoprobe.results.predictions import SCORE_PREFIX, SCORED_STATUSES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BINS = 10
 
 
-def score_metrics(rows: Sequence[Row], labels: Sequence[str]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ReliabilityBin:
+    low: float
+    high: float
+    count: int
+    confidence: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class ScoreMetrics:
+    n_with_scores: int
+    n_without_scores: int
+    roc_auc_ovr_macro: float | None
+    roc_auc_ovr: dict[str, float | None]
+    top_score_accuracy: float
+    ece: float
+    reliability: list[ReliabilityBin]
+
+
+def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | None:
     """One-vs-rest ROC-AUC per class and macro, expected calibration error, bins."""
     labels = list(labels)
-    scored = [
-        row
-        for row in rows
-        if row.status in (OK, UNPARSED_STATUS)
-        and len(row.scores) == len(labels)
-        and all(row.scores)
-        and row.label in labels
-    ]
-    if not scored:
+    columns = [SCORE_PREFIX + label for label in labels]
+    answered = frame[frame["status"].isin(SCORED_STATUSES)]
+    if not set(columns) <= set(frame.columns):
+        return None
+    usable = answered[answered[columns].notna().all(axis=1) & answered["label"].isin(labels)]
+    if usable.empty:
         return None
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    probabilities = np.array([[float(value) for value in row.scores] for row in scored])
-    truth = np.array([labels.index(row.label) for row in scored])
+    probabilities = usable[columns].to_numpy(dtype=np.float64)
+    truth = usable["label"].cat.codes.to_numpy()
     per_class: dict[str, float | None] = {}
     for index, label in enumerate(labels):
         positive = truth == index
@@ -44,19 +65,19 @@ def score_metrics(rows: Sequence[Row], labels: Sequence[str]) -> dict[str, Any] 
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == truth
     bins = reliability_bins(confidence, correct)
-    ece = sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / len(scored)
-    return {
-        "n_with_scores": len(scored),
-        "n_without_scores": sum(r.status in (OK, UNPARSED_STATUS) for r in rows) - len(scored),
-        "roc_auc_ovr_macro": float(np.mean(known)) if known else None,
-        "roc_auc_ovr": per_class,
-        "top_score_accuracy": float(correct.mean()),
-        "ece": float(ece),
-        "reliability": bins,
-    }
+    ece = sum(b.count * abs(b.accuracy - b.confidence) for b in bins) / len(usable)
+    return ScoreMetrics(
+        n_with_scores=len(usable),
+        n_without_scores=len(answered) - len(usable),
+        roc_auc_ovr_macro=float(np.mean(known)) if known else None,
+        roc_auc_ovr=per_class,
+        top_score_accuracy=float(correct.mean()),
+        ece=float(ece),
+        reliability=bins,
+    )
 
 
-def reliability_bins(confidence: Any, correct: Any, bins: int = BINS) -> list[dict[str, Any]]:
+def reliability_bins(confidence: Any, correct: Any, bins: int = BINS) -> list[ReliabilityBin]:
     """Equal-width confidence bins: how sure the scores were, and how often right."""
     result = []
     for index in range(bins):
@@ -65,12 +86,12 @@ def reliability_bins(confidence: Any, correct: Any, bins: int = BINS) -> list[di
         count = int(inside.sum())
         if count:
             result.append(
-                {
-                    "low": low,
-                    "high": high,
-                    "count": count,
-                    "confidence": float(confidence[inside].mean()),
-                    "accuracy": float(correct[inside].mean()),
-                }
+                ReliabilityBin(
+                    low,
+                    high,
+                    count,
+                    float(confidence[inside].mean()),
+                    float(correct[inside].mean()),
+                )
             )
     return result

@@ -1,4 +1,5 @@
-"""Predictions → the paper's metrics, with scikit-learn. Pure: rows in, a dict out.
+"""Predictions → the paper's metrics, with scikit-learn. Pure: a predictions table in,
+a `Metrics` record out; `Metrics.to_json` is metrics.json.
 
 Every image the model answered is scored; an `unparsed` answer counts as a wrong
 prediction and stays in the denominator. Unreadable images (`error` rows) are left
@@ -7,124 +8,200 @@ out of the scores and counted.
 
 from __future__ import annotations
 
+import json
 import statistics
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from emoprobe.results.predictions import ERROR, OK, UNPARSED_STATUS, Row
+from emoprobe.results.calibration import ScoreMetrics, score_metrics
+from emoprobe.results.predictions import ERROR, OK, SCORE_PREFIX, SCORED_STATUSES, UNPARSED_STATUS
 from emoprobe.task.definition import UNPARSED
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def run_metrics(rows: Sequence[Row], labels: Sequence[str]) -> dict[str, Any]:
-    """metrics.json of a run: `compute_metrics`, latency, and 95% bootstrap intervals."""
-    metrics = compute_metrics(rows, labels)
-    metrics.update(latency_stats(rows))
-    metrics["ci95"] = confidence_intervals(rows, labels)
-    if any(row.scores for row in rows):
-        from emoprobe.results.calibration import score_metrics
-
-        metrics["scores"] = score_metrics(rows, labels)
-    return metrics
+    import numpy as np
+    import pandas as pd
 
 
-def confidence_intervals(rows: Sequence[Row], labels: Sequence[str]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ClassScores:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Counts of true `labels` (rows) by predicted `columns` (the labels, `unparsed`)."""
+
+    labels: list[str]
+    columns: list[str]
+    matrix: list[list[int]]
+
+    def predicted(self) -> dict[str, int]:
+        """How often each column was predicted, right or wrong."""
+        return {c: sum(row[i] for row in self.matrix) for i, c in enumerate(self.columns)}
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """95% percentile-bootstrap intervals of one run's weighted F1 and accuracy."""
+
+    method: str
+    resamples: int
+    seed: int
+    f1_weighted: tuple[float, float]
+    accuracy: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """One run's (or one subset's) figures; field order is metrics.json's key order."""
+
+    n: int
+    n_scored: int
+    n_ok: int
+    n_unparsed: int
+    n_error: int
+    accuracy: float | None
+    precision_weighted: float | None
+    recall_weighted: float | None
+    f1_weighted: float | None
+    precision_macro: float | None
+    recall_macro: float | None
+    f1_macro: float | None
+    labels: list[str]
+    per_class: dict[str, ClassScores]
+    confusion_matrix: Confusion
+    latency_median_s: float | None = None
+    latency_p95_s: float | None = None
+    ci95: Intervals | None = None
+    scores: ScoreMetrics | None = None
+    has_score_columns: bool = field(default=False, repr=False)  # "scores" key, even null
+
+    def to_json(self) -> str:
+        """metrics.json's text."""
+        data = asdict(self)
+        del data["has_score_columns"]
+        if not self.has_score_columns:
+            del data["scores"]
+        return json.dumps(data, indent=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """metrics.json as JSON data (lists, not tuples)."""
+        data: dict[str, Any] = json.loads(self.to_json())
+        return data
+
+
+def run_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
+    """metrics.json of a run: `compute_metrics`, latency, 95% intervals, label scores."""
+    from dataclasses import replace
+
+    with_scores = any(str(column).startswith(SCORE_PREFIX) for column in frame.columns)
+    latency: dict[str, Any] = latency_stats(frame)
+    return replace(
+        compute_metrics(frame, labels),
+        **latency,
+        ci95=confidence_intervals(frame, labels),
+        scores=score_metrics(frame, labels) if with_scores else None,
+        has_score_columns=with_scores,
+    )
+
+
+def scored(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the model answered (`ok` or `unparsed`): those the scores count."""
+    answered: pd.DataFrame = frame[frame["status"].isin(SCORED_STATUSES)]
+    return answered
+
+
+def confidence_intervals(frame: pd.DataFrame, labels: Sequence[str]) -> Intervals | None:
     """Percentile intervals of weighted F1 and accuracy over the images (stats.py)."""
     from emoprobe.results.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, paired_bootstrap
 
-    scored = [row for row in rows if row.status in (OK, UNPARSED_STATUS)]
-    if not scored:
+    answered = scored(frame)
+    if answered.empty:
         return None
-    y_true, y_pred = encode(scored, [*labels, UNPARSED])
+    y_true, y_pred = encode(answered, labels)
     boot = paired_bootstrap(y_true, [y_pred], len(labels), DEFAULT_RESAMPLES, DEFAULT_SEED)
-    return {
-        "method": "percentile bootstrap over the scored images",
-        "resamples": boot.resamples,
-        "seed": boot.seed,
-        "f1_weighted": list(boot.interval("f1_weighted", 0)),
-        "accuracy": list(boot.interval("accuracy", 0)),
-    }
-
-
-def compute_metrics(rows: Sequence[Row], labels: Sequence[str]) -> dict[str, Any]:
-    """Weighted and macro precision/recall/F1, accuracy, per-class table, confusion matrix.
-
-    Labels go to scikit-learn as integer codes (the task's labels, then `unparsed`, then
-    any other answer, each its own code): the same counts, hence the same figures, as
-    strings give, many times faster on tens of thousands of rows.
-    """
-    labels = list(labels)
-    scored = [row for row in rows if row.status in (OK, UNPARSED_STATUS)]
-    counts = {
-        "n": len(rows),
-        "n_scored": len(scored),
-        "n_ok": sum(row.status == OK for row in rows),
-        "n_unparsed": sum(row.status == UNPARSED_STATUS for row in rows),
-        "n_error": sum(row.status == ERROR for row in rows),
-    }
-    columns = [*labels, UNPARSED]
-    if not scored:
-        empty = {key: None for key in _SCORE_KEYS}
-        matrix = [[0] * len(columns) for _ in labels]
-        return {
-            **counts,
-            **empty,
-            "labels": labels,
-            "per_class": {},
-            "confusion_matrix": {"labels": labels, "columns": columns, "matrix": matrix},
-        }
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        precision_recall_fscore_support,
+    return Intervals(
+        method="percentile bootstrap over the scored images",
+        resamples=boot.resamples,
+        seed=boot.seed,
+        f1_weighted=boot.interval("f1_weighted", 0),
+        accuracy=boot.interval("accuracy", 0),
     )
 
-    y_true, y_pred = encode(scored, columns)
+
+def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
+    """Weighted and macro precision/recall/F1, accuracy, per-class table, confusion matrix.
+
+    Labels go to scikit-learn as integer codes (`encode`): the same counts, hence the
+    same figures, as strings give, many times faster on tens of thousands of rows.
+    """
+    labels = list(labels)
+    status = frame["status"]
+    answered = scored(frame)
+    columns = [*labels, UNPARSED]
+    counts: dict[str, Any] = {
+        "n": len(frame),
+        "n_scored": len(answered),
+        "n_ok": int((status == OK).sum()),
+        "n_unparsed": int((status == UNPARSED_STATUS).sum()),
+        "n_error": int((status == ERROR).sum()),
+        "labels": labels,
+    }
+    if answered.empty:
+        empty: dict[str, Any] = dict.fromkeys(_SCORE_KEYS)
+        return Metrics(
+            **counts,
+            **empty,
+            per_class={},
+            confusion_matrix=Confusion(labels, columns, [[0] * len(columns) for _ in labels]),
+        )
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    y_true, y_pred = encode(answered, labels)
     codes = list(range(len(labels)))
-    result: dict[str, Any] = {**counts, "accuracy": float(accuracy_score(y_true, y_pred))}
+    figures: dict[str, Any] = {"accuracy": float(accuracy_score(y_true, y_pred))}
     for average in ("weighted", "macro"):
         precision, recall, f1, _ = precision_recall_fscore_support(
             y_true, y_pred, labels=codes, average=average, zero_division=0
         )
-        result[f"precision_{average}"] = float(precision)
-        result[f"recall_{average}"] = float(recall)
-        result[f"f1_{average}"] = float(f1)
+        figures |= {
+            f"precision_{average}": float(precision),
+            f"recall_{average}": float(recall),
+            f"f1_{average}": float(f1),
+        }
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=codes, average=None, zero_division=0
     )
-    result["labels"] = labels
-    result["per_class"] = {
-        label: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": int(support[i]),
-        }
+    per_class = {
+        label: ClassScores(float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
         for i, label in enumerate(labels)
     }
     matrix = confusion_matrix(y_true, y_pred, labels=list(range(len(columns))))[: len(labels)]
-    result["confusion_matrix"] = {
-        "labels": labels,
-        "columns": columns,
-        "matrix": matrix.tolist(),
-    }
-    return result
+    return Metrics(
+        **counts,
+        **figures,
+        per_class=per_class,
+        confusion_matrix=Confusion(labels, columns, matrix.tolist()),
+    )
 
 
-def encode(scored: Sequence[Row], columns: Sequence[str]) -> tuple[Any, Any]:
-    """(true, predicted) as numpy integer codes: the index in `columns`; other names get
-    codes past the end, one per name, so that no two different names ever compare equal."""
+def encode(frame: pd.DataFrame, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) as numpy integer codes: the index in `labels`, then `unparsed`
+    (also for an answered row without a prediction), then one code per other name, so
+    that no two different names ever compare equal."""
     import numpy as np
 
-    index = {name: code for code, name in enumerate(columns)}
-
-    def code(name: str) -> int:
-        return index.setdefault(name, len(index))
-
-    y_true = np.fromiter((code(row.label) for row in scored), dtype=np.int64, count=len(scored))
-    y_pred = np.fromiter(
-        (code(row.prediction or UNPARSED) for row in scored), dtype=np.int64, count=len(scored)
-    )
-    return y_true, y_pred
+    index = {name: code for code, name in enumerate([*labels, UNPARSED])}
+    categories = frame["label"].cat.categories  # the prediction column's too (to_frame)
+    codes = [index.setdefault(name, len(index)) for name in categories]
+    lookup = np.array([*codes, index[UNPARSED]])  # the last for code -1: no prediction
+    y_true = lookup[frame["label"].cat.codes.to_numpy(dtype=np.int64)]
+    return y_true, lookup[frame["prediction"].cat.codes.to_numpy(dtype=np.int64)]
 
 
 _SCORE_KEYS = (
@@ -138,9 +215,9 @@ _SCORE_KEYS = (
 )
 
 
-def latency_stats(rows: Sequence[Row]) -> dict[str, float | None]:
+def latency_stats(frame: pd.DataFrame) -> dict[str, float | None]:
     """Median and 95th-percentile request latency over the rows that have one."""
-    latencies = sorted(float(row.latency_s) for row in rows if row.latency_s)
+    latencies = sorted(float(value) for value in frame["latency_s"].dropna())
     if not latencies:
         return {"latency_median_s": None, "latency_p95_s": None}
     p95_index = min(len(latencies) - 1, max(0, round(0.95 * len(latencies)) - 1))

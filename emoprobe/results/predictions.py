@@ -1,7 +1,8 @@
 """predictions.csv: one row per image, appended and flushed as each one finishes.
 
 A run killed at any moment leaves at most one half-written last row; `recover`
-cuts it off, so that the same command resumes with every complete row kept.
+cuts it off, so that the same command resumes with every complete row kept. The
+conversion between `Row` and the file's text is here and nowhere else.
 """
 
 from __future__ import annotations
@@ -11,49 +12,92 @@ import csv
 import io
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
+from emoprobe.errors import ConfigError
 from emoprobe.files import write_error
+from emoprobe.task.definition import UNPARSED
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILENAME = "predictions.csv"
-OK, UNPARSED_STATUS, ERROR = "ok", "unparsed", "error"
-FINAL_STATUSES = frozenset({OK, UNPARSED_STATUS, ERROR})
+Status = Literal["ok", "unparsed", "error"]
+OK: Status = "ok"
+UNPARSED_STATUS: Status = "unparsed"
+ERROR: Status = "error"
+FINAL_STATUSES: frozenset[str] = frozenset({OK, UNPARSED_STATUS, ERROR})
+SCORED_STATUSES = (OK, UNPARSED_STATUS)  # answered: these rows count in the scores
 FSYNC_EVERY_S = 2.0
+SCORE_PREFIX = "score_"
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One image's outcome; `prediction` is a label, `unparsed`, or empty for errors."""
+    """One image's outcome; `prediction` is a label, `unparsed`, or empty for errors.
+
+    `scores`: label → score (`--answer logprobs`); None where the file has no score
+    columns, and without the labels the answer gave no score for.
+    """
 
     path: str
     sha256: str
     label: str
     prediction: str
     raw: str
-    status: str
-    error: str
-    latency_s: str
-    cached: str
-    scores: tuple[str, ...] = ()  # one per label, with --answer logprobs
+    status: Status
+    error: str = ""
+    latency_s: float | None = None
+    cached: bool = False
+    scores: Mapping[str, float] | None = None
 
-    def values(self) -> list[str]:
-        """The row's cells in column order (the scores last)."""
-        return [getattr(self, name) for name in COLUMNS] + list(self.scores)
+    def cells(self, score_labels: Sequence[str] = ()) -> list[str]:
+        """The row's text cells in column order, a score cell per label last."""
+        scores = self.scores or {}
+        return [
+            self.path,
+            self.sha256,
+            self.label,
+            self.prediction,
+            self.raw,
+            self.status,
+            self.error,
+            "" if self.latency_s is None else f"{self.latency_s:.4f}",
+            "true" if self.cached else "false",
+            *(f"{scores[label]:.6f}" if label in scores else "" for label in score_labels),
+        ]
+
+    @classmethod
+    def from_cells(cls, cells: Sequence[str], score_labels: Sequence[str] = ()) -> Row:
+        """The row of a line's cells (ValueError for a cell that is no number)."""
+        path, sha256, label, prediction, raw, status, error, latency, cached = cells[:9]
+        scores = {lab: float(v) for lab, v in zip(score_labels, cells[9:], strict=True) if v}
+        return cls(
+            path,
+            sha256,
+            label,
+            prediction,
+            raw,
+            cast(Status, status),
+            error,
+            float(latency) if latency else None,
+            cached == "true",
+            scores if score_labels else None,
+        )
 
 
 COLUMNS = [f.name for f in fields(Row) if f.name != "scores"]
-SCORE_PREFIX = "score_"
 
 
-def header_for(score_labels: tuple[str, ...] | list[str] = ()) -> str:
+def header_for(score_labels: Sequence[str] = ()) -> str:
     """The header line: the fixed columns, then `score_<label>` per scored label."""
     return _row_text([*COLUMNS, *(SCORE_PREFIX + label for label in score_labels)])
 
 
-def _row_text(values: list[str] | tuple[str, ...]) -> str:
+def _row_text(values: Sequence[str]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(values)
     return buffer.getvalue()
@@ -66,7 +110,8 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
     """The complete rows of `path` and the byte offset where they end, streaming.
 
     Lines are split on "\n" alone (answers may hold "\r" or "\u2028"); a row counts
-    only when its last line ended, so a half-written tail is never returned.
+    only when its last line ended, so a half-written tail is never returned. Rows of
+    another status than the final ones are skipped.
     """
     if not path.exists():
         return [], 0
@@ -81,8 +126,8 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
 
     rows: list[Row] = []
     good = 0
-    width = len(COLUMNS)
-    fixed = len(COLUMNS)
+    width = fixed = len(COLUMNS)
+    score_labels: list[str] = []
     with open(path, "rb") as handle:
         reader = csv.reader(lines(handle), strict=True)
         try:
@@ -91,11 +136,20 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
                     if values[:fixed] != COLUMNS:
                         break  # not a predictions.csv header: keep nothing
                     width = len(values)
+                    score_labels = [name.removeprefix(SCORE_PREFIX) for name in values[fixed:]]
                     good = consumed[0]
                     continue
                 if len(values) != width:
                     break
-                rows.append(Row(*values[:fixed], scores=tuple(values[fixed:])))
+                try:
+                    row = Row.from_cells(values, score_labels)
+                except ValueError:
+                    raise ConfigError(
+                        f"{path}, line {reader.line_num}: a latency or score that is no number",
+                        path=path,
+                    ) from None
+                if row.status in FINAL_STATUSES:
+                    rows.append(row)
                 good = consumed[0]
         except csv.Error:
             pass
@@ -111,12 +165,13 @@ def recover(path: Path) -> list[Row]:
     return rows
 
 
-def keep_only(path: Path, rows: list[Row], score_labels: tuple[str, ...] = ()) -> None:
+def keep_only(path: Path, rows: Sequence[Row], score_labels: Sequence[str] = ()) -> None:
     """Rewrite `path` atomically with just `rows` (dropping rows a resume will redo)."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            handle.write(header_for(score_labels) + "".join(_row_text(r.values()) for r in rows))
+            body = "".join(_row_text(row.cells(score_labels)) for row in rows)
+            handle.write(header_for(score_labels) + body)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -127,8 +182,9 @@ def keep_only(path: Path, rows: list[Row], score_labels: tuple[str, ...] = ()) -
 class PredictionWriter:
     """Appends rows to predictions.csv, each in one write, flushed at once."""
 
-    def __init__(self, path: Path, score_labels: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path, score_labels: Sequence[str] = ()) -> None:
         self.path = path
+        self.score_labels = tuple(score_labels)
         new = not path.exists() or path.stat().st_size == 0
         self._handle = open(path, "a", encoding="utf-8", newline="")
         self._last_sync = time.monotonic()
@@ -138,7 +194,7 @@ class PredictionWriter:
 
     def write(self, row: Row) -> None:
         try:
-            self._handle.write(_row_text(row.values()))
+            self._handle.write(_row_text(row.cells(self.score_labels)))
             self._handle.flush()
             now = time.monotonic()
             if now - self._last_sync >= FSYNC_EVERY_S:
@@ -156,10 +212,49 @@ class PredictionWriter:
         with contextlib.suppress(OSError):
             self._handle.close()
 
-
     def __enter__(self) -> PredictionWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The complete rows with a final status in a predictions.csv, reading only.
+
+    A half-written last row is skipped, not cut off (`recover` does that when the run
+    that owns the file resumes).
+    """
+    return read_complete(path)[0]
+
+
+def to_frame(rows: Sequence[Row], labels: Sequence[str]) -> pd.DataFrame:
+    """The rows as a table: label and prediction categorical (the task's labels, then
+    `unparsed`, then any other name), status categorical, latency float (NaN where
+    none), cached bool, and a float `score_<label>` per label where rows carry scores."""
+    import pandas as pd
+
+    names = [*labels, UNPARSED]
+    others = {v for row in rows for v in (row.label, row.prediction)} - {*names, ""}
+    categories = [*names, *sorted(others)]
+    frame = pd.DataFrame(
+        {
+            "path": [row.path for row in rows],
+            "sha256": [row.sha256 for row in rows],
+            "label": pd.Categorical([row.label for row in rows], categories),
+            "prediction": pd.Categorical([row.prediction or None for row in rows], categories),
+            "raw": [row.raw for row in rows],
+            "status": pd.Categorical([row.status for row in rows], [OK, UNPARSED_STATUS, ERROR]),
+            "error": [row.error for row in rows],
+            "latency_s": pd.array([row.latency_s for row in rows], dtype="float64"),
+            "cached": pd.array([row.cached for row in rows], dtype=bool),
+        }
+    )
+    if any(row.scores is not None for row in rows):
+        for label in labels:
+            frame[SCORE_PREFIX + label] = pd.array(
+                [(row.scores or {}).get(label) for row in rows], dtype="float64"
+            )
+    table: pd.DataFrame = frame
+    return table

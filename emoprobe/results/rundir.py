@@ -1,26 +1,27 @@
-"""A run's folder: its lock, manifest.json, predictions.csv, metrics.json, report.md, plots.
+"""A run's folder: its lock, manifest.json, predictions.csv, metrics.json.
 
-JSON and Markdown files are replaced atomically (write a temporary file, then rename),
-so a run killed at any moment leaves either the old file or the new one.
+JSON files are replaced atomically (write a temporary file, then rename), so a run
+killed at any moment leaves either the old file or the new one. report.md and the
+plots are the caller's (`emoprobe.reporting.markdown`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from emoprobe.errors import ConfigError, RunLockedError
 from emoprobe.files import write_atomic
-from emoprobe.results.metrics import run_metrics
-from emoprobe.results.predictions import FILENAME, FINAL_STATUSES, Row, read_complete
+from emoprobe.results.load import RunRecord, load_run
+from emoprobe.results.manifest import FILENAME as MANIFEST
+from emoprobe.results.manifest import FileRecord, Fingerprint, Manifest, Session, read_manifest
+from emoprobe.results.metrics import Metrics, run_metrics
+from emoprobe.results.predictions import FILENAME, Row, to_frame
 
-MANIFEST = "manifest.json"
 METRICS = "metrics.json"
-REPORT = "report.md"
 LOCK = ".emoprobe.lock"
 
 
@@ -41,115 +42,65 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             handle = open(self.path / LOCK, "a+")
         except OSError as error:
-            raise ConfigError(f"cannot write to --out {self.path}: {error.strerror}") from None
+            raise ConfigError(
+                f"cannot write to --out {self.path}: {error.strerror}", path=self.path,
+                setting="out",
+            ) from None
         try:
             _lock(handle, self.path)
             yield
         finally:
             handle.close()
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        path = self.path / MANIFEST
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"{path} is unreadable ({error}); pass another --out") from None
+    def read_manifest(self) -> Manifest | None:
+        return read_manifest(self.path / MANIFEST)
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_atomic(
-            self.path / MANIFEST,
-            lambda handle: json.dump(manifest, handle, indent=2, ensure_ascii=False),
-        )
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_atomic(self.path / MANIFEST, manifest.to_json())
 
     def finish(
         self,
-        manifest: dict[str, Any] | None,
+        manifest: Manifest | None,
         rows: Sequence[Row],
-        session: dict[str, Any],
+        session: Session,
         labels: Sequence[str],
-    ) -> dict[str, Any]:
-        """Record the session and files in the manifest, then `write_results`."""
+    ) -> Metrics:
+        """Record the session and files in the manifest, then write metrics.json."""
         if manifest is None:
-            return run_metrics(rows, labels)
-        if session.get("rows_written") or session.get("requests") or session.get("failed"):
-            manifest.setdefault("sessions", []).append(session)
-        manifest["files"] = [
-            {"path": row.path, "label": row.label, "sha256": row.sha256} for row in rows
-        ]
-        manifest["updated_at"] = session.get("finished_at")
+            return run_metrics(to_frame(rows, labels), labels)
+        if session.rows_written or session.requests or session.failed:
+            manifest.sessions.append(session)
+        manifest.files = [FileRecord(row.path, row.label, row.sha256) for row in rows]
+        manifest.updated_at = session.finished_at
         self.write_manifest(manifest)
-        return self.write_results(manifest, rows, labels)
+        return self.write_metrics(RunRecord(self.path, manifest, list(rows)))
 
-    def write_results(
-        self, manifest: dict[str, Any], rows: Sequence[Row], labels: Sequence[str]
-    ) -> dict[str, Any]:
-        """metrics.json, the plots and report.md, from `rows` and the manifest alone.
+    def write_metrics(self, run: RunRecord) -> Metrics:
+        """metrics.json from the run's rows alone."""
+        write_atomic(self.path / METRICS, run.metrics.to_json())
+        return run.metrics
 
-        The one function behind both the end of a run and `emoprobe report`.
-        """
-        from emoprobe.reporting.markdown import write_report
-
-        metrics = run_metrics(rows, labels)
-        write_atomic(self.path / METRICS, json.dumps(metrics, indent=2))
-        write_report(self.path, metrics, manifest, rows)
-        return metrics
-
-    def rebuild(self) -> dict[str, Any]:
-        """`write_results` from predictions.csv and manifest.json: no server, no cache.
-
-        Holds the run's lock, so it never races a run writing into the same folder, and
-        leaves predictions.csv and manifest.json untouched.
-        """
+    @contextmanager
+    def rebuilding(self) -> Iterator[RunRecord]:
+        """The run, read under its lock (so that no run writes into it meanwhile) and
+        checked; predictions.csv and manifest.json are left untouched."""
         if not (self.path / MANIFEST).is_file():
-            raise ConfigError(f"{self.path} is not an emoprobe run folder (no {MANIFEST})")
-        if not self.predictions.is_file():
-            raise ConfigError(f"{self.path} holds no {FILENAME}: nothing to report")
+            raise ConfigError(
+                f"{self.path} is not an emoprobe run folder (no {MANIFEST})", path=self.path
+            )
         try:
             with self.locked():
-                manifest = self.read_manifest() or {}
-                labels = manifest.get("task", {}).get("labels")
-                if not labels:
-                    raise ConfigError(f"{self.path / MANIFEST} names no task labels")
-                return self.write_results(manifest, self.final_rows(manifest), labels)
+                yield load_run(self.path)
         except RunLockedError:
             raise RunLockedError(
                 f"an emoprobe run is writing into {self.path}; its report is rewritten "
-                "when it stops"
+                "when it stops",
+                path=self.path,
             ) from None
-
-    def final_rows(self, manifest: dict[str, Any] | None) -> list[Row]:
-        """The last final row of every image: in the manifest's file order (the sample's),
-        then rows it does not list yet (a run stopped before it could record them)."""
-        by_path = {row.path: row for row in read_rows(self.predictions)}
-        listed = [entry["path"] for entry in (manifest or {}).get("files", [])]
-        ordered = [by_path.pop(path) for path in listed if path in by_path]
-        return ordered + list(by_path.values())
-
-
-def read_rows(path: Path) -> list[Row]:
-    """The complete rows with a final status in a predictions.csv, reading only.
-
-    A half-written last row is skipped, not cut off (`predictions.recover` does that
-    when the run that owns the file resumes).
-    """
-    rows, _ = read_complete(path)
-    return [row for row in rows if row.status in FINAL_STATUSES]
-
-
-
-def fingerprint_mismatch(manifest: dict[str, Any], fingerprint: dict[str, Any]) -> str:
-    """'' when a manifest was made with these settings, else what differs."""
-    recorded = manifest.get("fingerprint", {})
-    for key, value in fingerprint.items():
-        if recorded.get(key) != value:
-            return f"{key}: {recorded.get(key)!r} there, {value!r} now"
-    return ""
 
 
 def default_out_dir(
-    reports: Path, dataset_root: Path, config: Any, fingerprint: dict[str, Any]
+    reports: Path, dataset_root: Path, config: Any, fingerprint: Fingerprint
 ) -> Path:
     """reports/<dataset>-<model>[-n<per class>-seed<seed>], numbered past other settings.
 
@@ -162,12 +113,12 @@ def default_out_dir(
     for number in range(1, 1000):
         candidate = reports / (stem if number == 1 else f"{stem}-{number}")
         manifest = RunDir(candidate).read_manifest() if candidate.exists() else None
-        if manifest is None or not fingerprint_mismatch(manifest, fingerprint):
+        if manifest is None or not fingerprint.mismatch(manifest.fingerprint):
             return candidate
-    raise ConfigError(f"too many runs named {stem} under {reports}: pass --out")
+    raise ConfigError(f"too many runs named {stem} under {reports}", setting="out")
 
 
-def _lock(handle: Any, folder: Path) -> None:
+def _lock(handle: IO[str], folder: Path) -> None:
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; one run per folder is on the user
@@ -176,5 +127,10 @@ def _lock(handle: Any, folder: Path) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         raise RunLockedError(
-            f"another emoprobe run is writing into {folder}; wait for it or pass another --out"
+            f"another emoprobe run is writing into {folder}; wait for it or pass another --out",
+            path=folder,
+            setting="out",
         ) from None
+
+
+__all__ = ["LOCK", "METRICS", "RunDir", "default_out_dir"]

@@ -59,7 +59,9 @@ def scores_from_confusion(confusion: np.ndarray, n_labels: int) -> dict[str, np.
     }
 
 
-def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int, n_columns: int):
+def confusion_counts(
+    y_true: np.ndarray, y_pred: np.ndarray, n_labels: int, n_columns: int
+) -> np.ndarray:
     """(n_labels, n_columns) counts; predictions with codes ≥ n_columns fold into the last."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.minimum(np.asarray(y_pred, dtype=np.int64), n_columns - 1)
@@ -190,18 +192,17 @@ def mcnemar_from_counts(b: int, c: int, exact_below: int = EXACT_BELOW) -> McNem
 
 
 def exact_binomial_p(k: int, n: int) -> float:
-    """Two-sided p of k or fewer successes in n fair coin tosses (k ≤ n/2): twice the
-    lower tail, at most 1. Computed with integers, exact up to the final division."""
-    if n == 0:
-        return 1.0
-    k = min(k, n - k)
-    tail = sum(math.comb(n, i) for i in range(k + 1))
-    return min(1.0, 2 * tail / 2**n)
+    """Two-sided p of k successes in n fair coin tosses (scipy's exact binomial test)."""
+    from scipy.stats import binomtest
+
+    return 1.0 if n == 0 else float(binomtest(k, n, 0.5).pvalue)
 
 
 def chi2_1df_p(statistic: float) -> float:
     """Upper-tail p of a chi-square statistic with one degree of freedom."""
-    return math.erfc(math.sqrt(statistic / 2))
+    from scipy.stats import chi2
+
+    return float(chi2.sf(statistic, 1))
 
 
 # -- agreement -----------------------------------------------------------------------

@@ -1,0 +1,205 @@
+"""comparison.md and comparison.png: the rendering of `results.comparison.Comparison`."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from emoprobe.files import write_atomic
+from emoprobe.reporting.markdown import PValue, dataset_name, fixed, interval, signed, table
+from emoprobe.results.comparison import Comparison
+
+COMPARISON = "comparison.md"
+PLOT = "comparison.png"
+
+
+def runs_table(comparison: Comparison) -> str:
+    """Every run's metrics (on the shared images) and speed (over its own sessions)."""
+    header = [
+        "run",
+        "quantization",
+        "size (GB)",
+        "F1",
+        "F1 95% CI",
+        "accuracy",
+        "precision",
+        "recall",
+        "macro F1",
+        "unparsed share",
+        "images/s",
+        "median latency (s)",
+        "tokens/s",
+    ]
+    rows = []
+    for r, run in enumerate(comparison.runs):
+        metrics, speed, model = comparison.metrics[r], comparison.speed[r], run.manifest.model
+        rows.append(
+            [
+                comparison.names[r],
+                model.quantization or "?",
+                fixed(model.size_bytes / 1e9, 2) if model.size_bytes else None,
+                metrics.f1_weighted,
+                interval(comparison.f1_intervals[r]),
+                metrics.accuracy,
+                metrics.precision_weighted,
+                metrics.recall_weighted,
+                metrics.f1_macro,
+                metrics.n_unparsed / metrics.n_scored,
+                fixed(speed.images_per_s, 2),
+                fixed(speed.latency_median_s, 3),
+                fixed(speed.generated_tokens_per_s, 1),
+            ]
+        )
+    return table(header, rows)
+
+
+def paired_table(comparison: Comparison) -> str:
+    """Each run against the first: differences, their paired intervals, McNemar, kappa."""
+    header = [
+        "run",
+        "Δ F1",
+        "Δ F1 95% CI",
+        "Δ accuracy",
+        "Δ accuracy 95% CI",
+        "only first right (b)",
+        "only this right (c)",
+        "McNemar p",
+        "McNemar test",
+        "Cohen's κ",
+        "same answer",
+    ]
+    rows = []
+    for name, pair in zip(comparison.names[1:], comparison.paired, strict=True):
+        test = pair.mcnemar
+        rows.append(
+            [
+                name,
+                signed(pair.f1_difference),
+                _signed_interval(pair.f1_interval),
+                signed(pair.accuracy_difference),
+                _signed_interval(pair.accuracy_interval),
+                test.b,
+                test.c,
+                PValue(test.p_value),
+                test.method,
+                pair.kappa,
+                pair.agreement,
+            ]
+        )
+    return table(header, rows)
+
+
+def per_class_table(comparison: Comparison) -> str:
+    first, *others = comparison.names
+    header = ["class", f"F1 {first}", *(f"Δ {name}" for name in others)]
+    rows = []
+    for label in comparison.labels:
+        row: list[Any] = [label, comparison.metrics[0].per_class[label].f1]
+        row += [signed(pair.f1_per_class_difference[label]) for pair in comparison.paired]
+        rows.append(row)
+    return table(header, rows)
+
+
+def _signed_interval(bounds: tuple[float, float]) -> str:
+    return f"[{bounds[0]:+.4f}, {bounds[1]:+.4f}]"
+
+
+def coverage_line(comparison: Comparison) -> str:
+    counts = ", ".join(
+        f"{name}: {n:,}" for name, n in zip(comparison.names, comparison.scored, strict=True)
+    )
+    line = (
+        f"Compared on **{comparison.shared:,} images** that every run scored, matched by sha256 "
+        f"and path (images each run scored: {counts})."
+    )
+    if any(n != comparison.shared for n in comparison.scored):
+        line += (
+            " The runs cover different images: every figure below is on the shared "
+            "images only, so it can differ from the runs' own reports."
+        )
+    return line
+
+
+def render_comparison(comparison: Comparison, plot: str | None = None) -> str:
+    first = comparison.names[0]
+    runs = comparison.runs
+    parts = [
+        f"# emoprobe comparison: {len(runs)} runs on {dataset_name(runs[0].manifest)}",
+        coverage_line(comparison),
+        "**Scoring**, as in each run's report: an unparsed answer counts as wrong and stays "
+        "in every denominator; unreadable images are left out. Metrics are scikit-learn's, "
+        "weighted averages as in the paper's Table 1.",
+        "## Runs\n\nMetrics on the shared images; speed over each run's own requests "
+        "(answers from the cache cost nothing and are not timed; tokens/s are generated "
+        "tokens by the server's timings). F1 95% CI: percentile bootstrap over the "
+        "shared images.\n\n" + runs_table(comparison),
+        f"## Each run against {first}\n\n" + paired_table(comparison),
+        "## Per-class F1\n\n" + per_class_table(comparison),
+    ]
+    if comparison.differences:
+        parts.append(
+            "## What differs between the runs\n\n"
+            + "\n".join(f"- {line}" for line in comparison.differences)
+        )
+    parts.append(_how_to_read(comparison))
+    if plot:
+        parts.append(f"![Weighted F1 with its 95% interval, against model size and speed]({plot})")
+    return "\n\n".join(parts) + "\n"
+
+
+def _how_to_read(comparison: Comparison) -> str:
+    return (
+        "## How to read this\n\n"
+        f"- **Δ and its 95% CI** (each run minus {comparison.names[0]}): the images are "
+        f"resampled with replacement {comparison.resamples:,} times (seed {comparison.seed}), "
+        "the same images for both runs, and the difference recomputed each time; the "
+        "interval holds the middle 95%. Pairing removes the luck of which images were "
+        "drawn, so it is much narrower than comparing two separate intervals. An interval "
+        "that spans 0 means these images cannot tell the two apart.\n"
+        "- **McNemar's test** looks only at the images on which the runs differ in being "
+        "right: *b* got right by the first run only, *c* by this run only. With fewer than "
+        "25 such images the p-value is the exact two-sided binomial test, else the "
+        "chi-square test with continuity correction. A small p says one run is right more "
+        "often than chance would explain on these images; it says nothing about how much "
+        "better, nor about other images or prompts.\n"
+        "- **Cohen's κ** measures how often the two runs give the *same answer* (right or "
+        "wrong, `unparsed` included) beyond what their answer frequencies would give by "
+        "chance: 1 identical, 0 chance level. Two builds with equal F1 but low κ are "
+        "right on different images.\n"
+        "- Each run is one pass at the recorded options; several runs per setting, or "
+        "several comparisons at once, call for more caution than one p-value suggests."
+    )
+
+
+def write_comparison(out: Path, comparison: Comparison) -> Path:
+    """comparison.md and its plot into `out`; returns comparison.md's path."""
+    from emoprobe.reporting import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = [run.manifest.model.size_bytes / 1e9 or None for run in comparison.runs]
+    data = plots.comparison_png(
+        comparison.names,
+        [metrics.f1_weighted or 0.0 for metrics in comparison.metrics],
+        comparison.f1_intervals,
+        sizes,
+        [speed.images_per_s for speed in comparison.speed],
+    )
+    write_atomic(out / PLOT, data)
+    path = out / COMPARISON
+    write_atomic(path, render_comparison(comparison, PLOT))
+    return path
+
+
+def summary_text(comparison: Comparison) -> str:
+    """What the command prints: coverage, the runs table and the paired table."""
+    return "\n\n".join(
+        [coverage_line(comparison), runs_table(comparison), paired_table(comparison)]
+    )
+
+
+def default_comparison_dir(reports: Path, name: str) -> Path:
+    """reports/comparison-<dataset>-<timestamp>/."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "dataset"
+    return reports / f"comparison-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
