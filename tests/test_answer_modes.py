@@ -9,19 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
 from factories import LABELS, make_image_folder
 from ollama_double import OllamaDouble, answer_by_image
 from sklearn.metrics import roc_auc_score
 
-from emoprobe.cli.main import cli
 from emoprobe.results.calibration import reliability_bins, score_metrics
 from emoprobe.results.predictions import Row, to_frame
 from emoprobe.task.answers import json_label, json_schema, label_scores, unsupported
-
-
-def emoprobe(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 def position(*candidates: tuple[str, float]) -> dict:
@@ -100,7 +94,7 @@ def faces(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return root, make_image_folder(root, per_label=2)
 
 
-def test_json_mode_sends_the_schema_and_counts_answers_that_fail_it(ollama_double, faces,
+def test_json_mode_sends_the_schema_and_counts_answers_that_fail_it(cli, ollama_double, faces,
                                                                      tmp_path):
     root, truth = faces
     answers = {sha: json.dumps({"label": label}) for sha, label in truth.items()}
@@ -108,7 +102,7 @@ def test_json_mode_sends_the_schema_and_counts_answers_that_fail_it(ollama_doubl
     answers[odd] = "Happy"  # a server that ignored the schema
     ollama_double.answer = answer_by_image(answers)
     out = tmp_path / "out"
-    result = emoprobe("run", root, "--answer", "json", "--host", ollama_double.url,
+    result = cli("run", root, "--answer", "json", "--host", ollama_double.url,
                       "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     for body in ollama_double.chat_requests:
@@ -120,12 +114,14 @@ def test_json_mode_sends_the_schema_and_counts_answers_that_fail_it(ollama_doubl
     assert metrics["accuracy"] == pytest.approx((len(truth) - (truth[odd] != "happy")) / 10)
 
 
-def test_logprobs_mode_writes_a_score_per_label_and_calibration(ollama_double, faces, tmp_path):
+def test_logprobs_mode_writes_a_score_per_label_and_calibration(
+    cli, ollama_double, faces, tmp_path
+):
     root, truth = faces
     ollama_double.answer = answer_by_image({sha: label.capitalize() for sha, label in
                                             truth.items()})
     out = tmp_path / "out"
-    result = emoprobe("run", root, "--answer", "logprobs", "--host", ollama_double.url,
+    result = cli("run", root, "--answer", "logprobs", "--host", ollama_double.url,
                       "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     assert all(b.get("logprobs") is True and b.get("top_logprobs") == 20
@@ -141,26 +137,26 @@ def test_logprobs_mode_writes_a_score_per_label_and_calibration(ollama_double, f
     assert 0 <= metrics["scores"]["ece"] <= 1
     assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "](reliability.png)" in (out / "report.md").read_text()
-    rebuilt = emoprobe("report", out)
+    rebuilt = cli("report", out)
     assert rebuilt.exit_code == 0, rebuilt.output
     assert json.loads((out / "metrics.json").read_text())["scores"] == metrics["scores"]
 
 
-def test_each_mode_has_its_own_cache_entries(ollama_double, faces, tmp_path):
+def test_each_mode_has_its_own_cache_entries(cli, ollama_double, faces, tmp_path):
     root, _ = faces
     sent = []
     for mode in ("text", "json", "logprobs", "text"):
-        result = emoprobe("run", root, "--answer", mode, "--host", ollama_double.url,
+        result = cli("run", root, "--answer", mode, "--host", ollama_double.url,
                           "--out", tmp_path / f"out-{mode}-{len(sent)}", "--quiet")
         assert result.exit_code == 0, result.output
         sent.append(len([b for b in ollama_double.chat_requests if b.get("messages")]))
     assert sent == [10, 20, 30, 30]
 
 
-def test_logprobs_on_an_old_ollama_is_one_line(faces, tmp_path):
+def test_logprobs_on_an_old_ollama_is_one_line(cli, faces, tmp_path):
     root, _ = faces
     with OllamaDouble(version="0.12.3") as old:
-        result = emoprobe("run", root, "--answer", "logprobs", "--host", old.url,
+        result = cli("run", root, "--answer", "logprobs", "--host", old.url,
                           "--out", tmp_path / "o")
         assert not [b for b in old.chat_requests if b.get("messages")]
     assert result.exit_code == 1
@@ -168,10 +164,10 @@ def test_logprobs_on_an_old_ollama_is_one_line(faces, tmp_path):
     assert "needs Ollama 0.12.11 or newer (this server: 0.12.3)" in result.stderr
 
 
-def test_classify_shows_scores_in_json(ollama_double, faces):
+def test_classify_shows_scores_in_json(cli, ollama_double, faces):
     root, _ = faces
     image = sorted(root.rglob("*.png"))[0]
-    result = emoprobe("classify", image, "--answer", "logprobs", "--json", "--host",
+    result = cli("classify", image, "--answer", "logprobs", "--json", "--host",
                       ollama_double.url)
     record = json.loads(result.stdout)
     assert set(record["scores"]) == set(LABELS)

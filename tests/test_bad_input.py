@@ -15,18 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from factories import make_image_folder, png_with_header
 from ollama_double import OllamaDouble
 from PIL import Image
 
-from emoprobe.cli.main import cli
 from emoprobe.data import images as images_module
 from emoprobe.results import predictions as predictions_module
-
-
-def emoprobe(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 def rows(out: Path) -> dict[str, dict[str, str]]:
@@ -93,8 +88,8 @@ def _csv_unknown_label(tmp: Path) -> Path:
     ],
     ids=lambda value: value.__name__.strip("_") if callable(value) else None,
 )
-def test_datasets_that_cannot_run(ollama_double, tmp_path, make: Callable, message: str):
-    result = emoprobe("run", make(tmp_path), "--host", ollama_double.url, "--out",
+def test_datasets_that_cannot_run(cli, ollama_double, tmp_path, make: Callable, message: str):
+    result = cli("run", make(tmp_path), "--host", ollama_double.url, "--out",
                       tmp_path / "out")
     assert_one_line_error(result, message)
     assert ollama_double.chat_requests == []
@@ -119,45 +114,45 @@ def test_datasets_that_cannot_run(ollama_double, tmp_path, make: Callable, messa
         (["--model", "nosuch:1b"], "ollama pull nosuch:1b"),
     ],
 )
-def test_bad_arguments(ollama_double, tmp_path, args, message):
+def test_bad_arguments(cli, ollama_double, tmp_path, args, message):
     make_image_folder(tmp_path / "d", per_label=1)
-    result = emoprobe("run", tmp_path / "d", "--host", ollama_double.url, "--out",
+    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out",
                       tmp_path / "out", *args)
     assert_one_line_error(result, message)
     assert [body for body in ollama_double.chat_requests if body.get("messages")] == []
 
 
-def test_per_class_larger_than_a_class_warns_and_uses_all(ollama_double, tmp_path):
+def test_per_class_larger_than_a_class_warns_and_uses_all(cli, ollama_double, tmp_path):
     make_image_folder(tmp_path / "d", per_label=2)
     out = tmp_path / "out"
-    result = emoprobe("run", tmp_path / "d", "--host", ollama_double.url, "--out", out,
+    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out", out,
                       "--per-class", "5", "--quiet")
     assert result.exit_code == 0, result.output
     assert "warning: class 'happy' has only 2 images; using all 2" in result.stderr
     assert len(rows(out)) == 10
 
 
-def test_server_down_and_wrong_port(tmp_path):
+def test_server_down_and_wrong_port(cli, tmp_path):
     make_image_folder(tmp_path / "d", per_label=1)
     with OllamaDouble() as double:
         url = double.url
-    result = emoprobe("run", tmp_path / "d", "--host", url, "--out", tmp_path / "out")
+    result = cli("run", tmp_path / "d", "--host", url, "--out", tmp_path / "out")
     assert_one_line_error(result, "cannot reach Ollama")
 
 
-def test_out_not_writable(ollama_double, tmp_path):
+def test_out_not_writable(cli, ollama_double, tmp_path):
     make_image_folder(tmp_path / "d", per_label=1)
     (tmp_path / "file").write_text("x")
-    result = emoprobe("run", tmp_path / "d", "--host", ollama_double.url, "--out",
+    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out",
                       tmp_path / "file" / "out")
     assert_one_line_error(result, "cannot write to --out")
 
 
-def test_corrupt_cache_directory(ollama_double, tmp_path):
+def test_corrupt_cache_directory(cli, ollama_double, tmp_path):
     make_image_folder(tmp_path / "d", per_label=1)
     (tmp_path / "cache" / "responses").mkdir(parents=True)
     (tmp_path / "cache" / "responses" / "cache.db").write_bytes(b"garbage" * 300)
-    result = emoprobe("run", tmp_path / "d", "--host", ollama_double.url, "--out",
+    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out",
                       tmp_path / "out", "--cache-dir", tmp_path / "cache")
     assert_one_line_error(result, "delete it or pass another --cache-dir")
 
@@ -179,6 +174,7 @@ class FillingDisk:
 
 
 def test_disk_full_while_writing_keeps_what_was_written_and_resumes(
+    cli,
     ollama_double, tmp_path, monkeypatch
 ):
     make_image_folder(tmp_path / "d", per_label=2)
@@ -189,14 +185,14 @@ def test_disk_full_while_writing_keeps_what_was_written_and_resumes(
         return FillingDisk(handle, room=5) if "a" in mode else handle  # header + 4 rows
 
     monkeypatch.setattr(predictions_module, "open", open_on_a_filling_disk, raising=False)
-    result = emoprobe("run", tmp_path / "d", "--host", ollama_double.url, "--out", out,
+    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out", out,
                       "--quiet")
     assert_one_line_error(result, "No space left on device")
     assert "run the same command again to resume" in result.stderr
     assert len(rows(out)) == 4
 
     monkeypatch.undo()
-    again = emoprobe("run", tmp_path / "d", "--host", ollama_double.url, "--out", out,
+    again = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out", out,
                      "--quiet")
     assert again.exit_code == 0, again.output
     assert len(rows(out)) == 10
@@ -244,7 +240,7 @@ BROKEN = {
 }
 
 
-def test_odd_images_are_used_and_broken_ones_become_error_rows(ollama_double, tmp_path,
+def test_odd_images_are_used_and_broken_ones_become_error_rows(cli, ollama_double, tmp_path,
                                                                  monkeypatch):
     root = tmp_path / "d"
     make_image_folder(root, per_label=1)
@@ -263,7 +259,7 @@ def test_odd_images_are_used_and_broken_ones_become_error_rows(ollama_double, tm
 
     monkeypatch.setattr(images_module, "open", guarded_open, raising=False)
     out = tmp_path / "out"
-    result = emoprobe("run", root, "--host", ollama_double.url, "--out", out, "--quiet")
+    result = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     found = rows(out)
     for name in ODD_BUT_USABLE:
@@ -277,24 +273,24 @@ def test_odd_images_are_used_and_broken_ones_become_error_rows(ollama_double, tm
     assert len(sent) == 5 + len(ODD_BUT_USABLE)
 
 
-def test_labels_differing_in_case_are_merged_with_a_warning(ollama_double, tmp_path):
+def test_labels_differing_in_case_are_merged_with_a_warning(cli, ollama_double, tmp_path):
     root = tmp_path / "d"
     make_image_folder(root, per_label=1, labels=("happy", "tired"))
     (root / "Happy").mkdir()
     (root / "Happy" / "x.png").write_bytes(_save(_face(), "PNG"))
     out = tmp_path / "out"
-    result = emoprobe("run", root, "--host", ollama_double.url, "--out", out, "--quiet")
+    result = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     assert "map to label 'happy'" in result.stderr
     assert rows(out)["Happy/x.png"]["label"] == "happy"
 
 
-def test_csv_rows_pointing_at_missing_files_become_error_rows(ollama_double, tmp_path):
+def test_csv_rows_pointing_at_missing_files_become_error_rows(cli, ollama_double, tmp_path):
     make_image_folder(tmp_path, per_label=1, labels=("happy", "tired"))
     manifest = tmp_path / "labels.csv"
     manifest.write_text("path,label\nhappy/000.png,HAPPY\ntired/000.png,tired\ngone.png,tired\n")
     out = tmp_path / "out"
-    result = emoprobe("run", manifest, "--host", ollama_double.url, "--out", out, "--quiet")
+    result = cli("run", manifest, "--host", ollama_double.url, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     assert "point at files that do not exist" in result.stderr
     found = rows(out)
@@ -302,12 +298,43 @@ def test_csv_rows_pointing_at_missing_files_become_error_rows(ollama_double, tmp
     assert found["happy/000.png"]["label"] == "happy"
 
 
-def test_the_same_image_under_two_labels_warns(ollama_double, tmp_path):
+def test_the_same_image_under_two_labels_warns(cli, ollama_double, tmp_path):
     root = tmp_path / "d"
     make_image_folder(root, per_label=1, labels=("happy", "tired"))
     (root / "tired" / "copy.png").write_bytes((root / "happy" / "000.png").read_bytes())
     out = tmp_path / "out"
-    result = emoprobe("run", root, "--host", ollama_double.url, "--out", out, "--quiet")
+    result = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     assert "the same image also appears labelled" in result.stderr
     assert len(rows(out)) == 3
+
+
+# -- the command line itself -------------------------------------------------------------
+@pytest.mark.parametrize("group", [(), ("models",), ("cache",)], ids=["bare", "models", "cache"])
+def test_a_bare_group_prints_its_help(cli, group):
+    result = cli(*group)
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert result.stdout.startswith("Usage: ")
+    assert "\nCommands:\n" in result.stdout and "--help  Show this message" in result.stdout
+
+
+def test_cache_clear_without_a_terminal_needs_yes(cli, tmp_path):
+    result = cli("cache", "clear", "--cache-dir", tmp_path / "cache")
+    assert_one_line_error(result, "pass --yes when not at a terminal", code=2)
+    assert "interrupted" not in result.stderr
+    assert not (tmp_path / "cache").exists()  # nothing opened, nothing removed
+
+
+def test_errors_get_the_flag_of_their_setting():
+    from emoprobe.cli.params import with_flag_hint
+    from emoprobe.errors import ConfigError
+
+    assert with_flag_hint(ConfigError("choose another output folder", setting="out")) == (
+        "choose another output folder (--out)"
+    )
+    assert with_flag_hint(ConfigError("a cache folder", setting="cache_dir")).endswith(
+        "(--cache-dir)"
+    )
+    assert with_flag_hint(ConfigError("pass another --out", setting="out")) == "pass another --out"
+    assert with_flag_hint(ConfigError("no setting")) == "no setting"

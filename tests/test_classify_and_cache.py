@@ -8,15 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from factories import make_image_folder, scripted_answers
 from ollama_double import answer_by_image
-
-from emoprobe.cli.main import cli
-
-
-def emoprobe(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 @pytest.fixture
@@ -27,24 +20,24 @@ def faces(tmp_path: Path, ollama_double):
     return root, sorted(root.rglob("*.png"))
 
 
-def test_classify_prints_a_label_per_image_and_caches(ollama_double, faces):
+def test_classify_prints_a_label_per_image_and_caches(cli, ollama_double, faces):
     _, images = faces
-    first = emoprobe("classify", *images[:3], "--host", ollama_double.url)
+    first = cli("classify", *images[:3], "--host", ollama_double.url)
     assert first.exit_code == 0, first.output
     lines = first.stdout.splitlines()
     assert len(lines) == 3
     assert all(line.startswith(str(image)) for line, image in zip(lines, images, strict=False))
     sent = len(ollama_double.chat_requests)
-    again = emoprobe("classify", images[0], "--host", ollama_double.url)
+    again = cli("classify", images[0], "--host", ollama_double.url)
     assert "cached" in again.stdout
     assert len(ollama_double.chat_requests) == sent
 
 
-def test_classify_json_has_one_object_per_line(ollama_double, faces, tmp_path):
+def test_classify_json_has_one_object_per_line(cli, ollama_double, faces, tmp_path):
     _, images = faces
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
-    result = emoprobe("classify", images[0], bad, "--host", ollama_double.url, "--json")
+    result = cli("classify", images[0], bad, "--host", ollama_double.url, "--json")
     assert result.exit_code == 1  # one image could not be classified
     good, broken = (json.loads(line) for line in result.stdout.splitlines())
     assert set(good) == {"path", "prediction", "raw", "latency_s", "cached"}
@@ -54,34 +47,34 @@ def test_classify_json_has_one_object_per_line(ollama_double, faces, tmp_path):
     assert broken["error"] == "not an image: cannot identify image file"
 
 
-def test_classify_uses_the_same_cache_as_run(ollama_double, faces, tmp_path):
+def test_classify_uses_the_same_cache_as_run(cli, ollama_double, faces, tmp_path):
     root, images = faces
-    run = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "o", "--quiet")
+    run = cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "o", "--quiet")
     assert run.exit_code == 0, run.output
     sent = len(ollama_double.chat_requests)
-    result = emoprobe("classify", *images, "--host", ollama_double.url, "--json")
+    result = cli("classify", *images, "--host", ollama_double.url, "--json")
     assert all(json.loads(line)["cached"] for line in result.stdout.splitlines())
     assert len(ollama_double.chat_requests) == sent
 
 
-def test_classify_a_missing_model_is_one_line(ollama_double, faces):
+def test_classify_a_missing_model_is_one_line(cli, ollama_double, faces):
     _, images = faces
-    result = emoprobe("classify", images[0], "--host", ollama_double.url, "--model", "nope:1b")
+    result = cli("classify", images[0], "--host", ollama_double.url, "--model", "nope:1b")
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "ollama pull nope:1b" in result.stderr
 
 
-def test_cache_info_export_import_and_clear(ollama_double, faces, tmp_path):
+def test_cache_info_export_import_and_clear(cli, ollama_double, faces, tmp_path):
     _, images = faces
     home = tmp_path / "home-cache"
-    emoprobe("classify", *images, "--host", ollama_double.url, "--cache-dir", home)
-    info = emoprobe("cache", "info", "--cache-dir", home)
+    cli("classify", *images, "--host", ollama_double.url, "--cache-dir", home)
+    info = cli("cache", "info", "--cache-dir", home)
     assert info.exit_code == 0, info.output
     assert f"answers: {len(images)}" in info.stdout
     assert "qwen2.5vl:7b" in info.stdout
 
     bundle = tmp_path / "lesson.bundle"
-    exported = emoprobe("cache", "export", bundle, "--cache-dir", home)
+    exported = cli("cache", "export", bundle, "--cache-dir", home)
     assert exported.stdout.strip() == f"exported {len(images)} answers to {bundle}"
     text = gzip.decompress(bundle.read_bytes())
     for image in images:
@@ -89,39 +82,40 @@ def test_cache_info_export_import_and_clear(ollama_double, faces, tmp_path):
         assert data not in text and base64.b64encode(data)[:40] not in text
 
     classroom = tmp_path / "classroom-cache"
-    imported = emoprobe("cache", "import", bundle, "--cache-dir", classroom)
+    imported = cli("cache", "import", bundle, "--cache-dir", classroom)
     assert imported.stdout.strip() == f"imported {len(images)} answers (0 were already cached)"
-    again = emoprobe("cache", "import", bundle, "--cache-dir", classroom)
+    again = cli("cache", "import", bundle, "--cache-dir", classroom)
     assert again.stdout.strip() == f"imported 0 answers ({len(images)} were already cached)"
 
-    cleared = emoprobe("cache", "clear", "--yes", "--cache-dir", classroom)
+    cleared = cli("cache", "clear", "--yes", "--cache-dir", classroom)
     assert cleared.stdout.strip() == f"removed {len(images)} answers"
-    assert "answers: 0" in emoprobe("cache", "info", "--cache-dir", classroom).stdout
+    assert "answers: 0" in cli("cache", "info", "--cache-dir", classroom).stdout
 
 
-def test_importing_something_that_is_not_a_bundle_is_one_line(tmp_path):
+def test_importing_something_that_is_not_a_bundle_is_one_line(cli, tmp_path):
     fake = tmp_path / "fake.bundle"
     fake.write_bytes(gzip.compress(b'{"format": "zip"}\n'))
-    result = emoprobe("cache", "import", fake, "--cache-dir", tmp_path / "c")
+    result = cli("cache", "import", fake, "--cache-dir", tmp_path / "c")
     assert result.exit_code == 1
     assert "is not an emoprobe cache bundle" in result.stderr
     fake.write_text("plain text")
-    result = emoprobe("cache", "import", fake, "--cache-dir", tmp_path / "c")
+    result = cli("cache", "import", fake, "--cache-dir", tmp_path / "c")
     assert result.exit_code == 1 and result.stderr.startswith("error: cannot read bundle")
 
 
 def test_classify_offline_answers_from_an_imported_bundle_without_any_connection(
+    cli,
     ollama_double, faces, tmp_path
 ):
     _, images = faces
     home = tmp_path / "home-cache"
-    emoprobe("classify", *images[:2], "--host", ollama_double.url, "--cache-dir", home)
+    cli("classify", *images[:2], "--host", ollama_double.url, "--cache-dir", home)
     bundle = tmp_path / "b.bundle"
-    emoprobe("cache", "export", bundle, "--cache-dir", home)
+    cli("cache", "export", bundle, "--cache-dir", home)
     classroom = tmp_path / "classroom"
-    emoprobe("cache", "import", bundle, "--cache-dir", classroom)
+    cli("cache", "import", bundle, "--cache-dir", classroom)
     ollama_double.stop()  # no server at all in the classroom
-    result = emoprobe("classify", *images[:3], "--offline", "--cache-dir", classroom,
+    result = cli("classify", *images[:3], "--offline", "--cache-dir", classroom,
                       "--host", ollama_double.url, "--json")
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["cached"] for r in records] == [True, True, False]
@@ -129,9 +123,9 @@ def test_classify_offline_answers_from_an_imported_bundle_without_any_connection
     assert result.exit_code == 1
 
 
-def test_run_without_a_dataset_runs_the_demo_set(ollama_double, tmp_path, monkeypatch):
+def test_run_without_a_dataset_runs_the_demo_set(cli, ollama_double, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = emoprobe("run", "--host", ollama_double.url, "--quiet")
+    result = cli("run", "--host", ollama_double.url, "--quiet")
     assert result.exit_code == 0, result.output
     assert "running the demo set of 25 cartoon faces" in result.stdout
     report = tmp_path / "reports" / "demo-qwen2.5vl-7b" / "report.md"
@@ -143,17 +137,17 @@ def test_run_without_a_dataset_runs_the_demo_set(ollama_double, tmp_path, monkey
     )
 
 
-def test_an_offline_replay_of_a_bundle_gives_the_same_metrics(ollama_double, faces, tmp_path):
+def test_an_offline_replay_of_a_bundle_gives_the_same_metrics(cli, ollama_double, faces, tmp_path):
     root, _ = faces
     home, classroom = tmp_path / "home", tmp_path / "classroom"
-    online = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "online",
+    online = cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "online",
                       "--cache-dir", home, "--quiet")
     assert online.exit_code == 0, online.output
     bundle = tmp_path / "lesson.bundle"
-    emoprobe("cache", "export", bundle, "--cache-dir", home)
-    emoprobe("cache", "import", bundle, "--cache-dir", classroom)
+    cli("cache", "export", bundle, "--cache-dir", home)
+    cli("cache", "import", bundle, "--cache-dir", classroom)
     ollama_double.stop()
-    replay = emoprobe("run", root, "--offline", "--host", ollama_double.url,
+    replay = cli("run", root, "--offline", "--host", ollama_double.url,
                       "--out", tmp_path / "replay", "--cache-dir", classroom, "--quiet")
     assert replay.exit_code == 0, replay.output
     keys = ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted", "per_class",
@@ -166,22 +160,22 @@ def test_an_offline_replay_of_a_bundle_gives_the_same_metrics(ollama_double, fac
         (tmp_path / "online" / "manifest.json").read_text())["model"]["digest"]
 
 
-def test_an_offline_run_without_cached_answers_says_what_to_do(ollama_double, faces, tmp_path):
+def test_an_offline_run_without_cached_answers_says_what_to_do(cli, ollama_double, faces, tmp_path):
     root, images = faces
     home = tmp_path / "home"
-    emoprobe("classify", images[0], "--host", ollama_double.url, "--cache-dir", home)
+    cli("classify", images[0], "--host", ollama_double.url, "--cache-dir", home)
     ollama_double.stop()
     out = tmp_path / "out"
-    result = emoprobe("run", root, "--offline", "--out", out, "--cache-dir", home, "--quiet")
+    result = cli("run", root, "--offline", "--out", out, "--cache-dir", home, "--quiet")
     assert result.exit_code == 3
     assert f"{len(images) - 1} of {len(images)} images are not in the cache" in result.stderr
     rows = (out / "predictions.csv").read_text().splitlines()
     assert sum(",not in cache," in row for row in rows) == len(images) - 1
 
 
-def test_offline_with_nothing_recorded_for_the_model_is_one_line(tmp_path, faces):
+def test_offline_with_nothing_recorded_for_the_model_is_one_line(cli, tmp_path, faces):
     root, _ = faces
-    result = emoprobe("run", root, "--offline", "--out", tmp_path / "o",
+    result = cli("run", root, "--offline", "--out", tmp_path / "o",
                       "--cache-dir", tmp_path / "empty")
     assert result.exit_code == 1
     assert "has no answers from qwen2.5vl:7b" in result.stderr

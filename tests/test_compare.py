@@ -8,24 +8,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from conftest import Cli
 from factories import make_image_folder, scripted_answers
 from ollama_double import OllamaDouble, image_sha256s
 from sklearn.metrics import cohen_kappa_score, f1_score
 
-from emoprobe.cli.main import cli
 from emoprobe.results.comparison import build_comparison
 
 QWEN, LLAMA = "qwen2.5vl:7b", "llama3.2-vision:11b"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def emoprobe(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
-def run(root: Path, host: str, *args: object) -> Result:
-    return emoprobe("run", root, "--host", host, "--quiet", *args)
+def run(cli: Cli, root: Path, host: str, *args: object) -> Result:
+    return cli("run", root, "--host", host, "--quiet", *args)
 
 
 def answers_by_model(truth: dict[str, str]):
@@ -46,7 +42,7 @@ def rows(folder: Path) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def runs(cli, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """qwen and llama on the same 20 images, qwen on 2 per class, qwen on other images."""
     base = tmp_path_factory.mktemp("compare")
     faces, others = base / "faces", base / "others"
@@ -61,14 +57,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with OllamaDouble(answer=answers_by_model(truth)) as double:
         for name, (root, model, extra) in folders.items():
             args = ["--model", model, "--out", base / name, "--cache-dir", base / "cache"]
-            result = run(root, double.url, *args, *extra)
+            result = run(cli, root, double.url, *args, *extra)
             assert result.exit_code == 0, result.output
     return {name: base / name for name in folders}
 
 
-def test_compare_two_runs_pairs_them_on_every_image(runs, tmp_path):
+def test_compare_two_runs_pairs_them_on_every_image(cli, runs, tmp_path):
     out = tmp_path / "cmp"
-    result = emoprobe(
+    result = cli(
         "compare", runs["qwen"], runs["llama"], "--out", out, "--seed", 1, "--resamples", 1000
     )
     assert result.exit_code == 0, result.output
@@ -104,9 +100,9 @@ def test_compare_two_runs_pairs_them_on_every_image(runs, tmp_path):
     assert "## Per-class F1" in text and "## How to read this" in text
 
 
-def test_compare_is_deterministic_for_a_seed(runs, tmp_path):
+def test_compare_is_deterministic_for_a_seed(cli, runs, tmp_path):
     for name in ("one", "two"):
-        result = emoprobe(
+        result = cli(
             "compare", runs["qwen"], runs["llama"], "--out", tmp_path / name, "--resamples", 1000
         )
         assert result.exit_code == 0, result.output
@@ -115,8 +111,8 @@ def test_compare_is_deterministic_for_a_seed(runs, tmp_path):
     ).read_text()
 
 
-def test_compare_partly_overlapping_runs_on_the_shared_images(runs, tmp_path):
-    result = emoprobe("compare", runs["qwen"], runs["qwen_part"], "--out", tmp_path / "c")
+def test_compare_partly_overlapping_runs_on_the_shared_images(cli, runs, tmp_path):
+    result = cli("compare", runs["qwen"], runs["qwen_part"], "--out", tmp_path / "c")
     assert result.exit_code == 0, result.output
     text = (tmp_path / "c" / "comparison.md").read_text()
     assert "Compared on **10 images**" in text
@@ -127,33 +123,33 @@ def test_compare_partly_overlapping_runs_on_the_shared_images(runs, tmp_path):
     assert "qwen2.5vl:7b (qwen)" in text and "qwen2.5vl:7b (qwen_part)" in text
 
 
-def test_compare_refuses_runs_without_shared_images(runs, tmp_path):
-    result = emoprobe("compare", runs["qwen"], runs["qwen_others"], "--out", tmp_path / "c")
+def test_compare_refuses_runs_without_shared_images(cli, runs, tmp_path):
+    result = cli("compare", runs["qwen"], runs["qwen_others"], "--out", tmp_path / "c")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: the runs share no scored image")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c").exists()
 
 
-def test_compare_refuses_runs_of_different_tasks_or_labels(runs, tmp_path):
+def test_compare_refuses_runs_of_different_tasks_or_labels(cli, runs, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(runs["llama"], other)
     manifest = json.loads((other / "manifest.json").read_text())
     manifest["task"]["labels"] = ["happy", "sad"]
     (other / "manifest.json").write_text(json.dumps(manifest))
-    result = emoprobe("compare", runs["qwen"], other, "--out", tmp_path / "c")
+    result = cli("compare", runs["qwen"], other, "--out", tmp_path / "c")
     assert result.exit_code == 1
     assert "only runs of the same task can be compared" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_compare_usage_errors(runs, tmp_path):
-    assert emoprobe("compare", runs["qwen"], "--out", tmp_path).exit_code == 2
-    result = emoprobe("compare", runs["qwen"], runs["llama"], "--resamples", 999)
+def test_compare_usage_errors(cli, runs, tmp_path):
+    assert cli("compare", runs["qwen"], "--out", tmp_path).exit_code == 2
+    result = cli("compare", runs["qwen"], runs["llama"], "--resamples", 999)
     assert result.exit_code == 2
-    result = emoprobe("compare", runs["qwen"], runs["qwen"], "--out", tmp_path / "c")
+    result = cli("compare", runs["qwen"], runs["qwen"], "--out", tmp_path / "c")
     assert result.exit_code == 1 and "is given twice" in result.stderr
-    result = emoprobe("compare", runs["qwen"], tmp_path / "missing", "--out", tmp_path / "c")
+    result = cli("compare", runs["qwen"], tmp_path / "missing", "--out", tmp_path / "c")
     assert result.exit_code == 1 and "does not exist" in result.stderr
 
 
@@ -165,6 +161,7 @@ def faces(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def test_run_with_two_models_runs_each_in_turn_one_loaded_at_a_time(
+    cli,
     ollama_double: OllamaDouble, faces, tmp_path
 ):
     root, truth = faces
@@ -177,7 +174,7 @@ def test_run_with_two_models_runs_each_in_turn_one_loaded_at_a_time(
 
     ollama_double.answer = recording
     out = tmp_path / "both"
-    result = run(root, ollama_double.url, "--model", QWEN, "--model", LLAMA, "--out", out)
+    result = run(cli, root, ollama_double.url, "--model", QWEN, "--model", LLAMA, "--out", out)
     assert result.exit_code == 0, result.output
 
     assert [model for model, _ in loaded_during_chat] == [QWEN] * 10 + [LLAMA] * 10
@@ -210,16 +207,17 @@ def test_run_with_two_models_runs_each_in_turn_one_loaded_at_a_time(
     assert f"comparison: {out / 'comparison.md'}" in result.stdout
 
     ollama_double.stop()  # a finished multi-model run re-run needs no server
-    again = run(root, ollama_double.url, "--model", QWEN, "--model", LLAMA, "--out", out)
+    again = run(cli, root, ollama_double.url, "--model", QWEN, "--model", LLAMA, "--out", out)
     assert again.exit_code == 0, again.output
 
 
 def test_run_with_two_models_without_out_uses_the_default_folders(
+    cli,
     ollama_double: OllamaDouble, faces, tmp_path, monkeypatch
 ):
     root, _ = faces
     monkeypatch.chdir(tmp_path)
-    result = emoprobe(
+    result = cli(
         "run", root, "--model", QWEN, "--model", LLAMA, "--host", ollama_double.url, "--quiet"
     )
     assert result.exit_code == 0, result.output
@@ -231,11 +229,12 @@ def test_run_with_two_models_without_out_uses_the_default_folders(
 
 
 def test_run_with_a_missing_second_model_fails_before_any_image(
+    cli,
     ollama_double: OllamaDouble, faces, tmp_path
 ):
     root, _ = faces
     typo = "llama3.2-vison:11b"
-    result = run(root, ollama_double.url, "--model", QWEN, "--model", typo, "--out", tmp_path)
+    result = run(cli, root, ollama_double.url, "--model", QWEN, "--model", typo, "--out", tmp_path)
     assert result.exit_code == 1
     assert "llama3.2-vison:11b" in result.stderr and "pull" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -5,11 +5,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from click.testing import CliRunner
 from factories import make_image_folder, scripted_answers
 from ollama_double import answer_by_image
-
-from emoprobe.cli.main import cli
 
 
 def fingerprints(image: bytes) -> list[bytes]:
@@ -19,13 +16,13 @@ def fingerprints(image: bytes) -> list[bytes]:
     return [image, middle, encoded, encoded[len(encoded) // 3 : len(encoded) // 3 + 32]]
 
 
-def test_no_image_bytes_or_base64_in_anything_a_run_writes(ollama_double, tmp_path):
+def test_no_image_bytes_or_base64_in_anything_a_run_writes(cli, ollama_double, tmp_path):
     root = tmp_path / "faces"
     truth = make_image_folder(root, per_label=3)
     ollama_double.answer = answer_by_image(scripted_answers(truth))
     out, cache = tmp_path / "out", tmp_path / "cache"
-    result = CliRunner().invoke(cli, ["run", str(root), "--host", ollama_double.url,
-                                      "--out", str(out), "--cache-dir", str(cache)])
+    result = cli("run", str(root), "--host", ollama_double.url,
+                                      "--out", str(out), "--cache-dir", str(cache))
     assert result.exit_code == 0, result.output
     assert len(ollama_double.chat_requests) >= len(truth)  # the images did go to the server
 
@@ -41,26 +38,27 @@ def test_no_image_bytes_or_base64_in_anything_a_run_writes(ollama_double, tmp_pa
 
 
 def test_a_remote_ollama_host_from_the_environment_is_refused_before_connecting(
+    cli,
     tmp_path, monkeypatch
 ):
     root = tmp_path / "faces"
     make_image_folder(root, per_label=1)
     monkeypatch.setenv("OLLAMA_HOST", "http://192.0.2.1:11434")  # TEST-NET: never routed
-    result = CliRunner().invoke(cli, ["run", str(root), "--out", str(tmp_path / "o")])
+    result = cli("run", str(root), "--out", str(tmp_path / "o"))
     assert result.exit_code == 1
     assert "refusing to send images to non-local host http://192.0.2.1:11434" in result.stderr
     assert "--allow-remote" in result.stderr
     assert not (tmp_path / "o").exists()
 
 
-def test_reports_hold_no_image_file_names(ollama_double, tmp_path):
+def test_reports_hold_no_image_file_names(cli, ollama_double, tmp_path):
     root = tmp_path / "faces"
     truth = make_image_folder(root, per_label=2)
     (root / "happy" / "student-jane-doe.png").write_bytes(b"broken")
     ollama_double.answer = answer_by_image(scripted_answers(truth))
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["run", str(root), "--host", ollama_double.url,
-                                      "--out", str(out), "--quiet"])
+    result = cli("run", str(root), "--host", ollama_double.url,
+                                      "--out", str(out), "--quiet")
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
     assert "jane" not in report and "000.png" not in report

@@ -8,11 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from factories import make_image_folder, scripted_answers
 from ollama_double import ModelSpec, OllamaDouble, answer_by_image
 
-from emoprobe.cli.main import cli
 from emoprobe.reporting.markdown import render_report
 from emoprobe.results.manifest import Manifest
 from emoprobe.results.metrics import compute_metrics
@@ -25,12 +23,8 @@ PLOTS = ("confusion_matrix.png", "per_class_f1.png")
 LABELS = ["confused", "distracted", "happy", "tired", "neutral"]
 
 
-def emoprobe(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finished_run(cli, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished qwen run over 20 images (4 of them unparsed, 1 unreadable)."""
     base = tmp_path_factory.mktemp("report")
     root = base / "faces"
@@ -39,7 +33,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = base / "run"
     with OllamaDouble(answer=answer_by_image(scripted_answers(truth))) as double:
         cache = base / "cache"
-        result = emoprobe("run", root, "--host", double.url, "--out", out, "--cache-dir", cache)
+        result = cli("run", root, "--host", double.url, "--out", out, "--cache-dir", cache)
     assert result.exit_code == 0, result.output
     return out
 
@@ -82,7 +76,7 @@ def test_report_quotes_answers_counts_errors_and_says_how_unparsed_is_scored(fin
     assert "jane" not in report and "000.png" not in report and "faces/" not in report
 
 
-def test_report_rebuilds_a_copied_run_without_a_server(finished_run, tmp_path):
+def test_report_rebuilds_a_copied_run_without_a_server(cli, finished_run, tmp_path):
     copy = tmp_path / "elsewhere" / "copy"
     shutil.copytree(finished_run, copy)
     for name in ("metrics.json", "report.md", *PLOTS):
@@ -90,7 +84,7 @@ def test_report_rebuilds_a_copied_run_without_a_server(finished_run, tmp_path):
     predictions = (copy / "predictions.csv").read_bytes()
     manifest = (copy / "manifest.json").read_bytes()
 
-    result = emoprobe("report", copy)  # no server anywhere, no cache given
+    result = cli("report", copy)  # no server anywhere, no cache given
     assert result.exit_code == 0, result.output
     assert f"report: {copy / 'report.md'}" in result.stdout
     assert (copy / "metrics.json").read_bytes() == (finished_run / "metrics.json").read_bytes()
@@ -101,20 +95,22 @@ def test_report_rebuilds_a_copied_run_without_a_server(finished_run, tmp_path):
     assert (copy / "manifest.json").read_bytes() == manifest
 
 
-def test_report_reads_a_half_written_last_row_without_cutting_it(finished_run, tmp_path):
+def test_report_reads_a_half_written_last_row_without_cutting_it(cli, finished_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(finished_run, copy)
     with open(copy / "predictions.csv", "a", encoding="utf-8") as handle:
         handle.write('tired/009.png,abc,tired,tired,"Tir')
     before = (copy / "predictions.csv").read_bytes()
-    result = emoprobe("report", copy)
+    result = cli("report", copy)
     assert result.exit_code == 0, result.output
     assert (copy / "metrics.json").read_bytes() == (finished_run / "metrics.json").read_bytes()
     assert (copy / "predictions.csv").read_bytes() == before
 
 
-def test_report_refuses_a_folder_that_is_no_run_and_a_run_being_written(finished_run, tmp_path):
-    result = emoprobe("report", tmp_path)
+def test_report_refuses_a_folder_that_is_no_run_and_a_run_being_written(
+    cli, finished_run, tmp_path
+):
+    result = cli("report", tmp_path)
     assert result.exit_code == 1
     assert (
         result.stderr.strip()
@@ -123,7 +119,7 @@ def test_report_refuses_a_folder_that_is_no_run_and_a_run_being_written(finished
     copy = tmp_path / "copy"
     shutil.copytree(finished_run, copy)
     with RunDir(copy).locked():
-        result = emoprobe("report", copy)
+        result = cli("report", copy)
     assert result.exit_code == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "is writing into" in result.stderr
@@ -131,6 +127,7 @@ def test_report_refuses_a_folder_that_is_no_run_and_a_run_being_written(finished
 
 
 def test_a_llama_run_sits_beside_the_papers_llama_and_an_other_family_beside_nothing(
+    cli,
     ollama_double: OllamaDouble, tmp_path
 ):
     root = tmp_path / "faces"
@@ -145,7 +142,7 @@ def test_a_llama_run_sits_beside_the_papers_llama_and_an_other_family_beside_not
     )
     for model in ("llama3.2-vision:11b", "llava:7b"):
         out = tmp_path / model.replace(":", "-")
-        result = emoprobe(
+        result = cli(
             "run", root, "--model", model, "--host", ollama_double.url, "--out", out, "--quiet"
         )
         assert result.exit_code == 0, result.output

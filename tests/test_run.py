@@ -7,12 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from factories import LABELS, make_image_folder, scripted_answers
 from ollama_double import OllamaDouble, answer_by_image, image_sha256s
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-from emoprobe.cli.main import cli
 from emoprobe.results.predictions import COLUMNS
 from emoprobe.task.definition import PAPER_TASK
 
@@ -33,10 +31,6 @@ METRIC_KEYS = {
 }
 
 
-def emoprobe(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
-
-
 def read_rows(out: Path) -> list[dict[str, str]]:
     with open(out / "predictions.csv", encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
@@ -55,10 +49,10 @@ def model_server(ollama_double: OllamaDouble, dataset) -> OllamaDouble:
     return ollama_double
 
 
-def test_run_writes_predictions_metrics_manifest_and_report(model_server, dataset, tmp_path):
+def test_run_writes_predictions_metrics_manifest_and_report(cli, model_server, dataset, tmp_path):
     root, truth = dataset
     out = tmp_path / "out"
-    result = emoprobe("run", root, "--host", model_server.url, "--out", out, "--quiet")
+    result = cli("run", root, "--host", model_server.url, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     assert f"report: {out / 'report.md'}" in result.stdout
 
@@ -104,10 +98,10 @@ def test_run_writes_predictions_metrics_manifest_and_report(model_server, datase
     assert "Qwen2.5-VL-7B-Instruct (paper) | 0.5197 | 0.5546 | 0.7613 | 0.5546" in report
 
 
-def test_requests_carry_the_prompt_as_system_and_the_image_as_user(model_server, dataset,
+def test_requests_carry_the_prompt_as_system_and_the_image_as_user(cli, model_server, dataset,
                                                                      tmp_path):
     root, truth = dataset
-    result = emoprobe("run", root, "--host", model_server.url, "--out", tmp_path / "o",
+    result = cli("run", root, "--host", model_server.url, "--out", tmp_path / "o",
                       "--option", "num_ctx=4096", "--quiet")
     assert result.exit_code == 0, result.output
     chats = [body for body in model_server.chat_requests if body.get("messages")]
@@ -122,12 +116,12 @@ def test_requests_carry_the_prompt_as_system_and_the_image_as_user(model_server,
     assert {sha for body in chats for sha in image_sha256s(body)} == set(truth)
 
 
-def test_a_second_run_is_answered_from_the_cache(model_server, dataset, tmp_path):
+def test_a_second_run_is_answered_from_the_cache(cli, model_server, dataset, tmp_path):
     root, _ = dataset
-    first = emoprobe("run", root, "--host", model_server.url, "--out", tmp_path / "a", "--quiet")
+    first = cli("run", root, "--host", model_server.url, "--out", tmp_path / "a", "--quiet")
     assert first.exit_code == 0, first.output
     sent = len(model_server.chat_requests)
-    second = emoprobe("run", root, "--host", model_server.url, "--out", tmp_path / "b", "--quiet")
+    second = cli("run", root, "--host", model_server.url, "--out", tmp_path / "b", "--quiet")
     assert second.exit_code == 0, second.output
     assert len(model_server.chat_requests) == sent
     assert all(row["cached"] == "true" for row in read_rows(tmp_path / "b"))
@@ -135,21 +129,21 @@ def test_a_second_run_is_answered_from_the_cache(model_server, dataset, tmp_path
     assert strip(read_rows(tmp_path / "a")) == strip(read_rows(tmp_path / "b"))
 
 
-def test_a_finished_run_re_run_needs_no_server(model_server, dataset, tmp_path):
+def test_a_finished_run_re_run_needs_no_server(cli, model_server, dataset, tmp_path):
     root, _ = dataset
     out = tmp_path / "o"
-    assert emoprobe("run", root, "--host", model_server.url, "--out", out, "--quiet").exit_code == 0
+    assert cli("run", root, "--host", model_server.url, "--out", out, "--quiet").exit_code == 0
     model_server.stop()
-    again = emoprobe("run", root, "--host", model_server.url, "--out", out, "--quiet")
+    again = cli("run", root, "--host", model_server.url, "--out", out, "--quiet")
     assert again.exit_code == 0, again.output
 
 
-def test_per_class_sample_is_stable_for_a_seed(model_server, dataset, tmp_path):
+def test_per_class_sample_is_stable_for_a_seed(cli, model_server, dataset, tmp_path):
     root, _ = dataset
     paths = []
     for name in ("a", "b"):
         out = tmp_path / name
-        result = emoprobe("run", root, "--host", model_server.url, "--out", out,
+        result = cli("run", root, "--host", model_server.url, "--out", out,
                           "--per-class", 2, "--seed", 7, "--quiet")
         assert result.exit_code == 0, result.output
         paths.append([row["path"] for row in read_rows(out)])
@@ -159,30 +153,31 @@ def test_per_class_sample_is_stable_for_a_seed(model_server, dataset, tmp_path):
 
 
 def test_default_out_folder_is_under_reports_and_the_same_command_resumes_it(
+    cli,
     model_server, dataset, tmp_path, monkeypatch
 ):
     root, _ = dataset
     monkeypatch.chdir(tmp_path)
-    first = emoprobe("run", root, "--host", model_server.url, "--per-class", 1, "--quiet")
+    first = cli("run", root, "--host", model_server.url, "--per-class", 1, "--quiet")
     assert first.exit_code == 0, first.output
     out = tmp_path / "reports" / "faces-qwen2.5vl-7b-n1-seed0"
     assert (out / "report.md").exists()
-    again = emoprobe("run", root, "--host", model_server.url, "--per-class", 1, "--quiet")
+    again = cli("run", root, "--host", model_server.url, "--per-class", 1, "--quiet")
     assert f"report: {Path('reports') / out.name / 'report.md'}" in again.stdout
-    other = emoprobe("run", root, "--host", model_server.url, "--per-class", 1,
+    other = cli("run", root, "--host", model_server.url, "--per-class", 1,
                      "--option", "temperature=0.5", "--quiet")
     assert other.exit_code == 0
     assert (tmp_path / "reports" / f"{out.name}-2" / "report.md").exists()
 
 
-def test_unreadable_images_become_error_rows_and_the_run_goes_on(model_server, dataset,
+def test_unreadable_images_become_error_rows_and_the_run_goes_on(cli, model_server, dataset,
                                                                   tmp_path):
     root, truth = dataset
     (root / "happy" / "empty.jpg").write_bytes(b"")
     (root / "tired" / "notes.jpg").write_text("not a picture")
     (root / "neutral" / "cut.png").write_bytes((root / "neutral" / "000.png").read_bytes()[:60])
     out = tmp_path / "o"
-    result = emoprobe("run", root, "--host", model_server.url, "--out", out, "--quiet")
+    result = cli("run", root, "--host", model_server.url, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     errors = {row["path"]: row["error"] for row in read_rows(out) if row["status"] == "error"}
     assert errors == {
@@ -195,10 +190,10 @@ def test_unreadable_images_become_error_rows_and_the_run_goes_on(model_server, d
     assert sum(c["support"] for c in metrics["per_class"].values()) == len(truth)
 
 
-def test_concurrency_bounds_what_is_in_flight(ollama_double, dataset, tmp_path):
+def test_concurrency_bounds_what_is_in_flight(cli, ollama_double, dataset, tmp_path):
     root, _ = dataset
     ollama_double.latency = 0.06  # long enough for every worker to be waiting
-    result = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "o",
+    result = cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "o",
                       "--concurrency", 3, "--quiet")
     assert result.exit_code == 0, result.output
     assert ollama_double.max_in_flight == 3
@@ -206,6 +201,7 @@ def test_concurrency_bounds_what_is_in_flight(ollama_double, dataset, tmp_path):
 
 
 def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
+    cli,
     ollama_double, tmp_path
 ):
     import base64
@@ -221,7 +217,7 @@ def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
                 root / label / f"{number}.jpg"
             )
     out = tmp_path / "out"
-    result = emoprobe("run", root, "--host", ollama_double.url, "--out", out,
+    result = cli("run", root, "--host", ollama_double.url, "--out", out,
                       "--max-side", 448, "--quiet")
     assert result.exit_code == 0, result.output
     for body in ollama_double.chat_requests:
@@ -231,13 +227,13 @@ def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
     report = (out / "report.md").read_text()
     assert "`--max-side 448` cut them from 0.92 megapixels (about 1,176 tokens)" in report
     assert "88% fewer pixels" in report
-    again = emoprobe("run", root, "--host", ollama_double.url, "--out", tmp_path / "full",
+    again = cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "full",
                      "--quiet")
     assert again.exit_code == 0
     assert len([b for b in ollama_double.chat_requests if b.get("messages")]) == 8  # new keys
 
 
-def test_a_task_file_and_a_dataset_format_from_the_command_line(ollama_double, tmp_path):
+def test_a_task_file_and_a_dataset_format_from_the_command_line(cli, ollama_double, tmp_path):
     csv_path = tmp_path / "fer2013.csv"
     pixels = " ".join(["128"] * 48 * 48)
     csv_path.write_text(
@@ -249,7 +245,7 @@ def test_a_task_file_and_a_dataset_format_from_the_command_line(ollama_double, t
     ollama_double.answer = lambda request: "Happiness"
     task = Path(__file__).resolve().parent.parent / "examples" / "tasks" / "basic-emotions.toml"
     out = tmp_path / "out"
-    result = emoprobe("run", csv_path, "--task", task, "--format", "fer2013", "--host",
+    result = cli("run", csv_path, "--task", task, "--format", "fer2013", "--host",
                       ollama_double.url, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     rows = read_rows(out)
@@ -261,7 +257,7 @@ def test_a_task_file_and_a_dataset_format_from_the_command_line(ollama_double, t
     system = ollama_double.chat_requests[-1]["messages"][0]["content"]
     assert "happiness" in system.lower() and "distracted" not in system.lower()
 
-    wrong = emoprobe("run", csv_path, "--format", "rafdb", "--host", ollama_double.url,
+    wrong = cli("run", csv_path, "--format", "rafdb", "--host", ollama_double.url,
                      "--out", tmp_path / "o2")
     assert wrong.exit_code == 1 and wrong.stderr.count("\n") == 1
     report = (out / "report.md").read_text()

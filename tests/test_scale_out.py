@@ -9,18 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from factories import make_image_folder, scripted_answers
 from ollama_double import ModelSpec, OllamaDouble, answer_by_image
 from openai_double import OpenAIDouble
 from openai_double import answer_by_image as openai_answer_by_image
 
-from emoprobe.cli.main import cli
 from emoprobe.task.definition import PAPER_TASK
-
-
-def emoprobe(*args: object) -> Result:
-    return CliRunner().invoke(cli, [str(arg) for arg in args])
 
 
 def answers_of(out: Path) -> dict[str, tuple[str, str, str]]:
@@ -41,15 +35,15 @@ def chats(double) -> int:
     return len([body for body in double.chat_requests if body.get("messages")])
 
 
-def test_two_hosts_share_the_work_and_give_the_one_host_results(study, tmp_path):
+def test_two_hosts_share_the_work_and_give_the_one_host_results(cli, study, tmp_path):
     root, answer = study
     with OllamaDouble(answer=answer, latency=0.03) as one:
-        alone = emoprobe("run", root, "--host", one.url, "--out", tmp_path / "one",
+        alone = cli("run", root, "--host", one.url, "--out", tmp_path / "one",
                          "--cache-dir", tmp_path / "c1", "--quiet")
         assert alone.exit_code == 0, alone.output
     with OllamaDouble(answer=answer, latency=0.03) as a, \
             OllamaDouble(answer=answer, latency=0.03) as b:
-        both = emoprobe("run", root, "--host", a.url, "--host", b.url, "--out",
+        both = cli("run", root, "--host", a.url, "--host", b.url, "--out",
                         tmp_path / "two", "--cache-dir", tmp_path / "c2", "--quiet")
         assert both.exit_code == 0, both.output
         assert chats(a) >= 8 and chats(b) >= 8
@@ -63,15 +57,15 @@ def test_two_hosts_share_the_work_and_give_the_one_host_results(study, tmp_path)
     assert "Servers that shared the work" in (tmp_path / "two" / "report.md").read_text()
 
 
-def test_a_failing_host_is_left_alone_and_its_images_go_to_the_other(study, tmp_path):
+def test_a_failing_host_is_left_alone_and_its_images_go_to_the_other(cli, study, tmp_path):
     root, answer = study
     with OllamaDouble(answer=answer, latency=0.02) as good, \
             OllamaDouble(answer=answer, latency=0.02) as bad:
         with OllamaDouble(answer=answer) as reference:
-            emoprobe("run", root, "--host", reference.url, "--out", tmp_path / "ref",
+            cli("run", root, "--host", reference.url, "--out", tmp_path / "ref",
                      "--cache-dir", tmp_path / "c0", "--quiet")
         bad.inject("http500")
-        result = emoprobe("run", root, "--host", good.url, "--host", bad.url, "--out",
+        result = cli("run", root, "--host", good.url, "--host", bad.url, "--out",
                           tmp_path / "out", "--backoff", "0.2", "--quiet")
         assert result.exit_code == 0, result.output
         assert chats(good) == 30
@@ -81,7 +75,7 @@ def test_a_failing_host_is_left_alone_and_its_images_go_to_the_other(study, tmp_
     assert {h["url"]: h["images"] for h in hosts} == {good.url: 30, bad.url: 0}
 
 
-def test_a_host_that_dies_mid_run_is_tried_again_when_it_comes_back(study, tmp_path):
+def test_a_host_that_dies_mid_run_is_tried_again_when_it_comes_back(cli, study, tmp_path):
     root, answer = study
     with OllamaDouble(answer=answer, latency=0.05) as steady, \
             OllamaDouble(answer=answer, latency=0.05) as flaky:
@@ -94,19 +88,19 @@ def test_a_host_that_dies_mid_run_is_tried_again_when_it_comes_back(study, tmp_p
 
         thread = threading.Thread(target=bounce)
         thread.start()
-        result = emoprobe("run", root, "--host", steady.url, "--host", flaky.url, "--out",
+        result = cli("run", root, "--host", steady.url, "--host", flaky.url, "--out",
                           tmp_path / "out", "--backoff", "0.1", "--quiet")
         thread.join()
     assert result.exit_code == 0, result.output
     assert len(answers_of(tmp_path / "out")) == 30
 
 
-def test_hosts_serving_different_builds_are_refused(study, tmp_path):
+def test_hosts_serving_different_builds_are_refused(cli, study, tmp_path):
     root, answer = study
     other = [ModelSpec(name="qwen2.5vl:7b", digest="e" * 64, family="qwen25vl",
                        capabilities=["completion", "vision"])]
     with OllamaDouble(answer=answer) as a, OllamaDouble(models=other, answer=answer) as b:
-        result = emoprobe("run", root, "--host", a.url, "--host", b.url, "--out",
+        result = cli("run", root, "--host", a.url, "--host", b.url, "--out",
                           tmp_path / "out")
         assert chats(a) == chats(b) == 0
     assert result.exit_code == 1
@@ -114,10 +108,10 @@ def test_hosts_serving_different_builds_are_refused(study, tmp_path):
     assert result.stderr.count("\n") == 1
 
 
-def test_remote_hosts_still_need_allow_remote(study, tmp_path):
+def test_remote_hosts_still_need_allow_remote(cli, study, tmp_path):
     root, _ = study
     with OllamaDouble() as local:
-        result = emoprobe("run", root, "--host", local.url, "--host", "http://10.1.2.3:11434",
+        result = cli("run", root, "--host", local.url, "--host", "http://10.1.2.3:11434",
                           "--out", tmp_path / "out")
     assert result.exit_code == 1 and "--allow-remote" in result.stderr
 
@@ -126,12 +120,12 @@ def test_remote_hosts_still_need_allow_remote(study, tmp_path):
 MODEL_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
 
 
-def test_an_openai_compatible_server_runs_the_same_study_without_native_calls(tmp_path):
+def test_an_openai_compatible_server_runs_the_same_study_without_native_calls(cli, tmp_path):
     root = tmp_path / "faces"
     truth = make_image_folder(root, per_label=2)
     answers = scripted_answers(truth)
     with OpenAIDouble(answer=openai_answer_by_image(answers)) as vllm:
-        result = emoprobe("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
+        result = cli("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
                           "--model", MODEL_ID, "--out", tmp_path / "out", "--quiet")
         paths = [record.path for record in vllm.requests]
         bodies = list(vllm.chat_requests)
@@ -148,36 +142,35 @@ def test_an_openai_compatible_server_runs_the_same_study_without_native_calls(tm
     assert manifest["backend"] == "openai" and manifest["model"]["backend"] == "openai"
 
 
-def test_an_openai_api_key_comes_from_the_environment(tmp_path, monkeypatch):
+def test_an_openai_api_key_comes_from_the_environment(cli, tmp_path, monkeypatch):
     root = tmp_path / "faces"
     make_image_folder(root, per_label=1)
     with OpenAIDouble(api_key="sekrit") as vllm:
-        refused = emoprobe("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
+        refused = cli("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
                            "--model", MODEL_ID, "--out", tmp_path / "o1")
         monkeypatch.setenv("OPENAI_API_KEY", "sekrit")
-        accepted = emoprobe("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
+        accepted = cli("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
                             "--model", MODEL_ID, "--out", tmp_path / "o2", "--quiet")
     assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
     assert "sekrit" not in refused.output
     assert accepted.exit_code == 0, accepted.output
 
 
-def test_an_openai_model_that_is_not_served_is_one_line(tmp_path):
+def test_an_openai_model_that_is_not_served_is_one_line(cli, tmp_path):
     root = tmp_path / "faces"
     make_image_folder(root, per_label=1)
     with OpenAIDouble() as vllm:
-        result = emoprobe("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
+        result = cli("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
                           "--model", "nope", "--out", tmp_path / "o")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert MODEL_ID in result.stderr
 
 
-
-def test_options_an_openai_server_cannot_take_are_named(tmp_path):
+def test_options_an_openai_server_cannot_take_are_named(cli, tmp_path):
     root = tmp_path / "faces"
     make_image_folder(root, per_label=1)
     with OpenAIDouble() as vllm:
-        result = emoprobe("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
+        result = cli("run", root, "--backend", "openai", "--host", f"{vllm.url}/v1",
                           "--model", MODEL_ID, "--option", "num_ctx=4096", "--out",
                           tmp_path / "o", "--quiet")
         assert "num_ctx" not in json.dumps(vllm.chat_requests)

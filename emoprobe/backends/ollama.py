@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -169,6 +169,15 @@ class OllamaBackend:
             logprobs=tuple(logprobs),
         )
 
+    @property
+    def client(self) -> ollama.Client:
+        """The `ollama` client, for server administration (`emoprobe.ollama_admin`)."""
+        return self._client
+
+    def translating(self, what: str, model: str = "") -> AbstractContextManager[None]:
+        """Turn the client's and httpx's exceptions inside the block into `BackendError`s."""
+        return self._translated(what, model)
+
     def close(self) -> None:
         self._client._client.close()
         self._http.close()
@@ -220,3 +229,6 @@ def _can_see(capabilities: tuple[str, ...], *infos: Any) -> bool:
         return "vision" in capabilities
     keys = " ".join(" ".join(info) for info in infos if info)
     return "vision" in keys or "clip" in keys
+
+
+can_see = _can_see

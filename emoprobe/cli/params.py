@@ -8,11 +8,60 @@ from typing import Any
 
 import click
 
+from emoprobe.errors import EmoprobeError
+
+#: The flag for each `RunConfig` field or setting an error can name in `error.setting`.
+FLAGS = {
+    "out": "--out",
+    "concurrency": "--concurrency",
+    "host": "--host",
+    "hosts": "--host",
+    "model": "--model",
+    "models": "--model",
+    "cache_dir": "--cache-dir",
+    "allow_remote": "--allow-remote",
+    "backend": "--backend",
+    "timeout": "--timeout",
+    "retries": "--retries",
+    "backoff": "--backoff",
+    "per_class": "--per-class",
+    "seed": "--seed",
+    "max_side": "--max-side",
+    "options": "--option",
+    "offline": "--offline",
+    "task": "--task",
+    "dataset_format": "--format",
+    "answer_mode": "--answer",
+    "modelfiles": "--modelfiles",
+    "resamples": "--resamples",
+}
+
+
+def with_flag_hint(error: EmoprobeError) -> str:
+    """The error's message, naming the flag of `error.setting` when the message does not."""
+    message = str(error)
+    flag = FLAGS.get(error.setting or "")
+    return f"{message} ({flag})" if flag and flag not in message else message
+
+
+def server_host(host: str | None, allow_remote: bool, backend: str = "ollama") -> str:
+    """`--host` (or `$OLLAMA_HOST`, or the default) after the library's privacy check."""
+    from emoprobe.hosts import checked_host
+    from emoprobe.settings import default_host
+
+    return checked_host(host or default_host(backend), allow_remote=allow_remote)
+
+
 backend_option = click.option(
     "--backend", "backend_kind", type=click.Choice(["ollama", "openai"]), default="ollama",
     show_default=True,
     help="Ollama's native API, or an OpenAI-compatible server (vLLM, llama.cpp, LM Studio) "
     "at --host URL/v1.",
+)
+host_option = click.option(
+    "--host",
+    metavar="URL",
+    help="Model server. [default: $OLLAMA_HOST, else http://127.0.0.1:11434]",
 )
 allow_remote_option = click.option(
     "--allow-remote", is_flag=True, help="Allow a host that is not this machine."

@@ -1,4 +1,4 @@
-"""`emoprobe report` and `emoprobe compare`: thin commands over report.py and compare.py.
+"""`emoprobe report` and `emoprobe compare`: thin commands over `results` and `reporting`.
 
 Nothing heavy is imported until a command runs, so `emoprobe --help` stays quick.
 """
@@ -64,11 +64,14 @@ def compare(run_dirs: tuple[Path, ...], out: Path | None, seed: int, resamples: 
     )
     from emoprobe.reporting.markdown import dataset_name
     from emoprobe.results.comparison import build_comparison
+    from emoprobe.settings import DEFAULT_REPORTS_DIR
 
     if len(run_dirs) < 2:
         raise click.UsageError("give at least two run folders to compare")
     comparison = build_comparison(list(run_dirs), resamples=resamples, seed=seed)
-    out = out or default_comparison_dir(Path("reports"), dataset_name(comparison.runs[0].manifest))
+    out = out or default_comparison_dir(
+        DEFAULT_REPORTS_DIR, dataset_name(comparison.runs[0].manifest)
+    )
     path = write_comparison(out, comparison)
     click.echo(summary_text(comparison))
     click.echo(f"comparison: {path}")

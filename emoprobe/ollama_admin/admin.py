@@ -1,14 +1,12 @@
-"""The builds on an Ollama server: list, pull, build, verify, remove, and `doctor`'s checks.
+"""The builds on an Ollama server: list, pull, build, verify, remove.
 
-Talks to the server through the `ollama` client, with the error translation of
-`emoprobe.backends.ollama`, so only `emoprobe.errors` exceptions leave this module.
+Talks to the server through the `ollama` client of `OllamaBackend`, with its error
+translation (`translating`), so only `emoprobe.errors` exceptions leave this module.
 Progress and messages go to callbacks: printing is the command line's job.
 """
 
 from __future__ import annotations
 
-import re
-import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,27 +14,19 @@ from typing import Any
 
 import ollama
 
-from emoprobe.backends.ollama import OllamaBackend, _can_see, full_model_name
+from emoprobe.backends.ollama import OllamaBackend, can_see, full_model_name
 from emoprobe.errors import BackendError, EmoprobeError, ModelNotFound
 from emoprobe.ollama_admin import builds
-from emoprobe.ollama_admin.builds import BUILDS, Build, Lock
+from emoprobe.ollama_admin.builds import BUILDS, Build, Lock, lock_path
 
 QUICK_TIMEOUT = 30.0
 # A pull or create may say nothing for minutes (verifying a 16 GB blob): allow an hour.
 TRANSFER_TIMEOUT = 3600.0
-LOGPROBS_VERSION = (0, 12, 11)
-LOW_DISK_BYTES = 2 * 10**9
 PULL_MISSING = "file does not exist"
-
-OK, WARN, FAIL = "✓", "!", "✗"
 
 
 class DigestMismatch(EmoprobeError):
-    """The server's models differ from what modelfiles/lock.json recorded."""
-
-
-class NotReady(EmoprobeError):
-    """`emoprobe doctor` found that a run cannot start."""
+    """The server's models differ from what the lock recorded."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +83,8 @@ def bare_digest(digest: str | None) -> str:
     return text.split(":", 1)[1] if text.startswith("sha256:") else text
 
 
-def _key(name: str) -> str:
+def model_key(name: str) -> str:
+    """A model name as the server compares names: full (`:latest`) and case-folded."""
     return full_model_name(name.strip()).casefold()
 
 
@@ -122,34 +113,36 @@ class ModelServer:
 
     def installed(self) -> dict[str, Installed]:
         """Every model the server lists, by full name case-folded (`qwen2.5vl:7b`)."""
-        with self._quick._translated("GET /api/tags"):
-            listing = self._quick._client.list()
+        with self._quick.translating("GET /api/tags"):
+            listing = self._quick.client.list()
         found = {}
         for entry in listing.models:
             name = entry.model or ""
-            found[_key(name)] = Installed(name, bare_digest(entry.digest), int(entry.size or 0))
+            found[model_key(name)] = Installed(
+                name, bare_digest(entry.digest), int(entry.size or 0)
+            )
         return found
 
     def find(self, name: str) -> Installed | None:
-        return self.installed().get(_key(name))
+        return self.installed().get(model_key(name))
 
     def can_see(self, name: str) -> bool:
         """Whether the model reads images (`vision` among its /api/show capabilities)."""
-        with self._quick._translated("POST /api/show", name):
-            shown = self._quick._client.show(name)
-        return _can_see(tuple(shown.capabilities or ()), shown.modelinfo)
+        with self._quick.translating("POST /api/show", name):
+            shown = self._quick.client.show(name)
+        return can_see(tuple(shown.capabilities or ()), shown.modelinfo)
 
     def loaded(self) -> list[Loaded]:
-        with self._quick._translated("GET /api/ps"):
-            running = self._quick._client.ps()
+        with self._quick.translating("GET /api/ps"):
+            running = self._quick.client.ps()
         return [
             Loaded(m.model or m.name or "", int(m.size or 0), int(m.size_vram or 0))
             for m in running.models
         ]
 
     def delete(self, name: str) -> None:
-        with self._quick._translated("DELETE /api/delete", name):
-            self._quick._client.delete(name)
+        with self._quick.translating("DELETE /api/delete", name):
+            self._quick.client.delete(name)
 
     def pull(self, tag: str, on_progress: Callable[[Progress], None]) -> None:
         """Pull `tag` from the library, reporting each streamed progress line."""
@@ -194,10 +187,10 @@ class ModelServer:
         if self._slow is None:
             self._slow = OllamaBackend(self.host, timeout=TRANSFER_TIMEOUT)
         backend = self._slow
-        with backend._translated(f"POST /api/{what}", model):
-            stream = start(backend._client)
+        with backend.translating(f"POST /api/{what}", model):
+            stream = start(backend.client)
         while True:
-            with backend._translated(f"POST /api/{what}", model):
+            with backend.translating(f"POST /api/{what}", model):
                 try:
                     part = next(stream, None)
                 except ollama.ResponseError as error:
@@ -235,7 +228,8 @@ class BuildStatus:
 def statuses(server: ModelServer) -> list[BuildStatus]:
     installed = server.installed()
     return [
-        BuildStatus(b, installed.get(_key(b.base)), installed.get(_key(b.name))) for b in BUILDS
+        BuildStatus(b, installed.get(model_key(b.base)), installed.get(model_key(b.name)))
+        for b in BUILDS
     ]
 
 
@@ -244,16 +238,15 @@ ProgressFor = Callable[[str], Callable[[Progress], None]]
 
 
 def pull_builds(
-    server: ModelServer, targets: list[Build], directory: Path | None, progress_for: ProgressFor
+    server: ModelServer, targets: list[Build], progress_for: ProgressFor
 ) -> list[Installed]:
-    """Pull each build's base tag and record its digest in the lock (when there is one)."""
+    """Pull each build's base tag and record its digest in the lock."""
     pulled = []
     for build in targets:
         installed = _pull(server, build.base, progress_for)
-        if directory is not None:
-            lock = Lock.load(directory)
-            lock.record_base(build, installed.digest, pulled=True)
-            lock.save()
+        lock = Lock.load()
+        lock.record_base(build, installed.digest, pulled=True)
+        lock.save()
         pulled.append(installed)
     return pulled
 
@@ -274,36 +267,35 @@ def _pull(server: ModelServer, tag: str, progress_for: ProgressFor) -> Installed
 def build_builds(
     server: ModelServer,
     targets: list[Build],
-    directory: Path,
+    directory: Path | None,
     progress_for: ProgressFor,
     say: Callable[[str], None],
 ) -> list[Installed]:
-    """Pull missing bases, then create each build from its Modelfile; record both digests."""
+    """Pull missing bases, then create each build (from the build table, or from its
+    Modelfile in `directory`); record both digests in the lock."""
     requests = []
     for build in targets:  # read every Modelfile before the first download
-        parsed = builds.read_modelfile(directory, build)
-        for warning in parsed.warnings:
-            say(f"warning: {directory / build.filename}, {warning}")
-        if not builds.is_current(directory, build):
+        request = builds.create_fields(build, directory)
+        if directory is not None and not builds.is_current(directory, build):
             say(
                 f"warning: {directory / build.filename} differs from what "
                 "`emoprobe models render` writes; building it as it is"
             )
-        requests.append((build, parsed.create_fields()))
+        requests.append((build, request))
     made = []
     for build, request in requests:
         base = server.find(build.base)
         pulled = base is None
         if base is None:
             base = _pull(server, build.base, progress_for)
-        lock = Lock.load(directory)
+        lock = Lock.load()
         lock.record_base(build, base.digest, pulled=pulled)
         lock.save()
         server.create(build.name, request, progress_for(build.name))
         created = server.find(build.name)
         if created is None:
             raise BackendError(f"the server reported creating {build.name} but does not list it")
-        lock = Lock.load(directory)
+        lock = Lock.load()
         lock.record_build(build, created.digest)
         lock.save()
         made.append(created)
@@ -333,9 +325,9 @@ class Verified:
         return self.state in ("missing", "DIFFERS")
 
 
-def verify(server: ModelServer, directory: Path) -> list[Verified]:
+def verify(server: ModelServer) -> list[Verified]:
     """Every recorded digest (and every present build) against the server's."""
-    lock = Lock.load(directory)
+    lock = Lock.load()
     installed = server.installed()
     rows = []
     for build in BUILDS:
@@ -344,221 +336,41 @@ def verify(server: ModelServer, directory: Path) -> list[Verified]:
             (entry.base, "base", entry.base_digest),
             (build.name, "build", entry.digest),
         ):
-            found = installed.get(_key(model))
+            found = installed.get(model_key(model))
             if locked or found:
                 rows.append(Verified(model, role, locked, found.digest if found else None))
     return rows
 
 
-def check_verified(rows: list[Verified], directory: Path) -> None:
+def check_verified(rows: list[Verified]) -> None:
     """DigestMismatch naming every model that differs from the lock or is missing."""
     failed = [row for row in rows if row.failed]
     if not failed:
         return
     named = ", ".join(f"{row.model} ({row.state.lower()})" for row in failed)
     raise DigestMismatch(
-        f"{len(failed)} model(s) differ from {directory / builds.LOCK_NAME}: {named}; "
+        f"{len(failed)} model(s) differ from {lock_path()}: {named}; "
         "pull or build them again to record what the server has now"
     )
 
 
 # -- rm --------------------------------------------------------------------------------
-def remove(
-    server: ModelServer, names: list[tuple[str, Build | None]], directory: Path | None
-) -> list[str]:
+def remove(server: ModelServer, names: list[tuple[str, Build | None]]) -> list[str]:
     """Delete the named models; forget their digests in the lock. Returns what was removed."""
     installed = server.installed()
-    present = [(name, build) for name, build in names if _key(name) in installed]
+    present = [(name, build) for name, build in names if model_key(name) in installed]
     if not present:
         listed = " and ".join(name for name, _ in names)
         raise ModelNotFound(f"{listed} not on the Ollama server at {server.host}: nothing removed")
     removed = []
     for name, build in present:
-        server.delete(installed[_key(name)].name)
-        removed.append(installed[_key(name)].name)
-        if build is not None and directory is not None:
-            lock = Lock.load(directory)
-            if _key(name) == _key(build.name):
+        server.delete(installed[model_key(name)].name)
+        removed.append(installed[model_key(name)].name)
+        if build is not None:
+            lock = Lock.load()
+            if model_key(name) == model_key(build.name):
                 lock.forget_build(build)
             else:
                 lock.forget_base(build)
             lock.save()
     return removed
-
-
-# -- doctor ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Check:
-    """One line of `emoprobe doctor`: a mark (✓ ! ✗), a topic, what was found, a fix."""
-
-    mark: str
-    topic: str
-    text: str
-    fix: str = ""
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    checks: list[Check]
-    ready: bool
-    reason: str = ""
-    suggested_model: str = ""
-
-
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    """`0.12.11` (or `v0.13.0-rc1`) as a tuple; None for other strings and dev builds."""
-    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", text.strip())
-    if not match:
-        return None
-    version = (int(match[1]), int(match[2]), int(match[3]))
-    return None if version == (0, 0, 0) else version
-
-
-def diagnose(host: str, cache_dir: Path, environ: Mapping[str, str]) -> Diagnosis:
-    """Everything `emoprobe doctor` checks; ready when the server is up with a vision model."""
-    checks: list[Check] = []
-    reason = suggested = ""
-    with ModelServer(host) as server:
-        try:
-            version = server.version()
-        except BackendError as error:
-            if "not as an Ollama server" in str(error):
-                text, fix = f"{host} answers, but not as an Ollama server", "check --host URL"
-            else:
-                text, fix = f"no Ollama server answers at {host}", "ollama serve"
-            checks.append(Check(FAIL, "server", text, fix))
-            reason = text
-        else:
-            checks.append(Check(OK, "server", f"Ollama answers at {host}"))
-            checks.append(_version_check(version))
-            model_checks, suggested = _model_checks(server)
-            checks += model_checks
-            if not suggested:
-                reason = "no model on the server reads images"
-            checks += _loaded_checks(server)
-    checks.append(_parallel_check(environ))
-    checks.append(_disk_check(cache_dir))
-    return Diagnosis(checks, not reason, reason, suggested)
-
-
-def _version_check(version: str) -> Check:
-    parsed = parse_version(version)
-    if parsed is None:
-        return Check(WARN, "version", f"Ollama {version}: cannot tell its features from it")
-    if parsed < LOGPROBS_VERSION:
-        needed = ".".join(map(str, LOGPROBS_VERSION))
-        return Check(
-            WARN,
-            "version",
-            f"Ollama {version} is older than {needed}: no logprobs",
-            "upgrade Ollama: https://ollama.com/download",
-        )
-    return Check(OK, "version", f"Ollama {version}")
-
-
-def _model_checks(server: ModelServer) -> tuple[list[Check], str]:
-    installed = server.installed()
-    vision = []
-    for key, model in installed.items():
-        try:
-            if server.can_see(model.name):
-                vision.append(key)
-        except ModelNotFound:
-            continue  # removed meanwhile
-    checks = []
-    missing = []
-    for build in BUILDS:
-        built = installed.get(_key(build.name))
-        if built is None:
-            missing.append(build)
-        elif _key(build.name) in vision:
-            checks.append(Check(OK, "build", f"{build.name} ({build.key}): built, reads images"))
-        else:
-            checks.append(
-                Check(
-                    FAIL,
-                    "build",
-                    f"{build.name}: built, but its capabilities lack vision",
-                    f"emoprobe models rm {build.key} && emoprobe models build {build.key}",
-                )
-            )
-    if missing:
-        keys = ", ".join(build.key for build in missing)
-        fix = (
-            "emoprobe models build NAME  (to compare quantizations)"
-            if len(missing) < len(BUILDS)
-            else f"emoprobe models build {missing[0].key}"
-        )
-        checks.append(Check(WARN, "build", f"not built: {keys}", fix))
-    built_vision = [b.name for b in BUILDS if _key(b.name) in vision]
-    names = [installed[key].name for key in vision]
-    if names:
-        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-        checks.append(Check(OK, "vision", f"{len(names)} model(s) read images: {shown}"))
-    else:
-        checks.append(
-            Check(
-                FAIL,
-                "vision",
-                "no model on the server reads images",
-                f"emoprobe models build {BUILDS[0].key}  (or: ollama pull qwen2.5vl:7b)",
-            )
-        )
-    suggested = built_vision[0] if built_vision else (names[0] if names else "")
-    return checks, suggested
-
-
-def _loaded_checks(server: ModelServer) -> list[Check]:
-    loaded = server.loaded()
-    if not loaded:
-        return [Check(OK, "loaded", "no model loaded now")]
-    checks = []
-    for model in loaded:
-        share = model.gpu_share
-        text = f"{model.name}  {human_size(model.size)}  {share:.0%} GPU"
-        if share >= 0.995:
-            checks.append(Check(OK, "loaded", text.replace(f"{share:.0%}", "100%")))
-            continue
-        build = builds.resolve(model.name)
-        smaller = builds.smallest(build.family) if build else None
-        if build is not None and smaller is not None and smaller != build:
-            fix = f"emoprobe models build {smaller.key}  (a smaller quantization)"
-        else:
-            fix = "close other programs that use the GPU, or use a smaller model"
-        checks.append(Check(WARN, "loaded", f"{text}: the rest runs on the CPU, much slower", fix))
-    return checks
-
-
-def _parallel_check(environ: Mapping[str, str]) -> Check:
-    raw = environ.get("OLLAMA_NUM_PARALLEL", "").strip()
-    if not raw:
-        return Check(OK, "parallel", "server default (1 since 0.10.0): run with --concurrency 2")
-    if not raw.isdigit() or int(raw) < 1:
-        return Check(
-            WARN,
-            "parallel",
-            f"OLLAMA_NUM_PARALLEL={raw!r} is not a positive integer",
-            "unset OLLAMA_NUM_PARALLEL  (or set it to 1, 2, …)",
-        )
-    slots = int(raw)
-    return Check(
-        OK,
-        "parallel",
-        f"OLLAMA_NUM_PARALLEL={slots} in this shell (the server reads its own environment): "
-        f"run with --concurrency {slots + 1}",
-    )
-
-
-def _disk_check(cache_dir: Path) -> Check:
-    probe = cache_dir
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    try:
-        free = shutil.disk_usage(probe).free
-    except OSError as error:
-        return Check(WARN, "disk", f"cannot read free space at {cache_dir}: {error.strerror}")
-    text = f"{human_size(free)} free at the cache folder {cache_dir}"
-    if free < LOW_DISK_BYTES:
-        fix = "emoprobe run … --cache-dir DIR  (a folder on a disk with room)"
-        return Check(WARN, "disk", f"only {text}", fix)
-    return Check(OK, "disk", text)

@@ -2,14 +2,16 @@
 
 A build is an Ollama library tag (its *base*) plus the paper's prompt as `SYSTEM` and
 emoprobe's run defaults as `PARAMETER`s, created on the server under a local name such as
-`emoprobe-qwen2.5vl:7b-q4_K_M`. The Modelfiles in `modelfiles/` are generated from the
-table below and from `emoprobe.tasks.PAPER_TASK` (`emoprobe models render`); the lock
-file `modelfiles/lock.json` records the digests seen when each was pulled and built.
+`emoprobe-qwen2.5vl:7b-q4_K_M`. The builds ship with the package: their Modelfiles are
+rendered from the table below and `PAPER_TASK` (`emoprobe models render` writes them out
+for `ollama create -f`). The lock in the user's data folder records the digests seen when
+each was pulled and built.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,20 +20,14 @@ from typing import Any
 from emoprobe.errors import ConfigError
 from emoprobe.files import write_atomic
 from emoprobe.ollama_admin import modelfile
+from emoprobe.settings import default_data_dir
 from emoprobe.task.definition import PAPER_TASK, Task
 from emoprobe.task.model_options import DEFAULT_OPTIONS
 
-MODELFILES_DIR = "modelfiles"
-LOCK_NAME = "lock.json"
+LOCK_NAME = "models.lock.json"
 LOCK_VERSION = 1
 SUFFIX = ".Modelfile"
-NOTE_EMPTY = (
-    "Committed with null digests: nothing was pulled or built where this file was written. "
-    "`emoprobe models pull` records each base tag's digest (from /api/tags) and "
-    "`emoprobe models build` the built model's; `emoprobe models verify` compares the "
-    "server with them."
-)
-NOTE_RECORDED = (
+NOTE = (
     "Digests as the Ollama server reported them (/api/tags): base_digest when the base tag "
     "was pulled or built from, digest when the build was created. `emoprobe models verify` "
     "compares the server with them."
@@ -155,46 +151,36 @@ def render_text(build: Build, task: Task = PAPER_TASK) -> str:
         f"Build it: emoprobe models build {build.key}",
         f"      or: ollama create {build.name} -f {build.filename}",
         "",
-        *_wrap(build.context_note, 86),
+        *textwrap.wrap(build.context_note, 86, break_on_hyphens=False),
     ]
     return modelfile.render(
-        build.base,
-        system=task.system_prompt,
-        parameters=build.parameters,
-        comments=comments,
+        build.base, system=task.system_prompt, parameters=build.parameters, comments=comments
     )
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    lines: list[str] = []
-    for word in text.split():
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += f" {word}"
-        else:
-            lines.append(word)
-    return lines
-
-
-def read_modelfile(directory: Path, build: Build) -> modelfile.Modelfile:
-    """Parse the build's Modelfile from `directory`; its FROM must be the build's base."""
+def create_fields(build: Build, directory: Path | None = None) -> dict[str, Any]:
+    """What `POST /api/create` gets for `build`: from the build table (shipped with the
+    package), or from its Modelfile in `directory`, whose FROM must be the build's base."""
+    if directory is None:
+        return modelfile.parse(render_text(build)).create_fields()
     path = directory / build.filename
     try:
-        data = path.read_bytes()
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
-            f"{path} is missing: write it with `emoprobe models render --modelfiles {directory}`"
+            f"{path} is missing: write it with `emoprobe models render`", path=path,
+            setting="modelfiles",
         ) from None
-    try:
-        text = modelfile.decode(data)
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{path} is not UTF-8 text ({error.reason})") from None
+        raise ConfigError(f"{path} is not UTF-8 text ({error.reason})", path=path) from None
     parsed = modelfile.parse(text, source=str(path))
     if parsed.base.casefold() != build.base.casefold():
         raise ConfigError(
             f"{path} says FROM {parsed.base} but {build.key} is built from {build.base}: "
-            "run `emoprobe models render` (a build is defined by its base tag)"
+            "run `emoprobe models render` (a build is defined by its base tag)",
+            path=path,
         )
-    return parsed
+    return parsed.create_fields()
 
 
 def is_current(directory: Path, build: Build) -> bool:
@@ -204,7 +190,7 @@ def is_current(directory: Path, build: Build) -> bool:
 
 
 def render_all(directory: Path, task: Task = PAPER_TASK) -> list[tuple[Path, bool]]:
-    """Write every build's Modelfile (and a lock file if none); (path, changed) per file."""
+    """Write every build's Modelfile into `directory`; (path, changed) per file."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for build in BUILDS:
@@ -214,41 +200,19 @@ def render_all(directory: Path, task: Task = PAPER_TASK) -> list[tuple[Path, boo
         if changed:
             write_atomic(path, text)
         written.append((path, changed))
-    if not (directory / LOCK_NAME).exists():
-        Lock(directory, {}).save()
     return written
 
 
-def locate(explicit: Path | None = None) -> Path:
-    """The modelfiles folder: `explicit`, else ./modelfiles, else the one beside the package."""
-    if explicit is not None:
-        if not explicit.is_dir():
-            raise ConfigError(
-                f"--modelfiles {explicit} is not a folder: "
-                f"create it with `emoprobe models render --modelfiles {explicit}`"
-            )
-        return explicit
-    for candidate in _candidates():
-        if candidate.is_dir():
-            return candidate
-    raise ConfigError(
-        "no modelfiles/ folder in the current directory or beside the emoprobe package: "
-        "pass --modelfiles DIR, or write one with `emoprobe models render`"
-    )
-
-
-def render_target(explicit: Path | None = None) -> Path:
-    """Where `render` writes: `explicit`, else the folder `locate` finds, else ./modelfiles."""
-    if explicit is not None:
-        return explicit
-    for candidate in _candidates():
-        if candidate.is_dir():
-            return candidate
-    return Path.cwd() / MODELFILES_DIR
-
-
-def _candidates() -> list[Path]:
-    return [Path.cwd() / MODELFILES_DIR, Path(__file__).resolve().parents[2] / MODELFILES_DIR]
+def modelfiles_folder(explicit: Path) -> Path:
+    """A folder of Modelfiles to build from; ConfigError when it is not a folder."""
+    if not explicit.is_dir():
+        raise ConfigError(
+            f"{explicit} is not a folder: write the Modelfiles into it with "
+            "`emoprobe models render`",
+            path=explicit,
+            setting="modelfiles",
+        )
+    return explicit
 
 
 # -- the lock file ---------------------------------------------------------------------
@@ -263,21 +227,27 @@ class LockEntry:
     built_at: str | None = None
 
 
-class Lock:
-    """`modelfiles/lock.json`: one LockEntry per build, by local name."""
+def lock_path() -> Path:
+    """Where the lock lives: user state, in the user's data folder (`$EMOPROBE_DATA_DIR`)."""
+    return default_data_dir() / LOCK_NAME
 
-    def __init__(self, directory: Path, entries: dict[str, LockEntry]) -> None:
-        self.path = directory / LOCK_NAME
+
+class Lock:
+    """The lock file: one LockEntry per build, by local name."""
+
+    def __init__(self, path: Path, entries: dict[str, LockEntry]) -> None:
+        self.path = path
         self.entries = {b.name: entries.get(b.name) or LockEntry(base=b.base) for b in BUILDS}
         self.entries.update({k: v for k, v in entries.items() if k not in self.entries})
 
     @classmethod
-    def load(cls, directory: Path) -> Lock:
-        path = directory / LOCK_NAME
+    def load(cls, path: Path | None = None) -> Lock:
+        """The lock at `path` (default `lock_path()`); an empty one when there is none."""
+        path = path or lock_path()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return cls(directory, {})
+            return cls(path, {})
         except (ValueError, UnicodeDecodeError) as error:
             raise ConfigError(f"{path} is not valid JSON ({error}): fix or delete it") from None
         raw = data.get("builds") if isinstance(data, dict) else None
@@ -289,14 +259,10 @@ class Lock:
             if not isinstance(value, dict) or not isinstance(value.get("base"), str):
                 raise ConfigError(f"{path}: the entry for {name!r} has no base tag")
             entries[name] = LockEntry(**{k: v for k, v in value.items() if k in known})
-        return cls(directory, entries)
+        return cls(path, entries)
 
     def entry(self, build: Build) -> LockEntry:
         return self.entries[build.name]
-
-    @property
-    def recorded(self) -> bool:
-        return any(e.base_digest or e.digest for e in self.entries.values())
 
     def record_base(self, build: Build, digest: str, *, pulled: bool) -> None:
         entry = self.entry(build)
@@ -318,10 +284,11 @@ class Lock:
 
     def save(self) -> None:
         document = {
-            "note": NOTE_RECORDED if self.recorded else NOTE_EMPTY,
+            "note": NOTE,
             "version": LOCK_VERSION,
             "builds": {name: asdict(entry) for name, entry in self.entries.items()},
         }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 

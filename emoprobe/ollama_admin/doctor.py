@@ -1,0 +1,199 @@
+"""`emoprobe doctor`'s checks: server, version, builds, vision, GPU memory, parallel slots, disk."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from emoprobe.errors import BackendError, EmoprobeError, ModelNotFound
+from emoprobe.ollama_admin import builds
+from emoprobe.ollama_admin.admin import ModelServer, human_size, model_key
+from emoprobe.ollama_admin.builds import BUILDS
+from emoprobe.task.answers import LOGPROBS_SINCE
+
+LOW_DISK_BYTES = 2 * 10**9
+OK, WARN, FAIL = "✓", "!", "✗"
+
+
+class NotReady(EmoprobeError):
+    """`emoprobe doctor` found that a run cannot start."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `emoprobe doctor`: a mark (✓ ! ✗), a topic, what was found, a fix."""
+
+    mark: str
+    topic: str
+    text: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    checks: list[Check]
+    ready: bool
+    reason: str = ""
+    suggested_model: str = ""
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """`0.12.11` (or `v0.13.0-rc1`) as a tuple; None for other strings and dev builds."""
+    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", text.strip())
+    if not match:
+        return None
+    version = (int(match[1]), int(match[2]), int(match[3]))
+    return None if version == (0, 0, 0) else version
+
+
+def diagnose(host: str, cache_dir: Path, environ: Mapping[str, str]) -> Diagnosis:
+    """Everything `emoprobe doctor` checks; ready when the server is up with a vision model."""
+    checks: list[Check] = []
+    reason = suggested = ""
+    with ModelServer(host) as server:
+        try:
+            version = server.version()
+        except BackendError as error:
+            if "not as an Ollama server" in str(error):
+                text, fix = f"{host} answers, but not as an Ollama server", "check --host URL"
+            else:
+                text, fix = f"no Ollama server answers at {host}", "ollama serve"
+            checks.append(Check(FAIL, "server", text, fix))
+            reason = text
+        else:
+            checks.append(Check(OK, "server", f"Ollama answers at {host}"))
+            checks.append(_version_check(version))
+            model_checks, suggested = _model_checks(server)
+            checks += model_checks
+            if not suggested:
+                reason = "no model on the server reads images"
+            checks += _loaded_checks(server)
+    checks.append(_parallel_check(environ))
+    checks.append(_disk_check(cache_dir))
+    return Diagnosis(checks, not reason, reason, suggested)
+
+
+def _version_check(version: str) -> Check:
+    parsed = parse_version(version)
+    if parsed is None:
+        return Check(WARN, "version", f"Ollama {version}: cannot tell its features from it")
+    if parsed < LOGPROBS_SINCE:
+        needed = ".".join(map(str, LOGPROBS_SINCE))
+        return Check(
+            WARN,
+            "version",
+            f"Ollama {version} is older than {needed}: no logprobs",
+            "upgrade Ollama: https://ollama.com/download",
+        )
+    return Check(OK, "version", f"Ollama {version}")
+
+
+def _model_checks(server: ModelServer) -> tuple[list[Check], str]:
+    installed = server.installed()
+    vision = []
+    for key, model in installed.items():
+        try:
+            if server.can_see(model.name):
+                vision.append(key)
+        except ModelNotFound:
+            continue  # removed meanwhile
+    checks = []
+    missing = []
+    for build in BUILDS:
+        built = installed.get(model_key(build.name))
+        if built is None:
+            missing.append(build)
+        elif model_key(build.name) in vision:
+            checks.append(Check(OK, "build", f"{build.name} ({build.key}): built, reads images"))
+        else:
+            checks.append(
+                Check(
+                    FAIL,
+                    "build",
+                    f"{build.name}: built, but its capabilities lack vision",
+                    f"emoprobe models rm {build.key} && emoprobe models build {build.key}",
+                )
+            )
+    if missing:
+        keys = ", ".join(build.key for build in missing)
+        fix = (
+            "emoprobe models build NAME  (to compare quantizations)"
+            if len(missing) < len(BUILDS)
+            else f"emoprobe models build {missing[0].key}"
+        )
+        checks.append(Check(WARN, "build", f"not built: {keys}", fix))
+    built_vision = [b.name for b in BUILDS if model_key(b.name) in vision]
+    names = [installed[key].name for key in vision]
+    if names:
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        checks.append(Check(OK, "vision", f"{len(names)} model(s) read images: {shown}"))
+    else:
+        checks.append(
+            Check(
+                FAIL,
+                "vision",
+                "no model on the server reads images",
+                f"emoprobe models build {BUILDS[0].key}  (or: ollama pull qwen2.5vl:7b)",
+            )
+        )
+    suggested = built_vision[0] if built_vision else (names[0] if names else "")
+    return checks, suggested
+
+
+def _loaded_checks(server: ModelServer) -> list[Check]:
+    loaded = server.loaded()
+    if not loaded:
+        return [Check(OK, "loaded", "no model loaded now")]
+    checks = []
+    for model in loaded:
+        share = model.gpu_share
+        text = f"{model.name}  {human_size(model.size)}  {share:.0%} GPU"
+        if share >= 0.995:
+            checks.append(Check(OK, "loaded", text.replace(f"{share:.0%}", "100%")))
+            continue
+        build = builds.resolve(model.name)
+        smaller = builds.smallest(build.family) if build else None
+        if build is not None and smaller is not None and smaller != build:
+            fix = f"emoprobe models build {smaller.key}  (a smaller quantization)"
+        else:
+            fix = "close other programs that use the GPU, or use a smaller model"
+        checks.append(Check(WARN, "loaded", f"{text}: the rest runs on the CPU, much slower", fix))
+    return checks
+
+
+def _parallel_check(environ: Mapping[str, str]) -> Check:
+    raw = environ.get("OLLAMA_NUM_PARALLEL", "").strip()
+    if not raw:
+        return Check(OK, "parallel", "server default (1 since 0.10.0): run with --concurrency 2")
+    if not raw.isdigit() or int(raw) < 1:
+        return Check(
+            WARN,
+            "parallel",
+            f"OLLAMA_NUM_PARALLEL={raw!r} is not a positive integer",
+            "unset OLLAMA_NUM_PARALLEL  (or set it to 1, 2, …)",
+        )
+    slots = int(raw)
+    return Check(
+        OK,
+        "parallel",
+        f"OLLAMA_NUM_PARALLEL={slots} in this shell (the server reads its own environment): "
+        f"run with --concurrency {slots + 1}",
+    )
+
+
+def _disk_check(cache_dir: Path) -> Check:
+    probe = cache_dir
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError as error:
+        return Check(WARN, "disk", f"cannot read free space at {cache_dir}: {error.strerror}")
+    text = f"{human_size(free)} free at the cache folder {cache_dir}"
+    if free < LOW_DISK_BYTES:
+        fix = "emoprobe run … --cache-dir DIR  (a folder on a disk with room)"
+        return Check(WARN, "disk", f"only {text}", fix)
+    return Check(OK, "disk", text)
