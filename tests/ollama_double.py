@@ -1790,6 +1790,7 @@ class ChatDoubleBase(_ServerBase):
         self._chat_requests: list[dict[str, Any]] = []
         self._in_flight = 0
         self.max_in_flight = 0
+        self.max_running = 0  # most requests holding a slot at once (in_flight counts queued)
         self.max_queued = 0
         self.first_arrival: float | None = None
         self.last_reply: float | None = None
@@ -1950,6 +1951,7 @@ class ChatDoubleBase(_ServerBase):
         with self._changed:
             if not self._waiting and not full():
                 self._active += 1
+                self.max_running = max(self.max_running, self._active)
                 return True
             if len(self._waiting) >= self.max_queue:
                 return None
@@ -1966,6 +1968,7 @@ class ChatDoubleBase(_ServerBase):
             if run.stop.is_set():
                 return False
             self._active += 1
+            self.max_running = max(self.max_running, self._active)
             return True
 
     def _release_slot(self) -> None:
