@@ -1,9 +1,19 @@
-"""A test double of the Ollama HTTP server (modelled on ollama v0.13.0).
+"""A test double of the Ollama HTTP server, behaving as a chosen server version.
 
 It is a real HTTP/1.1 server on 127.0.0.1 (keep-alive, Content-Length on whole replies,
 chunked ``application/x-ndjson`` on streamed ones) so the official ``ollama`` client and
 raw ``httpx`` talk to it exactly as to ``ollama serve``.  Status codes, ``{"error": ...}``
-bodies and field names follow ``server/routes.go`` and ``api/types.go`` of ollama v0.13.0.
+bodies and field names follow ``server/routes.go`` and ``api/types.go`` of ollama.
+
+``OllamaDouble(version=...)`` picks the behaviour (default "0.13.0", what the existing
+tests were written against).  Whatever the version: thinking-capable models think unless
+``think: false`` (since 0.12.4), a string ``format`` other than "json" is refused (500
+``invalid format: ...``), per-family forced single slots (server/sched.go), the
+capability checks before a load, and both 404 texts.  From "0.30" (e.g. "0.34.1"), as the
+llama-server engine: a schema ``format`` is enforced on the answer, undecodable image bytes
+are refused (400, llama-server's body passed through), and mllama models fail to load
+(500 ``unknown model architecture: 'mllama'``).  The double keeps its own facts (it is the
+oracle the client's table in ``emoprobe.backends.server_support`` is tested against).
 
 Typical use::
 
@@ -24,6 +34,7 @@ import binascii
 import contextlib
 import copy
 import hashlib
+import io
 import json
 import re
 import socket
@@ -42,6 +53,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "BUSY_MESSAGE",
+    "CURRENT_MODELS",
     "DEFAULT_LIBRARY",
     "DEFAULT_MODELS",
     "FAULT_KINDS",
@@ -62,6 +74,16 @@ RUNNER_CRASH_MESSAGE = "llama runner process has terminated: exit status 2"
 MIDSTREAM_MESSAGE = "an error was encountered while running the model: unexpected EOF"
 PULL_MISSING_MESSAGE = "pull model manifest: file does not exist"
 INVALID_NAME_MESSAGE = "invalid model name"
+# From 0.30 (llama-server): #16490, #16547, #18486.
+MLLAMA_LOAD_MESSAGE = (
+    "llama-server process has terminated: exit status 1: error loading model: unknown "
+    "model architecture: 'mllama'\nerror loading model: unknown model architecture: 'mllama'"
+)
+# llama-server's 400 body, passed through raw by llm/llama_server.go statusErrorMessage.
+IMAGE_REJECTED_MESSAGE = (
+    '{"error":{"code":400,"message":"Failed to load image or audio file",'
+    '"type":"invalid_request_error"}}'
+)
 
 JSON_TYPE = "application/json; charset=utf-8"
 NDJSON_TYPE = "application/x-ndjson"
@@ -84,6 +106,26 @@ FAULT_KINDS = frozenset(
 _DEFAULT_KEEP_ALIVE_S = 300.0
 _FOREVER = timedelta(days=106751)  # Go's time.Duration(math.MaxInt64), as `ollama ps` shows
 _ALTERNATIVES = ("neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted")
+
+# Families server/sched.go forces to one parallel request, by the release that added them.
+_SINGLE_SLOT_FAMILIES: tuple[tuple[tuple[int, int, int], frozenset[str]], ...] = (
+    ((0, 0, 0), frozenset({"mllama"})),
+    ((0, 12, 7), frozenset({"qwen3vl", "qwen3vlmoe"})),
+    ((0, 15, 5), frozenset({"qwen3next", "lfm2", "lfm2moe"})),
+    ((0, 17, 1), frozenset({"qwen35", "qwen35moe", "nemotron_h", "nemotron_h_moe"})),
+    ((0, 22, 0), frozenset({"nemotron_h_omni"})),
+)
+_LLAMA_SERVER_SINCE = (0, 30, 0)  # 9db4bdbad: GGUF models run in upstream llama-server
+_THINKS_BY_DEFAULT_SINCE = (0, 12, 4)  # 90d429f5a
+_THINK_MAX_SINCE = (0, 30, 0)  # "max" is accepted at HEAD, not in 0.13
+
+
+def _version_tuple(version: str) -> tuple[int, int, int]:
+    """"0.34.1" / "v0.30.0-rc2" / "0.13" -> (0, 34, 1); unparsable -> (0, 0, 0)."""
+    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version or "")
+    if not match:
+        return (0, 0, 0)
+    return (int(match[1]), int(match[2]), int(match[3] or 0))
 
 
 # --------------------------------------------------------------------------------------
@@ -140,6 +182,9 @@ class ModelSpec:
     license: str = ""
     context_length: int = 4096  # what /api/ps reports for a loaded runner
     modified_at: float | None = None  # epoch seconds; "now" when None
+    model_info: dict[str, Any] | None = None  # extra/overriding /api/show model_info keys
+    tensors: list[dict[str, Any]] | None = None  # /api/show "tensors" (name, type, shape)
+    blob_missing: bool = False  # listed, but its blob is gone: a load answers 404
 
     def __post_init__(self) -> None:
         self.name = normalize_model_name(self.name)
@@ -216,15 +261,145 @@ DEFAULT_LIBRARY: tuple[ModelSpec, ...] = (
         capabilities=["completion", "vision"],
         size=4_733_363_377,
     ),
-    ModelSpec(
-        name="gemma3:4b",
-        family="gemma3",
-        parameter_size="4.3B",
-        quantization_level="Q4_K_M",
-        capabilities=["completion", "vision"],
-        size=3_338_801_804,
-    ),
 )
+
+
+def _tensors(
+    language: str, vision: str, *, embedding: int, vocab: int, ffn: int, kv: int,
+    vision_embedding: int, patch: int,
+) -> list[dict[str, Any]]:
+    """A few representative /api/show tensors: language blocks quantized, vision tower not.
+
+    llama.cpp's K-quants keep norms at F32 and put token_embd/output at Q6_K/Q4_K; Ollama
+    keeps the vision tower (``v.*``) at source precision (commit 8713570d3, from 0.32.7).
+    """
+    output = "Q6_K" if language.startswith("Q4_K") else language
+    tower = vision_embedding
+    block = "Q4_K" if language.startswith("Q4_K") else language
+    return [
+        {"name": "token_embd.weight", "type": block, "shape": [embedding, vocab]},
+        {"name": "blk.0.attn_norm.weight", "type": "F32", "shape": [embedding]},
+        {"name": "blk.0.attn_q.weight", "type": block, "shape": [embedding, embedding]},
+        {"name": "blk.0.attn_k.weight", "type": block, "shape": [embedding, kv]},
+        {"name": "blk.0.attn_v.weight", "type": output, "shape": [embedding, kv]},
+        {"name": "blk.0.ffn_down.weight", "type": output, "shape": [ffn, embedding]},
+        {"name": "blk.0.ffn_up.weight", "type": block, "shape": [embedding, ffn]},
+        {"name": "output_norm.weight", "type": "F32", "shape": [embedding]},
+        {"name": "v.patch_embd.weight", "type": vision, "shape": [patch, patch, 3, tower]},
+        {"name": "v.blk.0.attn_q.weight", "type": vision, "shape": [tower, tower]},
+        {"name": "v.blk.0.ln1.weight", "type": "F32", "shape": [tower]},
+    ]
+
+
+# ollama.com/library/qwen3-vl blobs: general.architecture qwen3vl, patch 16, merge 2.
+_QWEN3VL_INFO: dict[str, Any] = {
+    "qwen3vl.attention.head_count": 32,
+    "qwen3vl.attention.head_count_kv": 8,
+    "qwen3vl.attention.key_length": 128,
+    "qwen3vl.attention.value_length": 128,
+    "qwen3vl.block_count": 36,
+    "qwen3vl.context_length": 262144,
+    "qwen3vl.embedding_length": 4096,
+    "qwen3vl.feed_forward_length": 12288,
+    "qwen3vl.rope.freq_base": 5000000,
+    "qwen3vl.vision.attention.head_count": 16,
+    "qwen3vl.vision.block_count": 27,
+    "qwen3vl.vision.deepstack_visual_indexes": [8, 16, 24],
+    "qwen3vl.vision.embedding_length": 1152,
+    "qwen3vl.vision.image_mean": [0.5, 0.5, 0.5],
+    "qwen3vl.vision.image_std": [0.5, 0.5, 0.5],
+    "qwen3vl.vision.longest_edge": 16777216,
+    "qwen3vl.vision.num_channels": 3,
+    "qwen3vl.vision.patch_size": 16,
+    "qwen3vl.vision.shortest_edge": 65536,
+    "qwen3vl.vision.spatial_merge_size": 2,
+    "qwen3vl.vision.temporal_patch_size": 2,
+}
+
+
+def _gemma3_info(
+    blocks: int, embedding: int, ffn: int, heads: int, kv_heads: int
+) -> dict[str, Any]:
+    """gemma3.* keys as convert/convert_gemma3.go writes them (896 px, 256 tokens/image)."""
+    return {
+        "gemma3.attention.head_count": heads,
+        "gemma3.attention.head_count_kv": kv_heads,
+        "gemma3.attention.key_length": 256,
+        "gemma3.attention.value_length": 256,
+        "gemma3.attention.sliding_window": 1024,
+        "gemma3.block_count": blocks,
+        "gemma3.context_length": 131072,
+        "gemma3.embedding_length": embedding,
+        "gemma3.feed_forward_length": ffn,
+        "gemma3.mm.tokens_per_image": 256,
+        "gemma3.vision.attention.head_count": 16,
+        "gemma3.vision.block_count": 27,
+        "gemma3.vision.embedding_length": 1152,
+        "gemma3.vision.feed_forward_length": 4304,
+        "gemma3.vision.image_size": 896,
+        "gemma3.vision.num_channels": 3,
+        "gemma3.vision.patch_size": 14,
+    }
+
+
+_FILE_TYPES = {"Q4_K_M": 15, "Q8_0": 7, "F16": 1}  # ggml file types (fs/ggml)
+
+
+def _qwen3vl(name: str, quant: str, size: int, thinking: bool) -> ModelSpec:
+    capabilities = ["completion", "vision", "tools"] + (["thinking"] if thinking else [])
+    return ModelSpec(
+        name=name,
+        family="qwen3vl",
+        parameter_size="8.8B",
+        quantization_level=quant,
+        capabilities=capabilities,
+        size=size,
+        parameters="temperature 1\ntop_k 20\ntop_p 0.95",
+        template="{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
+        "{{ end }}<|im_start|>assistant\n",
+        context_length=4096,
+        model_info={"general.file_type": _FILE_TYPES[quant], **_QWEN3VL_INFO},
+        tensors=_tensors(
+            {"Q4_K_M": "Q4_K", "Q8_0": "Q8_0", "F16": "F16"}[quant], "F16", embedding=4096,
+            vocab=151936, ffn=12288, kv=1024, vision_embedding=1152, patch=16,
+        ),
+    )
+
+
+def _gemma3(name: str, quant: str, size: int, twelve: bool) -> ModelSpec:
+    shape = (48, 3840, 15360, 16, 8) if twelve else (34, 2560, 10240, 8, 4)
+    return ModelSpec(
+        name=name,
+        family="gemma3",
+        parameter_size="12.2B" if twelve else "4.3B",
+        quantization_level=quant,
+        capabilities=["completion", "vision"],
+        size=size,
+        parameters='stop "<end_of_turn>"\ntemperature 1\ntop_k 64\ntop_p 0.95',
+        template="{{- range .Messages }}<start_of_turn>{{ .Role }}\n{{ .Content }}<end_of_turn>\n"
+        "{{ end }}<start_of_turn>model\n",
+        context_length=4096,
+        model_info={"general.file_type": _FILE_TYPES[quant], **_gemma3_info(*shape)},
+        tensors=_tensors(
+            {"Q4_K_M": "Q4_K", "Q8_0": "Q8_0", "F16": "F16"}[quant], "F16", embedding=shape[1],
+            vocab=262208, ffn=shape[2], kv=shape[4] * 256, vision_embedding=1152, patch=14,
+        ),
+    )
+
+
+#: Newer vision families beside the paper's two (Ollama library tags; qwen3-vl:8b thinks).
+CURRENT_MODELS: tuple[ModelSpec, ...] = (
+    _qwen3vl("qwen3-vl:8b", "Q4_K_M", 6_140_000_000, thinking=True),
+    _qwen3vl("qwen3-vl:8b-instruct-q4_K_M", "Q4_K_M", 6_140_000_000, thinking=False),
+    _qwen3vl("qwen3-vl:8b-instruct-q8_0", "Q8_0", 9_800_000_000, thinking=False),
+    _qwen3vl("qwen3-vl:8b-instruct-bf16", "F16", 18_000_000_000, thinking=False),
+    _gemma3("gemma3:4b", "Q4_K_M", 3_338_801_804, twelve=False),
+    _gemma3("gemma3:4b-it-q8_0", "Q8_0", 4_958_000_000, twelve=False),
+    _gemma3("gemma3:4b-it-fp16", "F16", 8_600_000_000, twelve=False),
+    _gemma3("gemma3:12b", "Q4_K_M", 8_149_190_253, twelve=True),
+)
+
+DEFAULT_LIBRARY = (*DEFAULT_LIBRARY, *CURRENT_MODELS)
 
 
 # --------------------------------------------------------------------------------------
@@ -946,6 +1121,12 @@ class _OllamaHandler(_RecordingHandler):
         }
         if "vision" in spec.capabilities:
             model_info[f"{spec.family}.vision.block_count"] = 32
+        model_info.update(copy.deepcopy(spec.model_info or {}))
+        if body.get("verbose") is not True:
+            # getModelData: without verbose, arrays longer than 5 come back empty.
+            for key, value in model_info.items():
+                if isinstance(value, list) and len(value) > 5:
+                    model_info[key] = []
         response: dict[str, Any] = {
             "license": spec.license,
             "modelfile": self._modelfile(spec),
@@ -958,11 +1139,13 @@ class _OllamaHandler(_RecordingHandler):
             {
                 "details": spec.details,
                 "model_info": model_info,
+                # GetModelInfo fills tensors for every GGUF model since 0.6.1 (4bed73925).
+                "tensors": copy.deepcopy(spec.tensors) if spec.tensors else None,
                 "capabilities": list(spec.capabilities),
                 "modified_at": _go_time(spec.modified_at),
             }
         )
-        self._json(200, {k: v for k, v in response.items() if v not in ("", None)})
+        self._json(200, {k: v for k, v in response.items() if v not in ("", None, [])})
 
     @staticmethod
     def _modelfile(spec: ModelSpec) -> str:
@@ -1141,6 +1324,10 @@ class _OllamaHandler(_RecordingHandler):
         body = self._body("ChatRequest")
         if body is None:
             return
+        think_problem = double._think_problem(body.get("think", None), "think" in body)
+        if think_problem:  # api.ThinkValue.UnmarshalJSON fails inside ShouldBindJSON
+            self._error(400, think_problem)
+            return
         messages = body.get("messages") or []
         chat_index = double._register_chat(body, self.record) if messages else None
 
@@ -1161,40 +1348,52 @@ class _OllamaHandler(_RecordingHandler):
         except ValueError as error:
             self._error(400, str(error))
             return
-
-        if not messages:
-            if keep_alive == 0:
-                double._unload(spec)
-                reason = "unload"
-            else:
-                if not double._is_loaded(spec) and double.load_latency > 0:
-                    self.run.stop.wait(double.load_latency)
-                double._load(spec, keep_alive)
-                reason = "load"
-            self._json(
-                200,
-                {
-                    "model": requested,
-                    "created_at": _go_time(),
-                    "message": {"role": "assistant", "content": ""},
-                    "done": True,
-                    "done_reason": reason,
-                },
-            )
+        if not messages and keep_alive == 0:
+            double._unload(spec)
+            self._load_reply(requested, "unload")
             return
 
+        # ChatHandler checks capabilities before scheduling a runner, messages or not:
+        # thinking first, then completion (scheduleRunner); vision is never checked.
+        think = body.get("think")
+        if think not in (None, False) and "thinking" not in spec.capabilities:
+            self._error(400, f"{json.dumps(requested)} does not support thinking")
+            return
         if "completion" not in spec.capabilities:
             self._error(400, f"{json.dumps(requested)} does not support chat")
             return
-        think = body.get("think")
-        if think not in (None, False, "") and "thinking" not in spec.capabilities:
-            self._error(400, f"{json.dumps(requested)} does not support thinking")
+        if spec.blob_missing:  # the scheduler meets os.ErrNotExist: handleScheduleError
+            self._error(404, f"model {json.dumps(requested)} not found, try pulling it first")
+            return
+        if double.llama_server and "mllama" in (spec.families or [spec.family]):
+            if not double._is_loaded(spec) and double.load_latency > 0:
+                self.run.stop.wait(double.load_latency)
+            self._error(500, MLLAMA_LOAD_MESSAGE)
+            return
+
+        if not messages:
+            if not double._is_loaded(spec) and double.load_latency > 0:
+                self.run.stop.wait(double.load_latency)
+            double._load(spec, keep_alive)
+            self._load_reply(requested, "load")
             return
 
         assert chat_index is not None
         double._chat_started()
         self._on_complete.append(lambda: double._chat_finished(self.record))
         self._chat_with_messages(body, spec, requested, keep_alive, chat_index)
+
+    def _load_reply(self, requested: str, reason: str) -> None:
+        self._json(
+            200,
+            {
+                "model": requested,
+                "created_at": _go_time(),
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": reason,
+            },
+        )
 
     def _chat_with_messages(
         self,
@@ -1217,7 +1416,7 @@ class _OllamaHandler(_RecordingHandler):
         if kind == "hang" and not double._hang(run):
             raise _Dropped
 
-        slot = double._acquire_slot(run)
+        slot = double._acquire_slot(run, double.slots_for(spec))
         if slot is None:  # the queue is full
             self._error(503, BUSY_MESSAGE)
             return
@@ -1299,6 +1498,19 @@ class _OllamaHandler(_RecordingHandler):
                 500, "this model only supports one image while more than one image requested"
             )
             return
+        fmt = body.get("format")
+        format_problem = _format_problem(fmt)
+        if format_problem:  # the runner's Completion refuses it; writeChatResponse: 500
+            self._error(500, format_problem)
+            return
+        if double.llama_server and not all(
+            _decodable_image(_decode_image(image))
+            for m in body["messages"]
+            if isinstance(m, dict)
+            for image in m.get("images") or []
+        ):
+            self._error(400, IMAGE_REJECTED_MESSAGE)
+            return
         try:
             text = double.answer(body)
         except Exception as error:
@@ -1306,14 +1518,25 @@ class _OllamaHandler(_RecordingHandler):
             self._error(500, f"ollama double: answer callable failed: {error!r}")
             return
         text = "" if text is None else str(text)
+        if double.llama_server and isinstance(fmt, dict):
+            text = _go_json(_conform(fmt, text)).decode()  # the grammar constrains the output
         done_reason = "stop"
         options = body.get("options") or {}
         limit = options.get("num_predict") if isinstance(options, dict) else None
-        words = text.split()
-        if isinstance(limit, int) and 0 < limit < len(words):
-            text = " ".join(words[:limit])
-            done_reason = "length"
+        thinking = _thinking_text(text) if double._thinks(spec, body.get("think")) else ""
+        thought = thinking.split()
+        if isinstance(limit, int) and 0 < limit <= len(thought):
+            # #16184: every token went to thinking; content stays empty.
+            thinking, text, done_reason = " ".join(thought[:limit]), "", "length"
+        else:
+            if isinstance(limit, int) and limit > 0:
+                limit -= len(thought)
+            words = text.split()
+            if isinstance(limit, int) and 0 < limit < len(words):
+                text = " ".join(words[:limit])
+                done_reason = "length"
         tokens = _pseudo_tokens(text)
+        thinking_tokens = _pseudo_tokens(thinking)
         top = body.get("top_logprobs") or 0
         logprobs = _logprobs(tokens, top) if body.get("logprobs") else None
 
@@ -1321,7 +1544,7 @@ class _OllamaHandler(_RecordingHandler):
             len(str(m.get("content") or "")) for m in body["messages"] if isinstance(m, dict)
         )
         prompt_eval_count = 12 + prompt_chars // 4 + 576 * images
-        eval_count = max(len(tokens), 1)
+        eval_count = max(len(tokens) + len(thinking_tokens), 1)
         if double.latency > 0:
             prompt_eval_duration = int(double.latency * 0.3e9)
             eval_duration = int(double.latency * 0.7e9)
@@ -1349,6 +1572,8 @@ class _OllamaHandler(_RecordingHandler):
                 "created_at": _go_time(),
                 "message": {"role": "assistant", "content": text},
             }
+            if thinking:
+                reply["message"]["thinking"] = thinking
             if kind == "no_done":
                 reply["done"] = False
                 self._json(200, reply)
@@ -1372,6 +1597,17 @@ class _OllamaHandler(_RecordingHandler):
             return
 
         self._stream_start(200)
+        for index, token in enumerate(thinking_tokens):
+            if index and double.token_delay > 0 and self.run.stop.wait(double.token_delay):
+                raise _Dropped
+            self._line(
+                {
+                    "model": requested,
+                    "created_at": _go_time(),
+                    "message": {"role": "assistant", "content": "", "thinking": token},
+                    "done": False,
+                }
+            )
         if kind in ("truncated", "error_midstream"):
             # At least one content line, never the whole answer.
             send = tokens[: max(1, len(tokens) // 2)] if kind == "truncated" else tokens[:1]
@@ -1409,6 +1645,83 @@ class _OllamaHandler(_RecordingHandler):
         final.update(metrics())
         self._line(final, last=True)
         self._stream_end()
+
+
+def _format_problem(fmt: Any) -> str | None:
+    """The runner's refusal of a `format` that is neither "json" nor a JSON object."""
+    if fmt is None or fmt in ("", "json") or isinstance(fmt, dict):
+        return None
+    raw = _go_json(fmt).decode()
+    return (
+        f"invalid format: {json.dumps(raw)}; expected \"json\" or a valid JSON Schema object"
+    )
+
+
+def _decodable_image(data: bytes | None) -> bool:
+    """Whether llama-server's image loader would read these bytes."""
+    if not data:
+        return False
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except Exception:
+        return False
+    return True
+
+
+def _conform(schema: Any, text: str) -> Any:
+    """A value that follows `schema`, made from the answer `text` where it fits."""
+    if not isinstance(schema, dict):
+        return text
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
+        choices = schema["enum"]
+        for candidate in (parsed, text.strip(), text.strip().lower()):
+            if candidate in choices:
+                return candidate
+        return choices[0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        source = parsed if isinstance(parsed, dict) else {}
+        result: dict[str, Any] = {}
+        for index, (name, sub) in enumerate(properties.items()):
+            value = source.get(name)
+            if value is not None:
+                shown = value if isinstance(value, str) else json.dumps(value)
+                result[name] = _conform(sub, shown)
+            else:
+                result[name] = _conform(sub, text if index == 0 else "")
+        return result
+    if kind == "array":
+        item = schema.get("items") or {}
+        values = parsed if isinstance(parsed, list) else [text]
+        return [_conform(item, v if isinstance(v, str) else json.dumps(v)) for v in values]
+    if kind in ("number", "integer"):
+        number = parsed if isinstance(parsed, (int, float)) and not isinstance(parsed, bool) else 0
+        return int(number) if kind == "integer" else number
+    if kind == "boolean":
+        return parsed if isinstance(parsed, bool) else False
+    return parsed if isinstance(parsed, str) else text.strip()
+
+
+def _thinking_text(answer: str) -> str:
+    """What a thinking model writes before answering (long enough to eat num_predict=32)."""
+    label = answer.strip()[:40] or "the answer"
+    return (
+        "Let me look at the face in the image carefully. The eyebrows, the eyes and the "
+        "mouth each tell me something about the expression. The corners of the mouth and "
+        "the tension around the eyes matter most here. Comparing this with the labels I "
+        "was given, the closest one seems to be "
+        f"{label}. I should answer with that label only."
+    )
 
 
 def _layers(spec: ModelSpec) -> list[tuple[str, int]]:
@@ -1477,6 +1790,7 @@ class ChatDoubleBase(_ServerBase):
         self._chat_requests: list[dict[str, Any]] = []
         self._in_flight = 0
         self.max_in_flight = 0
+        self.max_running = 0  # most requests holding a slot at once (in_flight counts queued)
         self.max_queued = 0
         self.first_arrival: float | None = None
         self.last_reply: float | None = None
@@ -1625,11 +1939,19 @@ class ChatDoubleBase(_ServerBase):
         return not run.stop.is_set()
 
     # -- slots ---------------------------------------------------------------------------
-    def _acquire_slot(self, run: _Run) -> bool | None:
-        """True: got a slot; None: queue full (503); False: the server is stopping."""
+    def _acquire_slot(self, run: _Run, limit: int | None = None) -> bool | None:
+        """True: got a slot; None: queue full (503); False: the server is stopping.
+
+        ``limit`` caps the slots for this request (a family the server runs one at a time).
+        """
+        def full() -> bool:
+            cap = self._parallel if limit is None else min(self._parallel, limit)
+            return self._active >= cap
+
         with self._changed:
-            if not self._waiting and self._active < self._parallel:
+            if not self._waiting and not full():
                 self._active += 1
+                self.max_running = max(self.max_running, self._active)
                 return True
             if len(self._waiting) >= self.max_queue:
                 return None
@@ -1638,9 +1960,7 @@ class ChatDoubleBase(_ServerBase):
             self.max_queued = max(self.max_queued, len(self._waiting))
             self._changed.notify_all()
             try:
-                while not run.stop.is_set() and (
-                    self._waiting[0] is not ticket or self._active >= self._parallel
-                ):
+                while not run.stop.is_set() and (self._waiting[0] is not ticket or full()):
                     self._changed.wait()
             finally:
                 self._waiting.remove(ticket)
@@ -1648,6 +1968,7 @@ class ChatDoubleBase(_ServerBase):
             if run.stop.is_set():
                 return False
             self._active += 1
+            self.max_running = max(self.max_running, self._active)
             return True
 
     def _release_slot(self) -> None:
@@ -1749,6 +2070,47 @@ class OllamaDouble(ChatDoubleBase):
         with self._changed:
             self._loaded.clear()  # the process died: nothing stays loaded
             self._changed.notify_all()
+
+    # -- version behaviour ---------------------------------------------------------------
+    @property
+    def version_tuple(self) -> tuple[int, int, int]:
+        return _version_tuple(self.version)
+
+    @property
+    def llama_server(self) -> bool:
+        """Whether this version runs GGUF models in upstream llama-server (0.30 and later)."""
+        return self.version_tuple >= _LLAMA_SERVER_SINCE
+
+    @property
+    def single_slot_families(self) -> frozenset[str]:
+        version = self.version_tuple
+        return frozenset().union(*(f for since, f in _SINGLE_SLOT_FAMILIES if version >= since))
+
+    def slots_for(self, spec: ModelSpec) -> int | None:
+        """1 for a family server/sched.go runs one request at a time, else None (parallel)."""
+        families = {spec.family, *(spec.families or [])}
+        return 1 if families & self.single_slot_families else None
+
+    def _thinks(self, spec: ModelSpec, think: Any) -> bool:
+        if "thinking" not in spec.capabilities:
+            return False
+        if think is None:  # routes.go: unset `think` means true for thinking models
+            return self.version_tuple >= _THINKS_BY_DEFAULT_SINCE
+        return think is not False
+
+    def _think_problem(self, think: Any, present: bool) -> str | None:
+        """api.ThinkValue.UnmarshalJSON's error for a bad `think`, or None."""
+        if not present or think is None or isinstance(think, bool):
+            return None
+        levels = ["high", "medium", "low"]
+        if self.version_tuple >= _THINK_MAX_SINCE:
+            levels.append("max")
+        allowed = ", ".join(f'"{level}"' for level in levels) + ", true, or false"
+        if isinstance(think, str):
+            if think in levels:
+                return None
+            return f"invalid think value: {json.dumps(think)} (must be {allowed})"
+        return f"think must be a boolean or string ({allowed})"
 
     # -- configuration -------------------------------------------------------------------
     @property

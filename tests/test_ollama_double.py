@@ -613,3 +613,300 @@ def test_not_ollama_server_answers_html() -> None:
         other.start()
         assert other.port == port
         assert httpx.get(other.url, trust_env=False).text == "<html>hello</html>"
+
+
+# ------------------------------------------------------------- behaviour by version
+from ollama_double import (  # noqa: E402
+    CURRENT_MODELS,
+    IMAGE_REJECTED_MESSAGE,
+    MLLAMA_LOAD_MESSAGE,
+)
+
+from emoprobe.backends.server_support import (  # noqa: E402
+    image_tokens,
+    is_unservable_load_error,
+    parse_server_version,
+    support_for,
+)
+
+THINKER = "qwen3-vl:8b"
+QWEN3_INSTRUCT = "qwen3-vl:8b-instruct-q4_K_M"
+LABEL_SCHEMA = {
+    "type": "object",
+    "properties": {"label": {"type": "string", "enum": ["happy", "sad", "neutral"]}},
+    "required": ["label"],
+}
+
+
+def _png(colour: tuple[int, int, int] = (200, 120, 90)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 48), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+REAL_PNG = _png()
+
+
+@pytest.fixture
+def today() -> Iterator[OllamaDouble]:
+    with OllamaDouble(version="0.34.1", models=[*DEFAULT_MODELS, *CURRENT_MODELS]) as double:
+        yield double
+
+
+def _post_chat(double: OllamaDouble, body: dict) -> httpx.Response:
+    """POST /api/chat with raw httpx; image bytes go as base64, as the client sends them."""
+    import base64
+
+    messages = [
+        {**m, "images": [base64.b64encode(i).decode() for i in m.get("images") or []]}
+        for m in body.get("messages") or []
+    ]
+    body = {**body, "messages": messages}
+    return httpx.post(f"{double.url}/api/chat", json=body, timeout=5, trust_env=False)
+
+
+def test_the_default_behaviour_is_0_13_and_0_34_is_selectable(today: OllamaDouble) -> None:
+    with OllamaDouble() as old:
+        assert httpx.get(f"{old.url}/api/version", trust_env=False).json() == {
+            "version": "0.13.0"
+        }
+        assert not old.llama_server
+    assert httpx.get(f"{today.url}/api/version", trust_env=False).json()["version"] == "0.34.1"
+    assert today.llama_server
+
+
+@pytest.mark.parametrize("version", ["0.13.0", "0.34.1"])
+def test_a_bad_format_is_a_500_with_the_runners_text(version: str) -> None:
+    with OllamaDouble(version=version) as double:
+        reply = _post_chat(
+            double, {"model": VISION, "messages": ask(), "format": "xml",
+                     "stream": False},
+        )
+        assert reply.status_code == 500
+        assert reply.json() == {
+            "error": 'invalid format: "\\"xml\\""; expected "json" or a valid JSON Schema object'
+        }
+        assert double.requests[-1].status == 500
+
+
+def test_a_schema_format_is_enforced_on_today_s_server() -> None:
+    answers = {hashlib.sha256(REAL_PNG).hexdigest(): "happy"}
+    double = OllamaDouble(version="0.34.1", answer=answer_by_image(answers, "grumpy"))
+    with double, ollama.Client(host=double.start().url, timeout=5) as c:
+        first = c.chat(VISION, ask(REAL_PNG), format=LABEL_SCHEMA)
+        other = c.chat(VISION, ask(_png((1, 2, 3))), format=LABEL_SCHEMA)
+        plain = c.chat(VISION, ask(REAL_PNG))
+    assert json.loads(first.message.content) == {"label": "happy"}
+    assert json.loads(other.message.content) == {"label": "happy"}  # "grumpy": first enum
+    assert plain.message.content == "happy"
+
+
+def test_the_0_13_behaviour_leaves_the_answer_as_the_callable_gave_it() -> None:
+    double = OllamaDouble(answer=lambda request: "happy")
+    with double, ollama.Client(host=double.start().url, timeout=5) as c:
+        assert c.chat(VISION, ask(), format=LABEL_SCHEMA).message.content == "happy"
+
+
+def test_a_thinking_model_thinks_unless_told_not_to(today: OllamaDouble) -> None:
+    today.answer = lambda request: "happy"
+    with ollama.Client(host=today.url, timeout=5) as c:
+        assert "thinking" in (c.show(THINKER).capabilities or [])
+        short = c.chat(THINKER, ask(REAL_PNG), options={"num_predict": 32})
+        assert short.message.content == ""  # #16184: all 32 tokens went to thinking
+        assert short.message.thinking and len(short.message.thinking.split()) == 32
+        assert short.done_reason == "length" and short.eval_count >= 32
+        roomy = c.chat(THINKER, ask(REAL_PNG), options={"num_predict": 400})
+        assert roomy.message.content == "happy" and roomy.message.thinking
+        off = c.chat(THINKER, ask(REAL_PNG), think=False, options={"num_predict": 32})
+        assert off.message.content == "happy" and not off.message.thinking
+        assert off.done_reason == "stop"
+        parts = _consume(c.chat(THINKER, ask(REAL_PNG), stream=True))
+        thoughts = [p.message.thinking for p in parts if p.message.thinking]
+        assert thoughts and not parts[0].message.content
+        assert "".join(p.message.content for p in parts) == "happy"
+        instruct = c.chat(QWEN3_INSTRUCT, ask(REAL_PNG))  # no thinking capability
+        assert instruct.message.content == "happy" and not instruct.message.thinking
+
+
+def test_thinking_arrived_by_default_in_0_12_4() -> None:
+    thinker = next(spec for spec in CURRENT_MODELS if spec.name == "qwen3-vl:8b")
+    for version, thinks in (("0.12.3", False), ("0.12.4", True), ("0.13.0", True)):
+        with OllamaDouble(version=version, models=[thinker]) as double:
+            reply = _post_chat(double, {"model": THINKER, "messages": ask(REAL_PNG),
+                                        "stream": False})
+            assert bool(reply.json()["message"].get("thinking")) is thinks, version
+
+
+@pytest.mark.parametrize(
+    ("version", "think", "status", "error"),
+    [
+        ("0.34.1", "bogus", 400, 'invalid think value: "bogus" (must be "high", "medium", '
+         '"low", "max", true, or false)'),
+        ("0.13.0", "max", 400, 'invalid think value: "max" (must be "high", "medium", '
+         '"low", true, or false)'),
+        ("0.34.1", 3, 400, 'think must be a boolean or string ("high", "medium", "low", '
+         '"max", true, or false)'),
+        ("0.34.1", "low", 200, None),
+    ],
+)
+def test_think_values_the_server_refuses(
+    version: str, think: object, status: int, error: str | None
+) -> None:
+    with OllamaDouble(version=version, models=list(CURRENT_MODELS)) as double:
+        reply = _post_chat(double, {"model": THINKER, "messages": ask(REAL_PNG),
+                                    "think": think, "stream": False})
+        assert reply.status_code == status
+        if error:
+            assert reply.json() == {"error": error}
+            assert double.chat_requests == []  # refused while binding the body
+
+
+def test_thinking_asked_of_a_model_that_cannot_think(today: OllamaDouble) -> None:
+    reply = _post_chat(today, {"model": VISION, "messages": [], "think": True})
+    assert reply.status_code == 400
+    assert reply.json() == {"error": f'"{VISION}" does not support thinking'}
+
+
+def test_both_404_texts(today: OllamaDouble) -> None:
+    today.add_model(ModelSpec(name="gone:1b", blob_missing=True))
+    missing = _post_chat(today, {"model": "nosuch:7b", "messages": ask(REAL_PNG)})
+    assert (missing.status_code, missing.json()) == (404, {"error": "model 'nosuch:7b' not found"})
+    gone = _post_chat(today, {"model": "gone:1b", "messages": []})
+    assert gone.status_code == 404
+    assert gone.json() == {"error": 'model "gone:1b" not found, try pulling it first'}
+    with ollama.Client(host=today.url, timeout=5) as c:
+        assert "gone:1b" in [m.model for m in c.list().models]  # listed, but cannot load
+        with pytest.raises(ollama.ResponseError) as caught:
+            c.chat("gone:1b", [{"role": "user", "content": "hi"}])
+        assert caught.value.status_code == 404
+        assert caught.value.error.endswith("try pulling it first")
+
+
+def _concurrently(double: OllamaDouble, model: str, n: int) -> list[str]:
+    clients = [ollama.Client(host=double.url, timeout=10) for _ in range(n)]
+    barrier = threading.Barrier(n)
+
+    def call(c: ollama.Client) -> str:
+        barrier.wait()
+        try:
+            return c.chat(model, ask(REAL_PNG), think=False).message.content
+        finally:
+            c.close()
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(call, clients))
+
+
+@pytest.mark.parametrize(
+    ("version", "model", "in_flight"),
+    [
+        ("0.34.1", QWEN3_INSTRUCT, 1),  # qwen3vl: one at a time whatever parallel says
+        ("0.12.6", QWEN3_INSTRUCT, 3),  # before 7d25b9e19
+        ("0.34.1", "gemma3:4b", 3),
+        ("0.34.1", VISION, 3),  # qwen25vl still runs in parallel
+        ("0.13.0", "llama3.2-vision:11b", 1),  # mllama: always one
+    ],
+)
+def test_families_forced_to_one_slot_queue(version: str, model: str, in_flight: int) -> None:
+    with OllamaDouble(version=version, models=[*DEFAULT_MODELS, *CURRENT_MODELS],
+                      parallel=3, latency=0.15) as double:
+        assert _concurrently(double, model, 3) == ["neutral"] * 3  # queued, not refused
+        assert double.max_running == in_flight
+        assert double.max_in_flight == 3  # all three were with the server at once
+        if in_flight == 1:
+            assert double.max_queued >= 1
+
+
+def test_undecodable_image_bytes_are_refused_by_today_s_server(today: OllamaDouble) -> None:
+    reply = _post_chat(today, {"model": VISION, "messages": ask(IMAGE_HAPPY), "stream": False})
+    assert reply.status_code == 400
+    assert reply.json() == {"error": IMAGE_REJECTED_MESSAGE}
+    assert "Failed to load image or audio file" in reply.json()["error"]
+    ok = _post_chat(today, {"model": VISION, "messages": ask(REAL_PNG), "stream": False})
+    assert ok.status_code == 200
+    with OllamaDouble() as old:  # the 0.13 behaviour never looks inside the bytes
+        assert _post_chat(old, {"model": VISION, "messages": ask(IMAGE_HAPPY),
+                                "stream": False}).status_code == 200
+
+
+def test_mllama_fails_to_load_from_0_30(today: OllamaDouble) -> None:
+    for messages in ([], ask(REAL_PNG)):
+        reply = _post_chat(today, {"model": "llama3.2-vision:11b", "messages": messages})
+        assert reply.status_code == 500
+        assert reply.json() == {"error": MLLAMA_LOAD_MESSAGE}
+        assert is_unservable_load_error(reply.json()["error"])
+    assert today.loaded == []
+    with ollama.Client(host=today.url, timeout=5) as c, pytest.raises(
+        ollama.ResponseError
+    ) as caught:
+        c.chat("llama3.2-vision:11b", ask(REAL_PNG))
+    assert caught.value.status_code == 500
+    assert "unknown model architecture: 'mllama'" in caught.value.error
+    with OllamaDouble(version="0.24.0") as last:
+        assert _post_chat(last, {"model": "llama3.2-vision:11b", "messages": []}).json()[
+            "done_reason"
+        ] == "load"
+
+
+def test_a_load_checks_capabilities_but_not_vision(today: OllamaDouble) -> None:
+    text_only = _post_chat(today, {"model": "llama3.2:3b", "messages": []})
+    assert text_only.status_code == 200 and text_only.json()["done_reason"] == "load"
+    today.add_model(ModelSpec(name="embed:1b", capabilities=["embedding"]))
+    embed = _post_chat(today, {"model": "embed:1b", "messages": []})
+    assert (embed.status_code, embed.json()) == (400, {"error": '"embed:1b" does not support chat'})
+    assert "embed:1b" not in today.loaded
+
+
+def test_today_s_models_show_real_details(today: OllamaDouble) -> None:
+    with ollama.Client(host=today.url, timeout=5) as c:
+        qwen = c.show(THINKER)
+        gemma = c.show("gemma3:12b")
+        q8 = c.show("qwen3-vl:8b-instruct-q8_0")
+    assert qwen.details.family == "qwen3vl" and qwen.details.quantization_level == "Q4_K_M"
+    assert set(qwen.capabilities or []) == {"completion", "vision", "tools", "thinking"}
+    info = qwen.modelinfo or {}
+    assert info["qwen3vl.vision.patch_size"] == 16
+    assert info["qwen3vl.vision.spatial_merge_size"] == 2
+    assert info["general.architecture"] == "qwen3vl"
+    assert gemma.details.family == "gemma3" and gemma.details.parameter_size == "12.2B"
+    assert (gemma.modelinfo or {})["gemma3.mm.tokens_per_image"] == 256
+    assert "thinking" not in (gemma.capabilities or [])
+    assert q8.details.quantization_level == "Q8_0"
+    raw = httpx.post(f"{today.url}/api/show", json={"model": "qwen3-vl:8b-instruct-q8_0"},
+                     trust_env=False).json()
+    types = {t["name"]: t["type"] for t in raw["tensors"]}
+    assert types["blk.0.attn_q.weight"] == "Q8_0" and types["v.blk.0.attn_q.weight"] == "F16"
+
+
+def test_the_double_agrees_with_the_client_table_on_image_tokens(today: OllamaDouble) -> None:
+    # the real model_info a client reads gives the same 32-px token the table uses
+    support = support_for(parse_server_version(today.version))  # type: ignore[arg-type]
+    with ollama.Client(host=today.url, timeout=5) as c:
+        info = c.show(THINKER).modelinfo or {}
+    side = info["qwen3vl.vision.patch_size"] * info["qwen3vl.vision.spatial_merge_size"]
+    assert image_tokens("qwen3vl", side * 40, side * 40, support) == 1600
+
+
+def test_long_arrays_need_verbose_and_no_capabilities_are_omitted(today: OllamaDouble) -> None:
+    today.add_model(ModelSpec(name="bare:1b", capabilities=[],
+                              model_info={"llama.vocab": list(range(10))}))
+    plain = httpx.post(f"{today.url}/api/show", json={"model": "bare:1b"}, trust_env=False)
+    verbose = httpx.post(f"{today.url}/api/show", json={"model": "bare:1b", "verbose": True},
+                         trust_env=False)
+    assert plain.json()["model_info"]["llama.vocab"] == []
+    assert verbose.json()["model_info"]["llama.vocab"] == list(range(10))
+    assert "capabilities" not in plain.json()
+    with ollama.Client(host=today.url, timeout=5) as c:
+        assert c.show("bare:1b").capabilities is None
+
+
+def test_today_s_models_can_be_pulled() -> None:
+    with OllamaDouble(version="0.34.1") as double, ollama.Client(host=double.url,
+                                                                 timeout=5) as c:
+        assert c.pull("qwen3-vl:8b").status == "success"
+        assert c.pull("gemma3:4b-it-fp16").status == "success"
+        assert {"qwen3-vl:8b", "gemma3:4b-it-fp16"} <= {m.model for m in c.list().models}

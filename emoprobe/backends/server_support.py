@@ -1,0 +1,295 @@
+"""What each Ollama server version can serve: one table, read from the server's source.
+
+Sources: github:ollama/ollama (tags named below; HEAD = fb3076099, 2026-08-21, which is
+v0.33.0-rc2 plus commits) and the ollama/ollama issues named. "@tag" = first release
+that has the fact.
+
+  fact                                         since     source
+  ------------------------------------------   -------   ------------------------------------
+  `format` = JSON schema (structured output)   0.5.0     630e7dc6f api/types.go (#7900)
+  `think` field (bool)                         0.9.0     5f57b0ef4 api/types.go (#10584)
+  `think` levels "low"/"medium"/"high"         0.11.0    fa7776fd2 api.ThinkValue (gpt-oss)
+  thinking models think when `think` unset     0.12.4    90d429f5a server/routes.go (#12533)
+  `logprobs` / `top_logprobs` on /api/chat     0.12.11   59241c5be api/types.go (#12899)
+  GGUF runs in upstream llama-server only      0.30.0    9db4bdbad (#16031) llm/llama_server.go
+  mllama cannot load ("unknown model           0.30.0    upstream llama-server has no mllama;
+    architecture: 'mllama'", HTTP 500)                   #16490 (0.30.4), #16547, #18486 (0.34.1)
+  Qwen-VL >= 1,024 image tokens                0.30.0    llm/llama_server.go qwenVLServerArgs
+    (qwen2vl, qwen25vl, qwen3vl, qwen3vlmoe)             `--image-min-tokens 1024`
+  one request at a time, whatever               always   server/sched.go ("Some architectures
+    OLLAMA_NUM_PARALLEL says: mllama                     are not safe with num_parallel > 1")
+    + qwen3vl, qwen3vlmoe                      0.12.7    7d25b9e19 (#12665)
+    + qwen3next, lfm2, lfm2moe                 0.15.5    e36f389e8 (#14103)
+    + qwen35, qwen35moe, nemotron_h(_moe)      0.17.1    da70c3222 (#14378)
+    + nemotron_h_omni                          0.22.0    87288ced4 (#15861)
+
+Image tokens per family (prompt tokens one image costs, wrappers not counted):
+  qwen2vl/qwen25vl: 28x28 pixels per token (patch 14, merge 2), smart resize;
+    < 0.30 Ollama engine: 4..1,280 tokens (model/models/qwen25vl/process_image.go@v0.24.0);
+    >= 0.30: 1,024..4,096 (floor: qwenVLServerArgs; ceiling: upstream llama.cpp's default,
+    not in the Ollama tree, unverified).
+  qwen3vl/qwen3vlmoe: 32x32 pixels per token (patch 16: the library GGUFs'
+    qwen3vl.vision.patch_size, convert/convert_qwen3vl_test.go), NOT 28x28;
+    < 0.30: 64..2,048 (model/models/qwen3vl/imageprocessor.go@v0.24.0, longest edge capped);
+    >= 0.30: 1,024..16,384 (llama/compat/llama-ollama-compat.cpp: image_max_pixels 16777216).
+  gemma3: 256 per image, fixed (mm_tokens_per_image, model/models/gemma3/model.go), plus 4
+    wrapper tokens. mllama (< 0.30): 1 <|image|> token; the image enters by cross-attention.
+
+Where the source differs from issue #14's notes:
+  - There is no Ollama 0.25-0.29 release: v0.24.0 (2026-05-14) is the last before v0.30.0
+    (only v0.25.0-rc0 exists). The way out for mllama is "an Ollama server older than 0.30
+    (0.24.0)", not "0.29.x" (#16490 and third-party reports say: roll back to 0.24.0).
+  - A bad `format` is a 500, not a 400: `invalid format: "\\"xml\\""; expected "json" or a
+    valid JSON Schema object` is a plain error from the runner (llm/llama_server.go,
+    llm/server.go@v0.13.0), which writeChatResponse answers with 500, after the model loaded.
+  - Thinking by default is not new in 0.30: it arrived in 0.12.4, so 0.13 does it too.
+    #16184 itself sent `think: true` (gemma4:e4b); unset `think` behaves the same.
+  - Qwen3-VL's token is 32x32 pixels, not 28x28 (Qwen2/2.5-VL keep 28x28).
+  - A load with empty messages checks only the `completion` (and `thinking`) capability,
+    not `vision`: a text-only model loads with 200 done_reason "load" (routes.go ChatHandler).
+  - The two 404 texts: `model 'x' not found` (ChatHandler, model missing on disk) and
+    `model "x" not found, try pulling it first` (handleScheduleError, blob gone at load).
+  - Undecodable image bytes (>= 0.30): Ollama passes them to llama-server, whose 400 body is
+    passed through raw as the error text (llm/llama_server.go statusErrorMessage):
+    `{"error":{"code":400,"message":"Failed to load image or audio file",...}}`; the inner
+    message is upstream llama.cpp's (seen in third-party reports, not in the Ollama tree).
+  - /api/show returns `tensors` (name, type, shape) for every GGUF model since 0.6.1
+    (4bed73925); `verbose` only stops long model_info arrays from being emptied.
+  - Quantizing keeps vision towers at source precision from 0.32.7 (8713570d3).
+
+A source build reports version 0.0.0 (version/version.go); it says nothing and parses as
+unknown. Release candidates count as their release (v0.30.0-rc0 already had llama-server).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "LAST_MLLAMA_SERVER",
+    "ServerSupport",
+    "UnknownImageRule",
+    "Version",
+    "can_serve",
+    "image_tokens",
+    "is_unservable_load_error",
+    "parallel_slots",
+    "parse_server_version",
+    "support_for",
+    "think_value",
+]
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    """A server release, compared as (major, minor, patch)."""
+
+    major: int
+    minor: int
+    patch: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+_V = Version
+
+# -- the table: (first release, fact) -------------------------------------------------
+SCHEMA_FORMAT_SINCE = _V(0, 5, 0)  # 630e7dc6f api/types.go, #7900
+THINK_FIELD_SINCE = _V(0, 9, 0)  # 5f57b0ef4 api/types.go, #10584
+THINK_LEVELS_SINCE = _V(0, 11, 0)  # fa7776fd2 api.ThinkValue
+THINKS_BY_DEFAULT_SINCE = _V(0, 12, 4)  # 90d429f5a server/routes.go, #12533
+LOGPROBS_SINCE = _V(0, 12, 11)  # 59241c5be api/types.go, #12899
+LLAMA_SERVER_SINCE = _V(0, 30, 0)  # 9db4bdbad llm/llama_server.go, #16031
+#: The last release that still loads mllama (v0.24.0; no 0.25-0.29 release exists).
+LAST_MLLAMA_SERVER = _V(0, 24, 0)
+
+#: Families the server cannot load at all, from which release (#16490, #16547, #18486).
+_UNLOADABLE: tuple[tuple[Version, str], ...] = ((LLAMA_SERVER_SINCE, "mllama"),)
+
+#: Families forced to one parallel request (server/sched.go, by the commit that added them).
+_SINGLE_SLOT: tuple[tuple[Version, frozenset[str]], ...] = (
+    (_V(0, 0, 0), frozenset({"mllama"})),  # checkMllamaModelFamily, sched.go@v0.6.8
+    (_V(0, 12, 7), frozenset({"qwen3vl", "qwen3vlmoe"})),  # 7d25b9e19, #12665
+    (_V(0, 15, 5), frozenset({"qwen3next", "lfm2", "lfm2moe"})),  # e36f389e8, #14103
+    (_V(0, 17, 1), frozenset({"qwen35", "qwen35moe", "nemotron_h", "nemotron_h_moe"})),  # #14378
+    (_V(0, 22, 0), frozenset({"nemotron_h_omni"})),  # 87288ced4, #15861
+)
+
+_QWEN_VL_FLOOR = 1024  # llm/llama_server.go qwenVLServerArgs, from 0.30.0
+
+
+@dataclass(frozen=True)
+class _PatchRule:
+    """Smart resize to multiples of `pixels_per_token` px a side, within token bounds."""
+
+    pixels_per_token: int
+    min_tokens: int
+    max_tokens: int
+
+
+# (family) -> (rule before 0.30, rule from 0.30); an int is a fixed count per image.
+_IMAGE_RULES: dict[str, tuple[_PatchRule | int | None, _PatchRule | int | None]] = {
+    # qwen25vl process_image.go@v0.24.0: minPixels 56*56, maxPixels 28*28*1280
+    "qwen25vl": (_PatchRule(28, 4, 1280), _PatchRule(28, _QWEN_VL_FLOOR, 4096)),
+    "qwen2vl": (_PatchRule(28, 4, 1280), _PatchRule(28, _QWEN_VL_FLOOR, 4096)),
+    # qwen3vl imageprocessor.go@v0.24.0: shortest_edge 65536 px, longestEdge 2<<20 px;
+    # >= 0.30 compat.cpp image_max_pixels 16777216 px; patch 16 x merge 2 = 32 px.
+    "qwen3vl": (_PatchRule(32, 64, 2048), _PatchRule(32, _QWEN_VL_FLOOR, 16384)),
+    "qwen3vlmoe": (_PatchRule(32, 64, 2048), _PatchRule(32, _QWEN_VL_FLOOR, 16384)),
+    # gemma3 model.go: mm_tokens_per_image 256 (images resized to 896x896, no tiling)
+    "gemma3": (256, 256),
+    # mllama model.go@v0.13.0 PostTokenize: one <|image|> token; cannot load from 0.30
+    "mllama": (1, None),
+}
+
+
+@dataclass(frozen=True)
+class ServerSupport:
+    """What one server version can serve (see the module docstring for sources)."""
+
+    version: Version
+    engine: str  # "ollama" (Go engine / llama.cpp runner) or "llama-server" (>= 0.30)
+    schema_format: bool
+    think_field: bool
+    think_levels: bool
+    thinks_by_default: bool
+    logprobs: bool
+    unloadable_families: frozenset[str]
+    single_slot_families: frozenset[str]
+    qwen_vl_min_image_tokens: int | None
+
+
+_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+][0-9A-Za-z.+-]*)?")
+
+
+def parse_server_version(text: object) -> Version | None:
+    """'0.34.1', 'v0.30.0-rc3', '0.13' -> Version; anything else (and 0.0.0) -> None."""
+    if not isinstance(text, str):
+        return None
+    match = _VERSION_RE.fullmatch(text.strip())
+    if match is None:
+        return None
+    version = Version(int(match[1]), int(match[2]), int(match[3] or 0))
+    return None if version == Version(0, 0, 0) else version
+
+
+def support_for(version: Version) -> ServerSupport:
+    """The table's row for `version`."""
+    return ServerSupport(
+        version=version,
+        engine="llama-server" if version >= LLAMA_SERVER_SINCE else "ollama",
+        schema_format=version >= SCHEMA_FORMAT_SINCE,
+        think_field=version >= THINK_FIELD_SINCE,
+        think_levels=version >= THINK_LEVELS_SINCE,
+        thinks_by_default=version >= THINKS_BY_DEFAULT_SINCE,
+        logprobs=version >= LOGPROBS_SINCE,
+        unloadable_families=frozenset(f for since, f in _UNLOADABLE if version >= since),
+        single_slot_families=frozenset().union(
+            *(families for since, families in _SINGLE_SLOT if version >= since)
+        ),
+        qwen_vl_min_image_tokens=_QWEN_VL_FLOOR if version >= LLAMA_SERVER_SINCE else None,
+    )
+
+
+def can_serve(support: ServerSupport, family: str | None) -> str | None:
+    """None when the server can load `family`; else one line: why, and the ways out."""
+    if not family or family.lower() not in support.unloadable_families:
+        return None
+    return (
+        f"Ollama {support.version} cannot run {family} models (from 0.30 Ollama runs them "
+        f"through llama-server, which has no {family}); use an Ollama server older than "
+        f"0.30 (the last is {LAST_MLLAMA_SERVER}), or serve the model with vLLM and use "
+        f"the openai backend"
+    )
+
+
+_UNSERVABLE_RE = re.compile(
+    r"unknown model architecture|error loading model architecture"
+    r"|is no longer compatible with your version of ollama",
+    re.IGNORECASE,
+)
+
+
+def is_unservable_load_error(message: object) -> bool:
+    """Whether a server error says "this server cannot run this model" (never retry it).
+
+    Matches llama-server's `error loading model: unknown model architecture: 'mllama'`
+    (#16490, #16547, #18486), the older runner's wording of the same, and the scheduler's
+    "'llama3.2-vision' is no longer compatible with your version of Ollama" (routes.go
+    scheduleRunner); a runner that merely crashed (exit status 2, out of memory) does not.
+    """
+    return isinstance(message, str) and _UNSERVABLE_RE.search(message) is not None
+
+
+def parallel_slots(support: ServerSupport, family: str | None, requested: int) -> tuple[int, str]:
+    """How many requests the server runs at once for `family`, and why (one phrase)."""
+    wanted = max(int(requested), 1)
+    if family and family.lower() in support.single_slot_families:
+        return 1, (
+            f"Ollama {support.version} runs {family} one request at a time "
+            "whatever OLLAMA_NUM_PARALLEL says"
+        )
+    return wanted, f"the server runs up to {wanted} at once (OLLAMA_NUM_PARALLEL)"
+
+
+class UnknownImageRule(ValueError):
+    """The table has no image-token rule for this family on this server."""
+
+
+def image_tokens(family: str | None, width: int, height: int, support: ServerSupport) -> int:
+    """Prompt tokens one width x height image costs `family` on this server.
+
+    Raises UnknownImageRule (one line) for a family missing from the table, or one the
+    server cannot load; ValueError for a non-positive size.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    key = (family or "").lower()
+    rules = _IMAGE_RULES.get(key)
+    rule = None if rules is None else rules[support.engine == "llama-server"]
+    if rule is None:
+        raise UnknownImageRule(
+            f"no image-token rule for family {family or '(none)'} on Ollama {support.version}"
+        )
+    if isinstance(rule, int):
+        return rule
+    return _smart_resize_tokens(width, height, rule)
+
+
+def _smart_resize_tokens(width: int, height: int, rule: _PatchRule) -> int:
+    """Qwen-VL's smart resize (process_image.go SmartResize), counted in merged tokens."""
+    factor = rule.pixels_per_token
+    min_pixels, max_pixels = rule.min_tokens * factor**2, rule.max_tokens * factor**2
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return (h_bar // factor) * (w_bar // factor)
+
+
+def think_value(
+    support: ServerSupport, capabilities: list[str] | None, wanted: bool = False
+) -> bool | None:
+    """The `think` to send: None to leave it out, else True/False.
+
+    A server without the field ignores it (None). `think: false` is harmless to a model
+    that cannot think, so it is sent whenever thinking is not wanted, also when /api/show
+    listed no capabilities. Wanting thinking from a model whose capabilities lack it raises
+    ValueError (the server would answer 400 `"x" does not support thinking`).
+    """
+    if not support.think_field:
+        return None
+    if not wanted:
+        return False
+    if capabilities is not None and "thinking" not in capabilities:
+        raise ValueError("this model cannot think (its capabilities lack thinking)")
+    return True
