@@ -290,3 +290,7 @@ from emoprobe.cli.classify import cache, classify  # noqa: E402
 
 cli.add_command(classify)
 cli.add_command(cache)
+
+from emoprobe.cli.runs import runs  # noqa: E402
+
+cli.add_command(runs)
