@@ -294,3 +294,7 @@ cli.add_command(cache)
 from emoprobe.cli.runs import runs  # noqa: E402
 
 cli.add_command(runs)
+
+from emoprobe.cli.view import view  # noqa: E402
+
+cli.add_command(view)
