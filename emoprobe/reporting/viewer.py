@@ -202,7 +202,11 @@ def paired_figures(
     both = [
         i for i in range(len(shared.keys)) if all(rows[i].status in SCORED for rows in shared.rows)
     ]
-    answers = [[rows[i].prediction or UNPARSED for i in both] for rows in shared.rows]
+    codes: dict[str, int] = {}  # integer answers: the same κ as strings, many times faster
+    answers = [
+        [codes.setdefault(rows[i].prediction or UNPARSED, len(codes)) for i in both]
+        for rows in shared.rows
+    ]
     correct = [[rows[i].prediction == rows[i].label for i in both] for rows in shared.rows]
     names = run_names(runs)
     pairs = []
