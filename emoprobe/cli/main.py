@@ -79,8 +79,10 @@ def _add_commands() -> None:
     from emoprobe.cli.models import doctor, models
     from emoprobe.cli.report import compare, report
     from emoprobe.cli.run import run
+    from emoprobe.cli.runs import runs
+    from emoprobe.cli.view import view
 
-    for command in (run, classify, cache, models, doctor, report, compare):
+    for command in (run, classify, cache, models, doctor, report, compare, runs, view):
         cli.add_command(command)
 
 
