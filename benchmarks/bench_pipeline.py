@@ -64,12 +64,18 @@ def emoprobe_run(dataset: Path, url: str, out: Path, cache: Path, *extra: str) -
                       "--cache-dir", str(cache), "--quiet", *extra])
 
 
-def baseline_run(dataset: Path, url: str) -> ChildUsage:
-    return run_child([sys.executable, str(HERE / "baseline_loop.py"), url, str(dataset)])
+def baseline_run(dataset: Path, url: str, *flags: str) -> ChildUsage:
+    return run_child([sys.executable, str(HERE / "baseline_loop.py"), url, str(dataset), *flags])
 
 
 # -- the measurements ---------------------------------------------------------------------
-def throughput(work: Path, sizes: Sizes, slots: int) -> dict[str, dict[str, Any]]:
+CLIENTS = {"emoprobe": "emoprobe run", "loop": "sequential loop",
+           "loop-stream": "loop, streamed, left at done"}
+
+
+def throughput(
+    work: Path, sizes: Sizes, slots: int, clients: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
     """emoprobe and the loop on `sizes.images`; their fixed cost from runs on a few images.
 
     A client's CPU per image is (CPU on many − CPU on a few) ÷ (many − few); the run on a
@@ -77,7 +83,7 @@ def throughput(work: Path, sizes: Sizes, slots: int) -> dict[str, dict[str, Any]
     """
     results: dict[str, dict[str, Any]] = {}
     with emulator(slots, SERVICE_S) as server:
-        for client in ("emoprobe", "loop"):
+        for client in clients:
             few = []
             for attempt, dataset in enumerate((work / "few", work / "few", work / "many")):
                 tag = f"{client}-s{slots}-{attempt}"
@@ -86,7 +92,8 @@ def throughput(work: Path, sizes: Sizes, slots: int) -> dict[str, dict[str, Any]
                     usage = emoprobe_run(dataset, server.url, work / tag, work / f"cache-{tag}",
                                          "--concurrency", str(slots + 1))
                 else:
-                    usage = baseline_run(dataset, server.url)
+                    usage = baseline_run(dataset, server.url,
+                                         *(["--stream"] if client == "loop-stream" else []))
                 few.append(usage)
             many = few.pop()
             figures = server_figures(server.stats())
@@ -177,9 +184,9 @@ def print_tables(sizes: Sizes, runs: dict[int, dict[str, dict[str, Any]]],
                f"{SERVICE_S * 1000:.0f} ms service, `--concurrency S+1`)\n")
     rows = []
     for slots, clients in runs.items():
-        ours, loop = clients["emoprobe"], clients["loop"]
-        for name, figures in (("emoprobe run", ours), ("sequential loop", loop)):
-            rows.append([slots, name, figures["busy_share"], figures["connections"],
+        loop = clients["loop"]
+        for client, figures in clients.items():
+            rows.append([slots, CLIENTS[client], figures["busy_share"], figures["connections"],
                          figures["turnaround_median_ms"], figures["turnaround_p90_ms"],
                          figures["images_per_s"],
                          _ratio(figures["images_per_s"], loop["images_per_s"])])
@@ -189,9 +196,9 @@ def print_tables(sizes: Sizes, runs: dict[int, dict[str, dict[str, Any]]],
     out.append("### Client cost per image (each child's own rusage; fixed costs taken out)\n")
     rows = []
     for slots, clients in runs.items():
-        ours, loop = clients["emoprobe"], clients["loop"]
-        for name, figures in (("emoprobe run", ours), ("sequential loop", loop)):
-            rows.append([slots, name, figures["cpu_ms_per_image"],
+        loop = clients["loop"]
+        for client, figures in clients.items():
+            rows.append([slots, CLIENTS[client], figures["cpu_ms_per_image"],
                          _ratio(figures["cpu_ms_per_image"], loop["cpu_ms_per_image"]),
                          figures["fixed_cpu_s"], figures["wall_s"], figures["peak_rss_mb"],
                          _ratio(figures["peak_rss_mb"], loop["peak_rss_mb"])])
@@ -246,7 +253,8 @@ def main() -> None:
         make_jpeg_folder(work / "many", sizes.images, seed=1)
         make_jpeg_folder(work / "few", sizes.few, seed=2)
         stage_images = make_jpeg_folder(work / "stages", sizes.stage_images, seed=3)
-        runs = {slots: throughput(work, sizes, slots) for slots in (1, 4)}
+        runs = {1: throughput(work, sizes, 1, ("emoprobe", "loop", "loop-stream")),
+                4: throughput(work, sizes, 4, ("emoprobe", "loop"))}
         with emulator(1, SERVICE_S) as server:
             split = stage_split(stage_images, server.url, work / "cache-stages")
             imports = import_costs(work, (server.url, work / "few"))
