@@ -40,7 +40,7 @@ class EmoprobeGroup(click.Group):
         except click.Abort:
             _fail("interrupted; run the same command again to resume", EXIT_INTERRUPTED)
         except EmoprobeError as error:
-            _fail(str(error), EXIT_ERROR)
+            _fail(_with_flag(error), EXIT_ERROR)
         except OSError as error:
             where = f": {error.filename}" if error.filename else ""
             _fail(f"{error.strerror or error}{where}", EXIT_ERROR)
@@ -53,6 +53,33 @@ class EmoprobeGroup(click.Group):
                 EXIT_ERROR,
             )
         sys.exit(code if isinstance(code, int) else 0)
+
+
+# RunConfig fields and settings → the flag that sets them, for errors that name a setting.
+FLAGS = {
+    "out": "--out",
+    "cache_dir": "--cache-dir",
+    "concurrency": "--concurrency",
+    "per_class": "--per-class",
+    "retries": "--retries",
+    "timeout": "--timeout",
+    "max_side": "--max-side",
+    "backend": "--backend",
+    "answer_mode": "--answer",
+    "offline": "--offline",
+    "hosts": "--host",
+}
+
+
+def _with_flag(error: EmoprobeError) -> str:
+    """The message with the flag for its setting: in the setting's place, else after it."""
+    text, setting = str(error), error.setting or ""
+    flag = FLAGS.get(setting)
+    if flag is None or flag in text:
+        return text
+    if text.startswith(setting) and not text[len(setting) : len(setting) + 1].isalnum():
+        return flag + text[len(setting) :]
+    return f"{text} ({flag})"
 
 
 def _fail(message: str, code: int) -> None:
@@ -143,19 +170,11 @@ def run(
     resumes where it stopped. With several --model, each model runs in turn (one loaded
     at a time) into its own folder, then a comparison.
     """
-    from emoprobe.hosts import checked_host
-    from emoprobe.pipeline.runner import RunConfig
-    from emoprobe.settings import default_host
+    from emoprobe.pipeline.config import RunConfig
     from emoprobe.task.definition import PAPER_TASK, load_task
     from emoprobe.task.model_options import parse_options
 
     models = tuple(dict.fromkeys(models))  # the same model twice is one run
-    hosts = tuple(
-        dict.fromkeys(
-            checked_host(url, allow_remote=allow_remote)
-            for url in host_urls or (default_host(backend_kind),)
-        )
-    )
     if dataset is None:
         from emoprobe.data.demo import demo_dataset
         from emoprobe.settings import default_cache_dir
@@ -164,8 +183,8 @@ def run(
         click.echo(f"no DATASET given: running the demo set of 25 cartoon faces ({dataset})")
     settings: dict[str, Any] = {
         "dataset": dataset,
-        "host": hosts[0],
-        "hosts": hosts,
+        "hosts": host_urls,
+        "allow_remote": allow_remote,
         "backend": backend_kind,
         "cache_dir": cache_dir,
         "per_class": per_class,

@@ -7,7 +7,6 @@ Progress and messages go to callbacks: printing is the command line's job.
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from typing import Any
 
 import ollama
 
-from emoprobe.backends.ollama import OllamaBackend, _can_see, full_model_name
+from emoprobe.backends.ollama import OllamaBackend, can_see, full_model_name
+from emoprobe.backends.versions import LOGPROBS_SINCE, parse_version, version_text
 from emoprobe.errors import BackendError, EmoprobeError, ModelNotFound
 from emoprobe.ollama_admin import builds
 from emoprobe.ollama_admin.builds import BUILDS, Build, Lock
@@ -24,7 +24,6 @@ from emoprobe.ollama_admin.builds import BUILDS, Build, Lock
 QUICK_TIMEOUT = 30.0
 # A pull or create may say nothing for minutes (verifying a 16 GB blob): allow an hour.
 TRANSFER_TIMEOUT = 3600.0
-LOGPROBS_VERSION = (0, 12, 11)
 LOW_DISK_BYTES = 2 * 10**9
 PULL_MISSING = "file does not exist"
 
@@ -122,8 +121,8 @@ class ModelServer:
 
     def installed(self) -> dict[str, Installed]:
         """Every model the server lists, by full name case-folded (`qwen2.5vl:7b`)."""
-        with self._quick._translated("GET /api/tags"):
-            listing = self._quick._client.list()
+        with self._quick.translating("GET /api/tags"):
+            listing = self._quick.client.list()
         found = {}
         for entry in listing.models:
             name = entry.model or ""
@@ -135,21 +134,21 @@ class ModelServer:
 
     def can_see(self, name: str) -> bool:
         """Whether the model reads images (`vision` among its /api/show capabilities)."""
-        with self._quick._translated("POST /api/show", name):
-            shown = self._quick._client.show(name)
-        return _can_see(tuple(shown.capabilities or ()), shown.modelinfo)
+        with self._quick.translating("POST /api/show", name):
+            shown = self._quick.client.show(name)
+        return can_see(tuple(shown.capabilities or ()), shown.modelinfo)
 
     def loaded(self) -> list[Loaded]:
-        with self._quick._translated("GET /api/ps"):
-            running = self._quick._client.ps()
+        with self._quick.translating("GET /api/ps"):
+            running = self._quick.client.ps()
         return [
             Loaded(m.model or m.name or "", int(m.size or 0), int(m.size_vram or 0))
             for m in running.models
         ]
 
     def delete(self, name: str) -> None:
-        with self._quick._translated("DELETE /api/delete", name):
-            self._quick._client.delete(name)
+        with self._quick.translating("DELETE /api/delete", name):
+            self._quick.client.delete(name)
 
     def pull(self, tag: str, on_progress: Callable[[Progress], None]) -> None:
         """Pull `tag` from the library, reporting each streamed progress line."""
@@ -194,10 +193,10 @@ class ModelServer:
         if self._slow is None:
             self._slow = OllamaBackend(self.host, timeout=TRANSFER_TIMEOUT)
         backend = self._slow
-        with backend._translated(f"POST /api/{what}", model):
-            stream = start(backend._client)
+        with backend.translating(f"POST /api/{what}", model):
+            stream = start(backend.client)
         while True:
-            with backend._translated(f"POST /api/{what}", model):
+            with backend.translating(f"POST /api/{what}", model):
                 try:
                     part = next(stream, None)
                 except ollama.ResponseError as error:
@@ -405,15 +404,6 @@ class Diagnosis:
     suggested_model: str = ""
 
 
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    """`0.12.11` (or `v0.13.0-rc1`) as a tuple; None for other strings and dev builds."""
-    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", text.strip())
-    if not match:
-        return None
-    version = (int(match[1]), int(match[2]), int(match[3]))
-    return None if version == (0, 0, 0) else version
-
-
 def diagnose(host: str, cache_dir: Path, environ: Mapping[str, str]) -> Diagnosis:
     """Everything `emoprobe doctor` checks; ready when the server is up with a vision model."""
     checks: list[Check] = []
@@ -445,8 +435,8 @@ def _version_check(version: str) -> Check:
     parsed = parse_version(version)
     if parsed is None:
         return Check(WARN, "version", f"Ollama {version}: cannot tell its features from it")
-    if parsed < LOGPROBS_VERSION:
-        needed = ".".join(map(str, LOGPROBS_VERSION))
+    if parsed < LOGPROBS_SINCE:
+        needed = version_text(LOGPROBS_SINCE)
         return Check(
             WARN,
             "version",
