@@ -61,7 +61,7 @@ def test_a_corrupt_cache_is_a_one_line_error(tmp_path):
     folder = tmp_path / "cache" / "responses"
     folder.mkdir(parents=True)
     (folder / "cache.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(CacheError, match=r"unusable .* delete it or choose another cache folder") as error:
+    with pytest.raises(CacheError, match=r"unusable .* delete it or choose another") as error:
         ResponseCache(tmp_path / "cache")
     assert error.value.setting == "cache_dir" and "--" not in str(error.value)
 
