@@ -154,7 +154,7 @@ def test_corrupt_cache_directory(cli, ollama_double, tmp_path):
     (tmp_path / "cache" / "responses" / "cache.db").write_bytes(b"garbage" * 300)
     result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out",
                       tmp_path / "out", "--cache-dir", tmp_path / "cache")
-    assert_one_line_error(result, "delete it or pass another --cache-dir")
+    assert_one_line_error(result, "delete it or choose another cache folder (--cache-dir)")
 
 
 class FillingDisk:

@@ -61,8 +61,9 @@ def test_a_corrupt_cache_is_a_one_line_error(tmp_path):
     folder = tmp_path / "cache" / "responses"
     folder.mkdir(parents=True)
     (folder / "cache.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(CacheError, match=r"unusable .* delete it or pass another --cache-dir"):
+    with pytest.raises(CacheError, match=r"unusable .* delete it or choose another") as error:
         ResponseCache(tmp_path / "cache")
+    assert error.value.setting == "cache_dir" and "--" not in str(error.value)
 
 
 def test_a_file_as_cache_dir_is_a_one_line_error(tmp_path):

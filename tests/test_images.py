@@ -62,6 +62,7 @@ def test_plain_rgb_jpeg_passes_through_unchanged(tmp_path: Path) -> None:
         note="",
         error=None,
         source_pixels=32 * 24,
+        mime="image/jpeg",
     )
 
 

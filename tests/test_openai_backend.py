@@ -23,14 +23,12 @@ from openai_double import (
 )
 from PIL import Image
 
-from emoprobe.backends.base import Answer, ModelInfo
+from emoprobe.backends.base import ChatRequest, ModelInfo
 from emoprobe.backends.openai import (
     CREATED_IS_NOW_S,
     OpenAIBackend,
     base_url,
     build_request,
-    dropped_options,
-    media_type,
     public_url,
 )
 from emoprobe.errors import (
@@ -69,12 +67,17 @@ HAPPY, SAD = png(200), png(40)
 SHA_HAPPY, SHA_SAD = (hashlib.sha256(image).hexdigest() for image in (HAPPY, SAD))
 
 
-def messages(image: bytes = HAPPY) -> list[dict]:
-    """What emoprobe's Task builds: Ollama-shaped, the image as bytes."""
-    return [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": USER, "images": [image]},
-    ]
+def request(image: bytes = HAPPY, options: dict | None = None, **fields) -> ChatRequest:
+    """What emoprobe's probe sends: the prompt, the image and its MIME type."""
+    return ChatRequest(
+        model=fields.pop("model", MODEL),
+        system=SYSTEM,
+        user_text=USER,
+        image=image,
+        image_mime=fields.pop("image_mime", "image/png"),
+        options=OPTIONS if options is None else options,
+        **fields,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +245,7 @@ def test_nothing_listening_is_one_line_naming_the_url() -> None:
     with pytest.raises(ServerUnreachable) as error:
         client.describe(MODEL)
     with pytest.raises(ServerUnreachable):
-        client.chat(MODEL, messages(), OPTIONS)
+        client.chat(request())
     client.close()
     text = one_line(error)
     assert url in text and "start it" in text
@@ -250,14 +253,14 @@ def test_nothing_listening_is_one_line_naming_the_url() -> None:
 
 # --------------------------------------------------------------------------- chat
 def test_a_chat_round_trip(backend: OpenAIBackend, double: OpenAIDouble) -> None:
-    answer = backend.chat(MODEL, messages(HAPPY), OPTIONS)
+    answer = backend.chat(request(HAPPY))
     assert answer.raw == "happy"
     assert answer.done_reason == "stop"
     assert answer.latency_s > 0
-    assert answer.timings["prompt_eval_count"] > 576
-    assert answer.timings["eval_count"] == 1
-    assert answer.timings["eval_duration"] == 0 and answer.timings["total_duration"] == 0
-    assert backend.chat(MODEL, messages(SAD), OPTIONS).raw == "tired"
+    assert answer.prompt_tokens > 576
+    assert answer.output_tokens == 1
+    assert answer.output_ms == 0 and answer.total_ms == 0
+    assert backend.chat(request(SAD)).raw == "tired"
 
     [record] = [r for r in double.requests if r.path == "/v1/chat/completions"][:1]
     assert record.method == "POST" and record.status == 200
@@ -284,17 +287,19 @@ def test_a_reply_cut_at_max_tokens_says_length(
     backend: OpenAIBackend, double: OpenAIDouble
 ) -> None:
     double.answer = lambda body: "The student appears to be quite tired today"
-    answer = backend.chat(MODEL, messages(), {**OPTIONS, "num_predict": 3})
+    answer = backend.chat(request(options={**OPTIONS, "num_predict": 3}))
     assert (answer.raw, answer.done_reason) == ("The student appears", "length")
     assert double.chat_requests[-1]["max_tokens"] == 3
 
 
 def test_options_map_to_openai_fields_and_the_rest_are_named() -> None:
-    body = build_request(MODEL, messages(), {"num_predict": -1, "stop": "END", "seed": 7})
+    body = build_request(request(options={"num_predict": -1, "stop": "END", "seed": 7}))
     assert "max_tokens" not in body  # -1: unlimited
     assert body["stop"] == ["END"] and body["seed"] == 7
-    assert dropped_options(OPTIONS) == ("num_ctx", "num_gpu", "top_k")
-    assert dropped_options({"temperature": 0.0, "presence_penalty": 0.5}) == ()
+    client = OpenAIBackend("http://127.0.0.1:9/v1", timeout=1)
+    assert client.ignored_options(OPTIONS) == ["num_ctx", "num_gpu", "top_k"]
+    assert client.ignored_options({"temperature": 0.0, "presence_penalty": 0.5}) == []
+    client.close()
 
 
 @pytest.mark.parametrize(
@@ -307,17 +312,17 @@ def test_options_map_to_openai_fields_and_the_rest_are_named() -> None:
         (b"GIF87a\x01\x00", "image/gif"),
     ],
 )
-def test_the_media_type_comes_from_the_magic_bytes(image: bytes, kind: str) -> None:
-    assert media_type(image) == kind
-    url = build_request(MODEL, messages(image), {})["messages"][1]["content"][1]["image_url"]
-    assert url["url"].startswith(f"data:{kind};base64,")
+def test_the_media_type_is_the_one_the_request_carries(image: bytes, kind: str) -> None:
+    body = build_request(request(image, options={}, image_mime=kind))
+    url = body["messages"][1]["content"][1]["image_url"]["url"]
+    assert url == f"data:{kind};base64,{base64.b64encode(image).decode()}"
 
 
 def test_an_image_of_no_known_type_is_rejected_before_sending(
     backend: OpenAIBackend, double: OpenAIDouble
 ) -> None:
     with pytest.raises(RequestRejected, match="not JPEG, PNG, WebP or GIF"):
-        backend.chat(MODEL, messages(b"BM\x00\x00 a bitmap"), OPTIONS)
+        backend.chat(request(b"BM\x00\x00 a bitmap", image_mime="image/bmp"))
     assert double.chat_requests == []
 
 
@@ -326,7 +331,7 @@ def test_a_model_the_server_dropped_is_model_not_found(
 ) -> None:
     double.remove_model(MODEL)
     with pytest.raises(ModelNotFound) as error:
-        backend.chat(MODEL, messages(), OPTIONS)
+        backend.chat(request())
     assert "does not exist" in one_line(error)
 
 
@@ -336,7 +341,7 @@ def test_a_model_without_vision_is_unsuitable_not_retried() -> None:
         client = OpenAIBackend(double.base_url, timeout=5)
         client.describe(text_only.id)  # the API cannot tell up front
         with pytest.raises(ModelUnsuitable) as error:
-            client.chat(text_only.id, messages(), OPTIONS)
+            client.chat(request(model=text_only.id))
         client.close()
     text = one_line(error)
     assert "cannot read images" in text and NO_VISION_MESSAGE[:28] in text
@@ -347,7 +352,7 @@ def test_another_4xx_is_rejected_with_the_servers_message(
 ) -> None:
     double.inject("http400", times=1, message="prompt is\ntoo long:   9000 tokens")
     with pytest.raises(RequestRejected) as error:
-        backend.chat(MODEL, messages(), OPTIONS)
+        backend.chat(request())
     assert one_line(error) == "HTTP 400: prompt is too long: 9000 tokens"
 
 
@@ -369,10 +374,10 @@ def test_each_fault_is_transient_and_the_next_request_succeeds(
 ) -> None:
     double.inject(kind, times=1)
     with pytest.raises(TransientError) as error:
-        backend.chat(MODEL, messages(), OPTIONS)
+        backend.chat(request())
     assert words in one_line(error)
     assert double.faults_by_kind[kind] == 1
-    assert backend.chat(MODEL, messages(), OPTIONS).raw == "happy"
+    assert backend.chat(request()).raw == "happy"
 
 
 def test_every_fault_kind_is_covered() -> None:
@@ -385,10 +390,10 @@ def test_a_hung_server_times_out_within_the_timeout(double: OpenAIDouble) -> Non
     double.inject("hang", times=1)
     started = time.monotonic()
     with pytest.raises(TransientError, match=r"timed out after 0\.3s"):
-        client.chat(MODEL, messages(), OPTIONS)
+        client.chat(request())
     assert time.monotonic() - started < 2.0
     double.clear_faults()
-    assert client.chat(MODEL, messages(), OPTIONS).raw == "happy"
+    assert client.chat(request()).raw == "happy"
     client.close()
 
 
@@ -396,7 +401,7 @@ def test_a_slow_server_within_the_timeout_is_just_slow(
     backend: OpenAIBackend, double: OpenAIDouble
 ) -> None:
     double.inject("slow", times=1, seconds=0.2)
-    assert backend.chat(MODEL, messages(), OPTIONS).raw == "happy"
+    assert backend.chat(request()).raw == "happy"
 
 
 def test_requests_run_in_parallel_up_to_the_servers_slots(double: OpenAIDouble) -> None:
@@ -405,7 +410,7 @@ def test_requests_run_in_parallel_up_to_the_servers_slots(double: OpenAIDouble) 
     double.parallel, double.latency = 2, 0.05
     client = OpenAIBackend(double.base_url, timeout=5)
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda i: client.chat(MODEL, messages(), OPTIONS).raw, range(8)))
+        answers = list(pool.map(lambda i: client.chat(request()).raw, range(8)))
     client.close()
     assert answers == ["happy"] * 8
     assert double.max_in_flight >= 2 and double.max_queued >= 1
@@ -417,7 +422,7 @@ def test_the_api_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     with OpenAIDouble(api_key=KEY) as double:
         client = OpenAIBackend(double.base_url, timeout=5)
         info = client.describe(MODEL)
-        assert client.chat(MODEL, messages(), OPTIONS).raw == "neutral"
+        assert client.chat(request()).raw == "neutral"
         client.close()
     assert {r.headers.get("authorization") for r in double.requests} == {f"Bearer {KEY}"}
     assert KEY not in repr(client) and KEY not in repr(info.to_dict())
@@ -430,11 +435,12 @@ def test_the_key_variable_can_be_renamed(monkeypatch: pytest.MonkeyPatch) -> Non
         client = OpenAIBackend(double.base_url, timeout=5, api_key_env="EMOPROBE_TEST_KEY")
         client.describe(MODEL)
         client.close()
+    assert {r.headers.get("authorization") for r in double.requests} == {f"Bearer {KEY}"}
 
 
 def test_no_key_no_authorization_header(backend: OpenAIBackend, double: OpenAIDouble) -> None:
     backend.describe(MODEL)
-    backend.chat(MODEL, messages(), OPTIONS)
+    backend.chat(request())
     assert all("authorization" not in record.headers for record in double.requests)
 
 
@@ -444,7 +450,7 @@ def test_a_missing_key_is_one_fatal_line_naming_the_variable() -> None:
         with pytest.raises(BackendError) as error:
             client.describe(MODEL)
         with pytest.raises(BackendError) as chat_error:
-            client.chat(MODEL, messages(), OPTIONS)
+            client.chat(request())
         client.close()
     for caught in (error, chat_error):
         # Not a subclass: not retried (Transient/Unreachable), not per image (Rejected).
@@ -458,7 +464,7 @@ def test_a_wrong_key_never_appears_in_the_error(monkeypatch: pytest.MonkeyPatch)
     with OpenAIDouble(api_key=KEY) as double:
         client = OpenAIBackend(double.base_url, timeout=5)
         with pytest.raises(BackendError) as error:
-            client.chat(MODEL, messages(), OPTIONS)
+            client.chat(request())
         client.close()
     text = one_line(error)
     assert "check the key in $OPENAI_API_KEY" in text
@@ -474,17 +480,18 @@ def test_proxy_variables_are_ignored(monkeypatch: pytest.MonkeyPatch, double: Op
         httpx.Client(trust_env=True).get(f"{double.url}/health")
     client = OpenAIBackend(double.base_url, timeout=5)
     client.describe(MODEL)
-    assert client.chat(MODEL, messages(), OPTIONS).raw == "happy"
+    assert client.chat(request()).raw == "happy"
     client.close()
     assert len(double.chat_requests) == 1
 
 
-# --------------------------------------------------------------------------- with the classifier
-def test_the_classifier_retries_faults_and_caches_one_answer_per_image(
+# --------------------------------------------------------------------------- with the probe
+def test_the_probe_retries_faults_and_caches_one_answer_per_image(
     tmp_path: Path, double: OpenAIDouble
 ) -> None:
     from emoprobe.pipeline.cache import ResponseCache
-    from emoprobe.pipeline.probe import Classifier, Outcome
+    from emoprobe.pipeline.probe import Job, Outcome, Probe
+    from emoprobe.pipeline.retry import RetryPolicy
     from emoprobe.task.definition import PAPER_TASK
 
     truth = make_image_folder(tmp_path / "faces", per_label=2)
@@ -494,31 +501,31 @@ def test_the_classifier_retries_faults_and_caches_one_answer_per_image(
     client = OpenAIBackend(double.base_url, timeout=5)
     cache = ResponseCache(tmp_path / "cache")
     info = client.describe(MODEL)
-    classifier = Classifier(
+    probe = Probe(
         task=PAPER_TASK,
         model=MODEL,
         options=dict(OPTIONS),
         backend=client,
         cache=cache,
         info=info,
-        retries=5,
-        backoff=0.001,
+        retry=RetryPolicy(retries=5, backoff_s=0.001),
     )
     try:
         for path in sorted((tmp_path / "faces").rglob("*.png")):
-            outcome = classifier.prepare(Outcome(path=path))
-            assert outcome.needs_request
-            outcome = classifier.ask(outcome)
+            job = probe.prepare(0, path)
+            assert isinstance(job, Job) and job.mime == "image/png"
+            outcome = probe.ask(job)
             assert not outcome.failure, outcome.failure
-            assert classifier.prediction(outcome) == truth[outcome.sha256]
-            again = classifier.prepare(Outcome(path=path))
+            assert probe.result(outcome).label == truth[outcome.sha256]
+            again = probe.prepare(0, path)
+            assert isinstance(again, Outcome)
             assert again.cached and again.answer == outcome.answer
     finally:
         cache.close()
         client.close()
     assert double.faults_served >= 3
-    assert classifier.stats["retries"] == double.faults_served
-    assert classifier.stats["requests"] == len(truth)
+    assert probe.stats.retries == double.faults_served
+    assert probe.stats.requests == len(truth)
     assert_never_native(double)
 
 
@@ -530,7 +537,7 @@ def test_no_image_data_reaches_an_error_message(
     double.inject("http500", times=1, message=f"cannot decode {encoded[10:90]} at byte 3")
     for kind in (RequestRejected, TransientError):
         with pytest.raises(kind) as error:
-            backend.chat(MODEL, messages(HAPPY), OPTIONS)
+            backend.chat(request(HAPPY))
         text = one_line(error)
         assert "Invalid image URL: data:…" in text or "cannot decode … at byte 3" in text
         assert not any(encoded[i : i + 24] in text for i in range(0, len(encoded) - 24))
@@ -539,10 +546,8 @@ def test_no_image_data_reaches_an_error_message(
 def test_a_json_schema_and_log_probabilities_are_asked_for_the_openai_way(
     backend: OpenAIBackend, double: OpenAIDouble
 ) -> None:
-    if "logprobs" not in Answer.__dataclass_fields__:
-        pytest.skip("Answer has no logprobs field in this tree")
     schema = {"type": "object", "properties": {"label": {"enum": ["happy", "tired"]}}}
-    answer = backend.chat(MODEL, messages(), OPTIONS, format=schema, top_logprobs=3)
+    answer = backend.chat(request(format=schema, top_logprobs=3))
     body = double.chat_requests[-1]
     assert body["response_format"] == {
         "type": "json_schema",
@@ -554,7 +559,7 @@ def test_a_json_schema_and_log_probabilities_are_asked_for_the_openai_way(
     assert first["token"] == "happy" and first["logprob"] < 0
     assert [alt["token"] for alt in first["top_logprobs"]][:1] == ["happy"]
     assert len(first["top_logprobs"]) == 3
-    plain = backend.chat(MODEL, messages(), OPTIONS)
+    plain = backend.chat(request())
     assert plain.logprobs == ()
     assert "response_format" not in double.chat_requests[-1]
     assert "logprobs" not in double.chat_requests[-1]

@@ -31,9 +31,3 @@ def test_labels_keep_the_papers_order_and_match_any_case():
     assert PAPER_TASK.canonical_label(" Happy ") == "happy"
     assert PAPER_TASK.canonical_label("TIRED") == "tired"
     assert PAPER_TASK.canonical_label("angry") is None
-
-
-def test_messages_put_the_prompt_first_and_the_image_in_the_user_message():
-    system, user = PAPER_TASK.messages(b"\x89PNG")
-    assert system == {"role": "system", "content": PAPER_PROMPT}
-    assert user == {"role": "user", "content": "", "images": [b"\x89PNG"]}

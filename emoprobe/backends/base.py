@@ -1,21 +1,13 @@
-"""What every backend provides, and the plain records it returns."""
+"""What every backend provides: a typed request in, a plain answer out."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from emoprobe.errors import BackendError, TransientError
 
-# The server's timings an Answer carries (Ollama's names; nanoseconds and token counts).
-TIMING_FIELDS = (
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-)
 # HTTP statuses worth retrying besides 5xx: timeout, too early, rate limit, cancelled.
 RETRYABLE_STATUS = frozenset({408, 425, 429, 499})
 
@@ -40,49 +32,60 @@ class ModelInfo:
         return record
 
     @classmethod
-    def from_dict(cls, record: dict[str, Any]) -> ModelInfo:
+    def from_dict(cls, record: Mapping[str, Any]) -> ModelInfo:
         known = {name: record[name] for name in cls.__dataclass_fields__ if name in record}
         known["capabilities"] = tuple(known.get("capabilities", ()))
         return cls(**known)
 
 
 @dataclass(frozen=True)
+class ChatRequest:
+    """One image put to one model: the prompt, the image and how to answer.
+
+    `format`: a JSON schema the answer must follow; `top_logprobs` > 0: return each
+    answer token's log-probability and that many alternatives (`Answer.logprobs`).
+    The image never shows in the request's repr.
+    """
+
+    model: str
+    system: str
+    user_text: str
+    image: bytes = field(repr=False)
+    image_mime: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    format: Mapping[str, Any] | None = None
+    top_logprobs: int = 0
+
+
+@dataclass(frozen=True)
 class Answer:
-    """One successful reply: the model's text and the server's timings."""
+    """One successful reply: the model's text and what the server says it cost.
+
+    Token counts and milliseconds; 0 where the server does not say.
+    """
 
     raw: str
     latency_s: float
     done_reason: str = ""
-    timings: dict[str, int] = field(default_factory=dict)
-    logprobs: tuple[dict[str, Any], ...] = ()  # per answer token, when asked for; not cached
-    scores: dict[str, float] | None = None  # a probability per label (--answer logprobs)
-
-    def to_cache(self) -> dict[str, Any]:
-        value = {
-            "raw": self.raw,
-            "latency_s": self.latency_s,
-            "done_reason": self.done_reason,
-            "timings": dict(self.timings),
-        }
-        if self.scores is not None:
-            value["scores"] = dict(self.scores)
-        return value
-
-    @classmethod
-    def from_cache(cls, value: dict[str, Any]) -> Answer:
-        return cls(
-            raw=value["raw"],
-            latency_s=float(value.get("latency_s") or 0.0),
-            done_reason=value.get("done_reason", ""),
-            timings=dict(value.get("timings") or {}),
-            scores=value.get("scores"),
-        )
+    prompt_tokens: int = 0
+    prompt_ms: float = 0.0
+    output_tokens: int = 0
+    output_ms: float = 0.0
+    load_ms: float = 0.0
+    total_ms: float = 0.0
+    logprobs: tuple[Mapping[str, Any], ...] = ()  # per answer token, when asked for
+    scores: Mapping[str, float] | None = None  # a probability per label (logprobs mode)
 
 
 class Backend(Protocol):
     """A model server. Implementations raise only `emoprobe.errors.BackendError`s."""
 
     name: str
+    host: str  # the server's URL as messages show it
+
+    def server_version(self) -> str:
+        """A light request that proves the server answers; its version ("unknown")."""
+        ...
 
     def describe(self, model: str) -> ModelInfo:
         """Check the server and the model (reachable, present, can see images)."""
@@ -92,20 +95,12 @@ class Backend(Protocol):
         """Load the model into memory ahead of the first image; seconds it took."""
         ...
 
-    def chat(
-        self,
-        model: str,
-        messages: list[dict],
-        options: dict[str, Any],
-        *,
-        format: dict[str, Any] | None = None,
-        top_logprobs: int = 0,
-    ) -> Answer:
-        """Send one request and return the complete answer.
+    def chat(self, request: ChatRequest) -> Answer:
+        """Send one request and return the complete answer."""
+        ...
 
-        `format`: a JSON schema the answer must follow; `top_logprobs` > 0: return each
-        answer token's log-probability and that many alternatives (`Answer.logprobs`).
-        """
+    def ignored_options(self, options: Mapping[str, Any]) -> list[str]:
+        """The options this server's API has no field for, sorted (they are not sent)."""
         ...
 
     def unload(self, model: str) -> None:

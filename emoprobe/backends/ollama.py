@@ -7,8 +7,8 @@ emoprobe's own (`emoprobe.errors`); nothing above it sees a library error.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -16,8 +16,8 @@ import ollama
 
 from emoprobe.backends.base import (
     RETRYABLE_STATUS,
-    TIMING_FIELDS,
     Answer,
+    ChatRequest,
     ModelInfo,
     transport_failure,
 )
@@ -33,6 +33,7 @@ from emoprobe.errors import (
 T = TypeVar("T")
 
 MIN_LOAD_TIMEOUT = 600.0
+NS_PER_MS = 1_000_000
 VISION_HINT = "pick a vision model such as qwen2.5vl:7b or llama3.2-vision:11b"
 
 
@@ -56,10 +57,19 @@ class OllamaBackend:
         self._client = ollama.Client(host=host, timeout=limits, trust_env=False)
         self._http = httpx.Client(base_url=host, timeout=limits, trust_env=False)
 
+    @property
+    def client(self) -> ollama.Client:
+        """The `ollama.Client` for this server (call it inside `translating`)."""
+        return self._client
+
+    def ignored_options(self, options: Mapping[str, Any]) -> list[str]:
+        """Ollama takes every option emoprobe knows."""
+        return []
+
     # -- before the first image -------------------------------------------------
     def server_version(self) -> str:
         """`GET /api/version`; proves an Ollama server answers at the host."""
-        with self._translated("GET /api/version"):
+        with self.translating("GET /api/version"):
             response = self._http.get("/api/version")
         try:
             version = response.json()["version"]
@@ -75,7 +85,7 @@ class OllamaBackend:
         version = self.server_version()
         shown = self._call(lambda: self._client.show(model), model)
         capabilities = tuple(shown.capabilities or ())
-        if not _can_see(capabilities, shown.modelinfo):
+        if not can_see(capabilities, shown.modelinfo):
             listed = ", ".join(capabilities) or "none listed"
             raise ModelUnsuitable(
                 f"model {model!r} cannot read images (capabilities: {listed}); {VISION_HINT}"
@@ -104,9 +114,11 @@ class OllamaBackend:
     def load(self, model: str) -> float:
         """An empty chat loads the model and keeps it for the run (`keep_alive`)."""
         started = time.monotonic()
-        body = {"model": model, "messages": [], "keep_alive": self.keep_alive, "stream": False}
+        body: dict[str, Any] = {
+            "model": model, "messages": [], "keep_alive": self.keep_alive, "stream": False
+        }
         timeout = max(self.timeout, MIN_LOAD_TIMEOUT)
-        with self._translated("loading the model", model):
+        with self.translating("loading the model", model):
             response = self._http.post("/api/chat", json=body, timeout=timeout)
             if response.status_code >= 400:
                 raise ollama.ResponseError(response.text, response.status_code)
@@ -115,37 +127,33 @@ class OllamaBackend:
     def unload(self, model: str) -> None:
         """An empty chat with `keep_alive: 0` unloads the model and frees its memory."""
         body = {"model": model, "messages": [], "keep_alive": 0, "stream": False}
-        with self._translated("unloading the model", model):
+        with self.translating("unloading the model", model):
             response = self._http.post("/api/chat", json=body)
             if response.status_code >= 400:
                 raise ollama.ResponseError(response.text, response.status_code)
 
     # -- one image ----------------------------------------------------------------
-    def chat(
-        self,
-        model: str,
-        messages: list[dict],
-        options: dict[str, Any],
-        *,
-        format: dict[str, Any] | None = None,
-        top_logprobs: int = 0,
-    ) -> Answer:
+    def chat(self, request: ChatRequest) -> Answer:
         """Stream one answer; a reply that never completes is an error, not an answer."""
         started = time.monotonic()
         pieces: list[str] = []
         logprobs: list[dict[str, Any]] = []
         final = None
-        extra: dict[str, Any] = {"format": format} if format else {}
-        if top_logprobs:
-            extra.update(logprobs=True, top_logprobs=top_logprobs)
-        with self._translated("POST /api/chat", model):
+        asks_logprobs = request.top_logprobs > 0
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": request.system},
+            {"role": "user", "content": request.user_text, "images": [request.image]},
+        ]
+        with self.translating("POST /api/chat", request.model):
             stream = self._client.chat(
-                model=model,
+                model=request.model,
                 messages=messages,
-                options=options,
+                options=dict(request.options),
                 keep_alive=self.keep_alive,
                 stream=True,
-                **extra,
+                format=dict(request.format) if request.format else None,
+                logprobs=True if asks_logprobs else None,
+                top_logprobs=request.top_logprobs if asks_logprobs else None,
             )
             try:
                 for chunk in stream:
@@ -157,26 +165,22 @@ class OllamaBackend:
                     if time.monotonic() - started > self.timeout:
                         raise TransientError(f"no complete answer within {self.timeout:g}s")
             finally:
-                stream.close()
+                if isinstance(stream, Generator):
+                    stream.close()  # ends the HTTP stream at once
         if final is None:
             raise TransientError("truncated reply: the stream ended before the answer was done")
-        timings = {name: int(getattr(final, name) or 0) for name in TIMING_FIELDS}
         return Answer(
             raw="".join(pieces),
             latency_s=time.monotonic() - started,
             done_reason=final.done_reason or "",
-            timings=timings,
+            prompt_tokens=final.prompt_eval_count or 0,
+            prompt_ms=(final.prompt_eval_duration or 0) / NS_PER_MS,
+            output_tokens=final.eval_count or 0,
+            output_ms=(final.eval_duration or 0) / NS_PER_MS,
+            load_ms=(final.load_duration or 0) / NS_PER_MS,
+            total_ms=(final.total_duration or 0) / NS_PER_MS,
             logprobs=tuple(logprobs),
         )
-
-    @property
-    def client(self) -> ollama.Client:
-        """The `ollama` client, for server administration (`emoprobe.ollama_admin`)."""
-        return self._client
-
-    def translating(self, what: str, model: str = "") -> AbstractContextManager[None]:
-        """Turn the client's and httpx's exceptions inside the block into `BackendError`s."""
-        return self._translated(what, model)
 
     def close(self) -> None:
         self._client._client.close()
@@ -184,11 +188,12 @@ class OllamaBackend:
 
     # -- error translation ----------------------------------------------------------
     def _call(self, function: Callable[[], T], model: str) -> T:
-        with self._translated("request", model):
+        with self.translating("request", model):
             return function()
 
     @contextmanager
-    def _translated(self, what: str, model: str = "") -> Iterator[None]:
+    def translating(self, what: str, model: str = "") -> Iterator[None]:
+        """Turn the client's and httpx's exceptions inside into emoprobe's own."""
         try:
             yield
         except BackendError:
@@ -223,12 +228,9 @@ class OllamaBackend:
         return RequestRejected(f"HTTP {status}: {text}")
 
 
-def _can_see(capabilities: tuple[str, ...], *infos: Any) -> bool:
+def can_see(capabilities: tuple[str, ...], *infos: Any) -> bool:
     """`vision` in the capabilities; servers too old to list them are judged by their keys."""
     if capabilities:
         return "vision" in capabilities
     keys = " ".join(" ".join(info) for info in infos if info)
     return "vision" in keys or "clip" in keys
-
-
-can_see = _can_see

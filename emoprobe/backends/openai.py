@@ -8,13 +8,11 @@ The base URL is the user's `--host` as given when its path ends in `/v1`
 (`http://127.0.0.1:8000/v1`); otherwise `/v1` is appended (`http://127.0.0.1:8000` →
 `http://127.0.0.1:8000/v1`, `http://127.0.0.1:11434` → Ollama's own `/v1`).
 
-Requests (Ollama-shaped messages and options, as `emoprobe.tasks.Task` builds them, are
-converted here):
+Requests (`ChatRequest`s) become:
 
-* messages: `{"role", "content", "images": [bytes]}` → `{"role", "content": [text part,
-  {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}]}`; the media
-  type comes from the image's magic bytes (JPEG, PNG, WebP, GIF). The system prompt stays
-  a `system` message.
+* messages: the system prompt as a `system` message, then a `user` message whose content
+  is the text part and `{"type": "image_url", "image_url": {"url": "data:<mime>;base64,..."}}`
+  with the MIME type the image preparation gave (JPEG, PNG, WebP or GIF are sent).
 * options: `temperature`, `seed`, `top_p`, `stop`, `presence_penalty` and
   `frequency_penalty` keep their names; `num_predict` becomes `max_tokens` (a value <= 0,
   i.e. unlimited, sends no limit). Everything else is dropped, since the OpenAI API has
@@ -22,11 +20,11 @@ converted here):
   `num_keep`, `main_gpu`, `use_mmap` (set them when starting the server) and the
   samplers `top_k`, `min_p`, `typical_p`, `repeat_last_n`, `repeat_penalty` (vLLM and
   llama.cpp take some of these as extensions, under names of their own).
-  `dropped_options(options)` names the ones a given option set loses.
+  `OpenAIBackend.ignored_options(options)` names the ones a given option set loses.
 
 Answers: `choices[0].message.content`, `finish_reason` as `done_reason` ("stop",
-"length"), `usage.prompt_tokens`/`usage.completion_tokens` as `prompt_eval_count`/
-`eval_count`; durations are 0 unless the server reports them (llama.cpp's `timings`).
+"length"), `usage.prompt_tokens`/`usage.completion_tokens` as `prompt_tokens`/
+`output_tokens`; durations are 0 unless the server reports them (llama.cpp's `timings`).
 
 This module is the one boundary where `httpx` exceptions and HTTP statuses become
 emoprobe's own (`emoprobe.errors`), as `emoprobe.backends.ollama` is for Ollama:
@@ -49,23 +47,22 @@ a message: data URLs and long base64 runs in a server's error are cut out.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import httpx
 
 from emoprobe.backends.base import (
     RETRYABLE_STATUS,
-    TIMING_FIELDS,
     Answer,
+    ChatRequest,
     ModelInfo,
     transport_failure,
 )
@@ -78,8 +75,6 @@ from emoprobe.errors import (
     ServerUnreachable,
     TransientError,
 )
-
-_ANSWER_FIELDS = frozenset(getattr(Answer, "__dataclass_fields__", ()))
 
 API_KEY_ENV = "OPENAI_API_KEY"
 VERSION_TIMEOUT = 5.0
@@ -95,6 +90,7 @@ VISION_HINT = "serve a vision model (e.g. Qwen2.5-VL; llama-server needs its --m
 # option name → OpenAI field; `num_predict` is handled apart (→ max_tokens).
 _SAME_NAME = ("temperature", "seed", "top_p", "stop", "presence_penalty", "frequency_penalty")
 FORWARDED_OPTIONS = frozenset({*_SAME_NAME, "num_predict"})
+SENDABLE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif"})
 
 # What servers say when the model cannot take images (llama.cpp, vLLM, LM Studio, OpenAI).
 _NO_VISION = re.compile(
@@ -114,11 +110,6 @@ _DATA_URL = re.compile(r"data:[^\s,]*,\S*")
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 
 
-def dropped_options(options: dict[str, Any]) -> tuple[str, ...]:
-    """The options this backend cannot send (no OpenAI field), sorted: warn about them."""
-    return tuple(sorted(name for name in options if name not in FORWARDED_OPTIONS))
-
-
 def base_url(host: str) -> str:
     """The API's base URL: `host` without a trailing `/`, with `/v1` appended unless there."""
     url = host.strip().rstrip("/")
@@ -136,67 +127,31 @@ def public_url(url: str) -> str:
 
 
 # -- requests ----------------------------------------------------------------------------
-def media_type(image: bytes) -> str:
-    """The image's MIME type from its magic bytes; RequestRejected if none of the four."""
-    if image.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if image.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
-        return "image/webp"
-    if image[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    raise RequestRejected("the image is not JPEG, PNG, WebP or GIF: cannot send it")
+def data_url(request: ChatRequest) -> str:
+    """A `data:` URL for the request's image; RequestRejected for a type no server takes."""
+    if request.image_mime not in SENDABLE_TYPES:
+        raise RequestRejected("the image is not JPEG, PNG, WebP or GIF: cannot send it")
+    return f"data:{request.image_mime};base64,{base64.b64encode(request.image).decode('ascii')}"
 
 
-def data_url(image: bytes | str) -> str:
-    """A `data:` URL for an image given as bytes (or, as Ollama accepts, base64 text)."""
-    if isinstance(image, str):
-        try:
-            raw = base64.b64decode(image, validate=True)
-        except (binascii.Error, ValueError):
-            raise RequestRejected("an image given as text is not base64: cannot send it") from None
-        encoded = image
-    else:
-        raw = bytes(image)
-        encoded = base64.b64encode(raw).decode("ascii")
-    return f"data:{media_type(raw)};base64,{encoded}"
-
-
-def convert_messages(messages: list[dict]) -> list[dict[str, Any]]:
-    """Ollama-shaped messages (`images: [bytes]`) → OpenAI chat messages with image parts."""
-    converted: list[dict[str, Any]] = []
-    for message in messages:
-        role = message.get("role", "user")
-        text = message.get("content") or ""
-        images = message.get("images") or []
-        if not images:
-            converted.append({"role": role, "content": text})
-            continue
-        parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-        parts += [{"type": "image_url", "image_url": {"url": data_url(image)}} for image in images]
-        converted.append({"role": role, "content": parts})
-    return converted
-
-
-def build_request(
-    model: str,
-    messages: list[dict],
-    options: dict[str, Any],
-    *,
-    format: dict[str, Any] | str | None = None,
-    top_logprobs: int = 0,
-) -> dict[str, Any]:
+def build_request(request: ChatRequest) -> dict[str, Any]:
     """The JSON body of `POST /chat/completions` for one request (see the module docstring).
 
-    `format` (a JSON schema, or "json") becomes `response_format`; `top_logprobs` > 0
-    asks for `logprobs` with that many alternatives per token.
+    `format` (a JSON schema) becomes `response_format`; `top_logprobs` > 0 asks for
+    `logprobs` with that many alternatives per token.
     """
+    user: list[dict[str, Any]] = [{"type": "text", "text": request.user_text}]
+    user = user if request.user_text else []
+    user.append({"type": "image_url", "image_url": {"url": data_url(request)}})
     body: dict[str, Any] = {
-        "model": model,
-        "messages": convert_messages(messages),
+        "model": request.model,
+        "messages": [
+            {"role": "system", "content": request.system},
+            {"role": "user", "content": user},
+        ],
         "stream": False,
     }
+    options, format, top_logprobs = request.options, request.format, request.top_logprobs
     for name in _SAME_NAME:
         if options.get(name) is not None:
             value = options[name]
@@ -204,13 +159,11 @@ def build_request(
     limit = options.get("num_predict")
     if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
         body["max_tokens"] = limit
-    if isinstance(format, dict):
+    if format:
         body["response_format"] = {
             "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": format},
+            "json_schema": {"name": "answer", "schema": dict(format)},
         }
-    elif format:
-        body["response_format"] = {"type": "json_object"}
     if top_logprobs > 0:
         body["logprobs"] = True
         body["top_logprobs"] = top_logprobs
@@ -274,7 +227,7 @@ class OpenAIBackend:
             raise ModelNotFound(
                 f"model {model!r} is not served at {self.base_url}; {_served_models(entries)}"
             )
-        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        meta = _object(entry.get("meta"))
         return ModelInfo(
             name=model,
             digest=self.model_digest(entry, requested),
@@ -322,6 +275,10 @@ class OpenAIBackend:
             return "unknown"
         return str(version) if isinstance(version, (str, int, float)) and version else "unknown"
 
+    def ignored_options(self, options: Mapping[str, Any]) -> list[str]:
+        """The options this backend cannot send (no OpenAI field), sorted: warn about them."""
+        return sorted(name for name in options if name not in FORWARDED_OPTIONS)
+
     def load(self, model: str) -> float:
         """Nothing to do: the server loaded its models when it started."""
         return 0.0
@@ -330,27 +287,17 @@ class OpenAIBackend:
         """Nothing to do: the OpenAI API cannot unload a model (stop the server for that)."""
 
     # -- one image ----------------------------------------------------------------------------
-    def chat(
-        self,
-        model: str,
-        messages: list[dict],
-        options: dict[str, Any],
-        *,
-        format: dict[str, Any] | None = None,
-        top_logprobs: int = 0,
-    ) -> Answer:
+    def chat(self, request: ChatRequest) -> Answer:
         """Send one request and return the whole answer (no streaming).
 
-        `format`: a JSON schema the answer must follow (`response_format`); `top_logprobs`
-        > 0: each answer token's log-probability and that many alternatives, in
-        `Answer.logprobs` (OpenAI's `choices[0].logprobs.content`, the same
-        `{token, logprob, bytes, top_logprobs}` entries as Ollama's).
+        Log-probabilities come as OpenAI's `choices[0].logprobs.content`, the same
+        `{token, logprob, bytes, top_logprobs}` entries as Ollama's.
         """
-        body = build_request(model, messages, options, format=format, top_logprobs=top_logprobs)
+        body = build_request(request)
         started = time.monotonic()
-        with self._translated("POST /v1/chat/completions", model):
+        with self.translating("POST /v1/chat/completions", request.model):
             response = self._http.post(f"{self.base_url}/chat/completions", json=body)
-            self._check(response, model)
+            self._check(response, request.model)
             reply = response.json()
         return _answer(reply, time.monotonic() - started)
 
@@ -360,7 +307,7 @@ class OpenAIBackend:
     # -- helpers ----------------------------------------------------------------------------
     def _list_models(self) -> list[dict[str, Any]]:
         what = "GET /v1/models"
-        with self._translated(what):
+        with self.translating(what):
             response = self._http.get(f"{self.base_url}/models")
         status = response.status_code
         if status in (401, 403):
@@ -441,7 +388,7 @@ class OpenAIBackend:
         return line[:MESSAGE_CHARS]
 
     @contextmanager
-    def _translated(self, what: str, model: str = "") -> Iterator[None]:
+    def translating(self, what: str, model: str = "") -> Iterator[None]:
         try:
             yield
         except BackendError:
@@ -478,15 +425,18 @@ def _answer(reply: Any, latency: float) -> Answer:
     if isinstance(content, list):  # some servers answer in content parts
         content = "".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
     reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-    logprobs = _logprobs(choice)
-    # `Answer.logprobs` arrives with the --answer modes; until then there is nowhere to put them.
-    extra = {"logprobs": logprobs} if logprobs and "logprobs" in _ANSWER_FIELDS else {}
+    usage, server = _object(reply.get("usage")), _object(reply.get("timings"))
+    prompt_ms, output_ms = _ms(server.get("prompt_ms")), _ms(server.get("predicted_ms"))
     return Answer(
         raw=content if isinstance(content, str) else "",
         latency_s=latency,
         done_reason=reason if isinstance(reason, str) else "",
-        timings=_timings(reply),
-        **extra,
+        prompt_tokens=_int(usage.get("prompt_tokens")),
+        prompt_ms=prompt_ms,
+        output_tokens=_int(usage.get("completion_tokens")),
+        output_ms=output_ms,
+        total_ms=prompt_ms + output_ms,  # llama.cpp's `timings`; others say nothing
+        logprobs=_logprobs(choice),
     )
 
 
@@ -497,22 +447,6 @@ def _logprobs(choice: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(content, list):
         return ()
     return tuple(entry for entry in content if isinstance(entry, dict))
-
-
-def _timings(reply: dict[str, Any]) -> dict[str, int]:
-    timings = dict.fromkeys(TIMING_FIELDS, 0)
-    usage = reply.get("usage")
-    if isinstance(usage, dict):
-        timings["prompt_eval_count"] = _int(usage.get("prompt_tokens"))
-        timings["eval_count"] = _int(usage.get("completion_tokens"))
-    server = reply.get("timings")  # llama.cpp: milliseconds
-    if isinstance(server, dict):
-        prompt_ns = _ns(server.get("prompt_ms"))
-        eval_ns = _ns(server.get("predicted_ms"))
-        timings["prompt_eval_duration"] = prompt_ns
-        timings["eval_duration"] = eval_ns
-        timings["total_duration"] = prompt_ns + eval_ns
-    return timings
 
 
 def _find_model(entries: list[dict[str, Any]], model: str) -> dict[str, Any] | None:
@@ -544,7 +478,11 @@ def _parameter_size(count: Any) -> str:
     return str(int(count))
 
 
-def _is_number(value: Any) -> bool:
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -552,5 +490,5 @@ def _int(value: Any) -> int:
     return int(value) if _is_number(value) and value >= 0 else 0
 
 
-def _ns(milliseconds: Any) -> int:
-    return int(milliseconds * 1_000_000) if _is_number(milliseconds) and milliseconds > 0 else 0
+def _ms(milliseconds: Any) -> float:
+    return float(milliseconds) if _is_number(milliseconds) and milliseconds > 0 else 0.0

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from emoprobe.cli.params import host_option, request_options, server_host
+from emoprobe.cli.params import host_option, request_options
 from emoprobe.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from emoprobe.pipeline.probe import Outcome
+    from emoprobe.pipeline.probe import ProbeResult
 
 
 @click.command()
@@ -40,64 +40,50 @@ def classify(
 
     Faces are personal data: classify only photos whose owners agreed to it.
     """
-    from emoprobe.errors import ConfigError
-    from emoprobe.pipeline.probe import Classifier, Outcome, describe_model, open_backends_and_cache
-    from emoprobe.task.answers import unsupported
+    from emoprobe.pipeline.probe import Probe
     from emoprobe.task.definition import PAPER_TASK, load_task
     from emoprobe.task.model_options import parse_options
 
-    url = server_host(host, allow_remote, backend_kind)
-    options = parse_options(option_pairs)
-    task = load_task(task_file) if task_file else PAPER_TASK
     failures = 0
-    with open_backends_and_cache(
-        [url], kind=backend_kind, timeout=timeout, cache_dir=cache_dir, offline=offline
-    ) as (backends, cache):
-        info = describe_model(model, backends, cache, backend_kind)
-        backend = backends[0] if backends else None
-        if problem := unsupported(answer_mode, info.backend, info.server_version):
-            raise ConfigError(problem)
-        classifier = Classifier(
-            task=task,
-            model=model,
-            options=options,
-            backend=backend,
-            cache=cache,
-            info=info,
-            retries=retries,
-            answer_mode=answer_mode,
-        )
+    with Probe.open(
+        model,
+        host,
+        task=load_task(task_file) if task_file else PAPER_TASK,
+        answer_mode=answer_mode,
+        backend=backend_kind,
+        options=parse_options(option_pairs),
+        cache_dir=cache_dir,
+        offline=offline,
+        allow_remote=allow_remote,
+        timeout=timeout,
+        retries=retries,
+    ) as probe:
         for path in images:
-            outcome = classifier.prepare(Outcome(path))
-            if outcome.needs_request:
-                outcome = classifier.ask(outcome)
-            if classifier.fatal is not None:
-                raise classifier.fatal
-            failures += outcome.answer is None
-            _print_outcome(path, outcome, classifier.prediction(outcome), as_json)
+            result = probe.classify(path)
+            failures += result.raw is None
+            _print_result(path, result, as_json)
     return 1 if failures else 0
 
 
-def _print_outcome(path: Path, outcome: Outcome, prediction: str, as_json: bool) -> None:
-    answer = outcome.answer
-    problem = outcome.error or outcome.failure
+def _print_result(path: Path, result: ProbeResult, as_json: bool) -> None:
     if as_json:
         record: dict[str, Any] = {
             "path": str(path),
-            "prediction": prediction or None,
-            "raw": answer.raw if answer else None,
-            "latency_s": round(answer.latency_s, 4) if answer else None,
-            "cached": outcome.cached,
+            "prediction": result.label or None,
+            "raw": result.raw,
+            "latency_s": None if result.latency_s is None else round(result.latency_s, 4),
+            "cached": result.cached,
         }
-        if answer is not None and answer.scores is not None:
-            record["scores"] = {label: round(p, 6) for label, p in answer.scores.items()}
-        if problem:
-            record["error"] = problem
+        if result.scores is not None:
+            record["scores"] = {label: round(p, 6) for label, p in result.scores.items()}
+        if result.error:
+            record["error"] = result.error
         click.echo(json.dumps(record, ensure_ascii=False))
-    elif answer is None:
-        click.echo(f"{path}: error: {problem}")
+    elif result.raw is None:
+        click.echo(f"{path}: error: {result.error}")
     else:
-        raw = " ".join(answer.raw.split())
+        raw = " ".join(result.raw.split())
         raw = raw if len(raw) <= 60 else raw[:59] + "…"
-        source = "cached" if outcome.cached else f"{answer.latency_s:.2f} s"
-        click.echo(f"{path}: {prediction}  (answer {raw!r}, {source})")
+        source = "cached" if result.cached else f"{result.latency_s or 0:.2f} s"
+        click.echo(f"{path}: {result.label}  (answer {raw!r}, {source})")
+

@@ -38,10 +38,15 @@ FLAGS = {
 
 
 def with_flag_hint(error: EmoprobeError) -> str:
-    """The error's message, naming the flag of `error.setting` when the message does not."""
-    message = str(error)
-    flag = FLAGS.get(error.setting or "")
-    return f"{message} ({flag})" if flag and flag not in message else message
+    """The error's message, naming the flag of `error.setting` when the message does not:
+    in the setting's place where the message starts with it, else after it."""
+    message, setting = str(error), error.setting or ""
+    flag = FLAGS.get(setting)
+    if flag is None or flag in message:
+        return message
+    if message.startswith(setting) and not message[len(setting) : len(setting) + 1].isalnum():
+        return flag + message[len(setting) :]
+    return f"{message} ({flag})"
 
 
 def server_host(host: str | None, allow_remote: bool, backend: str = "ollama") -> str:

@@ -13,7 +13,8 @@ from emoprobe.cli.params import request_options
 from emoprobe.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from emoprobe.pipeline.runner import RunConfig, RunResult
+    from emoprobe.pipeline.config import RunConfig
+    from emoprobe.pipeline.runner import RunResult
 
 EXIT_INCOMPLETE = 3
 
@@ -98,19 +99,11 @@ def run(
     resumes where it stopped. With several --model, each model runs in turn (one loaded
     at a time) into its own folder, then a comparison.
     """
-    from emoprobe.hosts import checked_host
-    from emoprobe.pipeline.runner import RunConfig
-    from emoprobe.settings import default_host
+    from emoprobe.pipeline.config import RunConfig
     from emoprobe.task.definition import PAPER_TASK, load_task
     from emoprobe.task.model_options import parse_options
 
     models = tuple(dict.fromkeys(models))  # the same model twice is one run
-    hosts = tuple(
-        dict.fromkeys(
-            checked_host(url, allow_remote=allow_remote)
-            for url in host_urls or (default_host(backend_kind),)
-        )
-    )
     if dataset is None:
         from emoprobe.data.demo import demo_dataset
         from emoprobe.settings import default_cache_dir
@@ -119,8 +112,8 @@ def run(
         click.echo(f"no DATASET given: running the demo set of 25 cartoon faces ({dataset})")
     settings: dict[str, Any] = {
         "dataset": dataset,
-        "host": hosts[0],
-        "hosts": hosts,
+        "hosts": host_urls,
+        "allow_remote": allow_remote,
         "backend": backend_kind,
         "cache_dir": cache_dir,
         "per_class": per_class,

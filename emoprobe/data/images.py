@@ -41,6 +41,7 @@ JPEG_QUALITY = 95
 # The formats decoded; a multi-picture JPEG (MPO) comes through the JPEG opener.
 _FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+_MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}  # the payload is always one of these
 _ORIENTATION = 0x0112
 _CORRUPT = (OSError, EOFError, SyntaxError, struct.error, zlib.error)
 
@@ -61,6 +62,7 @@ class PreparedImage:
     note: str  # "" or what was done, e.g. "rotated per EXIF"
     error: str | None  # one-line reason the image can't be used, else None
     source_pixels: int = 0  # width x height of the image as decoded, before any change
+    mime: str = ""  # the payload's media type, "image/jpeg" or "image/png" ("" when error)
 
 
 class _Unusable(Exception):
@@ -172,7 +174,9 @@ def _prepare(data: bytes, digest: str, max_side: int | None) -> PreparedImage:
         too_big = max_side is not None and max(width, height) > max_side
 
         if not (animated or rotate or too_big) and _passes_through(img, data):
-            return PreparedImage(digest, data, width, height, "", None, width * height)
+            return PreparedImage(
+                digest, data, width, height, "", None, width * height, _MIME[fmt]
+            )
 
         steps: list[str] = []
         out: Image.Image = img
@@ -208,7 +212,14 @@ def _prepare(data: bytes, digest: str, max_side: int | None) -> PreparedImage:
         else:
             out.save(buf, "PNG")
         return PreparedImage(
-            digest, buf.getvalue(), out.width, out.height, "; ".join(steps), None, width * height
+            digest,
+            buf.getvalue(),
+            out.width,
+            out.height,
+            "; ".join(steps),
+            None,
+            width * height,
+            _MIME[out_format],
         )
 
 

@@ -15,14 +15,19 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import diskcache
 
+from emoprobe.backends.base import Answer
+from emoprobe.data.images import PREPARE_VERSION
 from emoprobe.errors import CacheError
+from emoprobe.task.answers import cache_mode
+from emoprobe.task.definition import Task
 
 RESPONSES = "responses"
 FILE_HASHES = "file-hashes"
@@ -35,7 +40,7 @@ def response_key(
     backend: str,
     model_digest: str,
     messages_text: list[tuple[str, str]],
-    options: dict[str, Any],
+    options: Mapping[str, Any],
     answer_mode: str,
     image_sha256: str,
     image_preparation: str,
@@ -55,13 +60,85 @@ def response_key(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class KeyMaker:
+    """The response keys of one model, task, option set, answer mode and image size."""
+
+    backend: str
+    model_digest: str
+    task: Task
+    options: Mapping[str, Any]
+    answer_mode: str
+    max_side: int | None
+
+    def key(self, image_sha256: str) -> str:
+        task = self.task
+        return response_key(
+            backend=self.backend,
+            model_digest=self.model_digest,
+            messages_text=[("system", task.system_prompt), ("user", task.user_text + "<image>")],
+            options=self.options,
+            answer_mode=cache_mode(self.answer_mode),
+            image_sha256=image_sha256,
+            image_preparation=f"{PREPARE_VERSION}:max_side={self.max_side}",
+        )
+
+
+# Answer fields → the names earlier versions stored Ollama's timings under (nanoseconds).
+_LEGACY_TIMINGS = {
+    "prompt_tokens": ("prompt_eval_count", 1),
+    "prompt_ms": ("prompt_eval_duration", 1e-6),
+    "output_tokens": ("eval_count", 1),
+    "output_ms": ("eval_duration", 1e-6),
+    "load_ms": ("load_duration", 1e-6),
+    "total_ms": ("total_duration", 1e-6),
+}
+
+
+def answer_value(answer: Answer, model: str, digest: str) -> dict[str, Any]:
+    """What the cache stores of an answer: its text, timings and scores, no log-probs."""
+    value: dict[str, Any] = {
+        "raw": answer.raw,
+        "latency_s": answer.latency_s,
+        "done_reason": answer.done_reason,
+        "timings": {name: getattr(answer, name) for name in _LEGACY_TIMINGS},
+        "model": model,
+        "digest": digest,
+    }
+    if answer.scores is not None:
+        value["scores"] = dict(answer.scores)
+    return value
+
+
+def answer_from_value(value: Mapping[str, Any]) -> Answer:
+    """The Answer a cache value holds, whichever version of emoprobe wrote it."""
+    timings = value.get("timings") or {}
+    found: dict[str, Any] = {}
+    for name, (legacy, scale) in _LEGACY_TIMINGS.items():
+        if name in timings:
+            found[name] = timings[name]
+        elif legacy in timings:
+            found[name] = timings[legacy] * scale
+    for name in ("prompt_tokens", "output_tokens"):
+        found[name] = int(found.get(name, 0))
+    return Answer(
+        raw=value["raw"],
+        latency_s=float(value.get("latency_s") or 0.0),
+        done_reason=value.get("done_reason", ""),
+        scores=value.get("scores"),
+        **found,
+    )
+
+
 @contextmanager
 def _translated(directory: Path) -> Iterator[None]:
     try:
         yield
     except (sqlite3.Error, OSError) as error:
         raise CacheError(
-            f"cache at {directory} is unusable ({error}): delete it or pass another --cache-dir"
+            f"cache at {directory} is unusable ({error}): delete it or choose another cache folder",
+            path=directory,
+            setting="cache_dir",
         ) from None
 
 
@@ -83,11 +160,19 @@ class ResponseCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         with _translated(self.directory):
-            return self._responses.get(key)
+            value = self._responses.get(key)
+        return value if isinstance(value, dict) else None
 
     def set(self, key: str, value: dict[str, Any]) -> None:
         with _translated(self.directory):
             self._responses.set(key, value)
+
+    def answer(self, key: str) -> Answer | None:
+        value = self.get(key)
+        return None if value is None else answer_from_value(value)
+
+    def store_answer(self, key: str, answer: Answer, *, model: str, digest: str) -> None:
+        self.set(key, answer_value(answer, model, digest))
 
     def remember_model(self, name: str, record: dict[str, Any]) -> None:
         """What a server said a model name meant (digest, details), for offline replay."""
@@ -95,12 +180,12 @@ class ResponseCache:
             self._responses.set(MODELS_PREFIX + name, record)
 
     def recall_model(self, name: str) -> dict[str, Any] | None:
-        with _translated(self.directory):
-            return self._responses.get(MODELS_PREFIX + name)
+        return self.get(MODELS_PREFIX + name)
 
     def file_hash(self, path: Path, stat: os.stat_result) -> str | None:
         with _translated(self.directory):
-            return self._hashes.get(_file_key(path, stat))
+            value = self._hashes.get(_file_key(path, stat))
+        return value if isinstance(value, str) else None
 
     def remember_file_hash(self, path: Path, stat: os.stat_result, sha256: str) -> None:
         with _translated(self.directory):

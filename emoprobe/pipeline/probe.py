@@ -1,243 +1,298 @@
-"""One image → one answer: the cache first, then the model, with retries.
+"""One image → one answer: the cache first, then the model, then the parser.
 
-Shared by `emoprobe run` (many images, pipelined) and `emoprobe classify` (a few).
-A failed request is never cached; only the first successful answer is.
+    with Probe.open(model="qwen2.5vl:7b") as probe:
+        print(probe.classify("face.jpg").label)
+
+`emoprobe run` uses the same steps apart (`prepare`, `send`, `result`) to pipeline many
+images over many hosts. A failed request is never cached; only the first answer is.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from emoprobe.backends.base import Answer, Backend, ModelInfo
-from emoprobe.data.images import PREPARE_VERSION, prepare_image
-from emoprobe.errors import (
-    BackendError,
-    ConfigError,
-    RequestRejected,
-    ServerUnreachable,
-    TransientError,
-)
+from emoprobe.backends.base import Answer, Backend, ChatRequest, ModelInfo
+from emoprobe.backends.registry import open_backend
+from emoprobe.data.images import prepare_image
+from emoprobe.errors import BackendError, ConfigError, TransientError
 from emoprobe.files import os_error_text
-from emoprobe.pipeline.cache import ResponseCache, response_key
-from emoprobe.settings import default_cache_dir
-from emoprobe.task.answers import TOP_LOGPROBS, cache_mode, json_label, json_schema, label_scores
-from emoprobe.task.definition import UNPARSED, Task
+from emoprobe.hosts import checked_host
+from emoprobe.pipeline.cache import KeyMaker, ResponseCache
+from emoprobe.pipeline.retry import RetryPolicy, Stop, Verdict
+from emoprobe.pipeline.stats import RunStats
+from emoprobe.results.predictions import ERROR, OK, UNPARSED_STATUS
+from emoprobe.settings import (
+    DEFAULT_BACKEND,
+    DEFAULT_MODEL,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    default_cache_dir,
+    default_host,
+)
+from emoprobe.task.answers import TOP_LOGPROBS, json_label, json_schema, label_scores, unsupported
+from emoprobe.task.definition import PAPER_TASK, UNPARSED, Task
+from emoprobe.task.model_options import DEFAULT_OPTIONS
 from emoprobe.task.parse import parse_answer
 
 ANSWER_MODE = "text"
-KEEP_ALIVE = "30m"
-MAX_BACKOFF_S = 30.0
 NOT_IN_CACHE = "not in cache"
 STOPPED = "stopped"
+FAILED = "failed"  # a ProbeResult status: the request failed (an `ERROR` is the image's fault)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Job:
+    """A prepared image waiting for its request; the image never shows in the repr."""
+
+    seq: int
+    path: Path
+    sha256: str
+    key: str
+    image: bytes = field(repr=False)
+    mime: str
+    failures: int = 0  # failed requests so far
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """What became of one image; `error` is final (a bad image), `failure` is not."""
+    """What became of one image: an answer, an `error` (the image cannot be used: final)
+    or a `failure` (the request failed after retries: no row, tried again next run)."""
 
+    seq: int
     path: Path
     sha256: str = ""
-    key: str = ""
-    payload: bytes | None = None
     answer: Answer | None = None
     cached: bool = False
-    error: str = ""  # the image can't be used: a final `error` row
-    failure: str = ""  # the request failed after retries: no row, retried next run
-    seq: int = 0
-    item: Any = None
-    attempts: int = 0  # failed requests so far
+    error: str = ""
+    failure: str = ""
 
-    @property
-    def needs_request(self) -> bool:
-        return self.answer is None and not self.error and not self.failure
+    @classmethod
+    def failed(cls, job: Job, reason: str) -> Outcome:
+        return cls(job.seq, job.path, job.sha256, failure=reason)
 
 
-RetryHook = Callable[[Outcome, str, int, float], None]
+@dataclass(frozen=True)
+class ProbeResult:
+    """One image's label, the answer it came from and where the answer came from."""
+
+    path: Path
+    label: str  # a task label, `unparsed`, or "" without an answer
+    raw: str | None  # the model's answer; None without one
+    status: str  # ok, unparsed, error (the image cannot be used) or failed (the request)
+    cached: bool = False
+    latency_s: float | None = None
+    scores: Mapping[str, float] | None = None  # per label, in logprobs mode
+    error: str = ""
+    sha256: str = ""
 
 
-class Classifier:
-    """Answers images for one model and task through a cache and a backend."""
+class Probe:
+    """Classifies images for one model and task through a cache and a backend.
+
+    `backend=None` is offline: answers come only from the cache. Safe to share between
+    threads; `stats` counts what its requests cost.
+    """
 
     def __init__(
         self,
         *,
         task: Task,
         model: str,
-        options: dict[str, Any],
-        backend: Backend | None,
-        cache: ResponseCache,
         info: ModelInfo,
-        max_side: int | None = None,
-        retries: int = 3,
-        backoff: float = 1.0,
-        on_retry: RetryHook | None = None,
-        on_warning: Callable[[str], None] | None = None,
+        cache: ResponseCache,
+        backend: Backend | None = None,
+        options: Mapping[str, Any] | None = None,
         answer_mode: str = ANSWER_MODE,
+        max_side: int | None = None,
+        retry: RetryPolicy | None = None,
+        stop: Stop | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.task = task
+        self.model = model
+        self.info = info
+        self.cache = cache
+        self.backend = backend
+        self.options = dict(DEFAULT_OPTIONS if options is None else options)
         self.answer_mode = answer_mode
+        self.max_side = max_side
+        self.retry = retry or RetryPolicy()
+        self.stop = stop or Stop()
+        self.stats = RunStats()
+        self.keys = KeyMaker(info.backend, info.digest, task, self.options, answer_mode, max_side)
+        self._warn = on_warning or (lambda message: None)
         self._format = json_schema(task.labels) if answer_mode == "json" else None
         self._top_logprobs = TOP_LOGPROBS if answer_mode == "logprobs" else 0
-        self.model = model
-        self.options = options
-        self.backend = backend  # None: offline, answers come only from the cache
-        self.cache = cache
-        self.info = info
-        self.max_side = max_side
-        self.retries = retries
-        self.backoff = backoff
-        self.on_retry = on_retry or (lambda *args: None)
-        self.on_warning = on_warning or (lambda message: None)
-        self.stop = threading.Event()
-        self.fatal: BackendError | None = None
-        self._key_messages = [("system", task.system_prompt), ("user", task.user_text + "<image>")]
-        self._preparation = f"{PREPARE_VERSION}:max_side={max_side}"
-        self._backend_name = info.backend
         self._load_lock = threading.Lock()
         self._loaded: set[int] = set()
-        self._stats_lock = threading.Lock()
-        self.stats: dict[str, Any] = {
-            "requests": 0,
-            "retries": 0,
-            "load_s": None,
-            "eval_count": 0,
-            "eval_duration_ns": 0,
-            "prompt_eval_count": 0,
-            "prompt_eval_duration_ns": 0,
-            "request_seconds": 0.0,
-            "pixels_source": 0,  # of the images sent, before and after --max-side
-            "pixels_sent": 0,
-            "json_invalid": 0,  # json-mode answers that did not validate against the schema
-        }
+        self._owned: list[ResponseCache | Backend] = []
 
-    # -- before any request ---------------------------------------------------------------
-    def prepare(self, outcome: Outcome) -> Outcome:
-        """Hash (remembered by path, size and mtime), look up the cache, else read the image."""
-        path = outcome.path
+    @classmethod
+    def open(
+        cls,
+        model: str = DEFAULT_MODEL,
+        host: str | None = None,
+        *,
+        task: Task | None = None,
+        answer_mode: str = ANSWER_MODE,
+        backend: str = DEFAULT_BACKEND,
+        options: Mapping[str, Any] | None = None,
+        cache_dir: Path | None = None,
+        offline: bool = False,
+        allow_remote: bool = False,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        max_side: int | None = None,
+    ) -> Probe:
+        """A probe with its own cache and server connection; close it (or use `with`).
+
+        `host` defaults to `$OLLAMA_HOST` (else the local server); a host that is not
+        this machine is refused unless `allow_remote` (the images are faces).
+        """
+        url = checked_host(host or default_host(backend), allow_remote=allow_remote)
+        cache = ResponseCache(cache_dir or default_cache_dir())
+        owned: list[ResponseCache | Backend] = [cache]
+        try:
+            server = None
+            if not offline:
+                server = open_backend(backend, host=url, timeout=timeout)
+                owned.append(server)
+            info = describe_model(model, [server] if server else [], cache, backend)
+            check_answer_mode(answer_mode, info)
+            probe = cls(
+                task=task or PAPER_TASK,
+                model=model,
+                info=info,
+                cache=cache,
+                backend=server,
+                options=options,
+                answer_mode=answer_mode,
+                max_side=max_side,
+                retry=RetryPolicy(retries=retries),
+            )
+        except BaseException:
+            for resource in owned:
+                resource.close()
+            raise
+        probe._owned = owned
+        return probe
+
+    def close(self) -> None:
+        """Close what `open` opened (a probe built directly closes nothing)."""
+        for resource in self._owned:
+            resource.close()
+        self._owned = []
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- one image, all steps -----------------------------------------------------------
+    def classify(self, path: Path | str) -> ProbeResult:
+        """Cache, else the backend (with retries), then the parser; fatal errors raise."""
+        prepared = self.prepare(0, Path(path))
+        outcome = prepared if isinstance(prepared, Outcome) else self.ask(prepared)
+        if self.stop.fatal is not None:
+            raise self.stop.fatal
+        return self.result(outcome)
+
+    # -- the steps ------------------------------------------------------------------------
+    def prepare(self, seq: int, path: Path) -> Outcome | Job:
+        """Hash (remembered by path, size and mtime) and look up the cache, else read the
+        image: an Outcome when the image needs no request, else the Job for one."""
         try:
             stat = os.stat(path)
         except OSError as error:
-            outcome.error = os_error_text(error)
-            return outcome
+            return Outcome(seq, path, error=os_error_text(error))
         known = self.cache.file_hash(path, stat)
-        if known and self._lookup(outcome, known):
-            return outcome
+        if known and (hit := self._cached(seq, path, known)):
+            return hit
         prepared = prepare_image(path, max_side=self.max_side)
-        outcome.sha256 = prepared.sha256 or ""
-        if prepared.error:
-            outcome.error = prepared.error
-            return outcome
+        if prepared.error or prepared.payload is None:
+            return Outcome(seq, path, prepared.sha256, error=prepared.error or "unreadable")
         self.cache.remember_file_hash(path, stat, prepared.sha256)
-        if self._lookup(outcome, prepared.sha256):
-            return outcome
+        if hit := self._cached(seq, path, prepared.sha256):
+            return hit
         if self.backend is None:
-            outcome.error = NOT_IN_CACHE
-        else:
-            outcome.payload = prepared.payload
-            with self._stats_lock:
-                self.stats["pixels_source"] += prepared.source_pixels
-                self.stats["pixels_sent"] += (prepared.width or 0) * (prepared.height or 0)
-        return outcome
+            return Outcome(seq, path, prepared.sha256, error=NOT_IN_CACHE)
+        sent = (prepared.width or 0) * (prepared.height or 0)
+        self.stats.sending(prepared.source_pixels, sent)
+        key = self.keys.key(prepared.sha256)
+        return Job(seq, path, prepared.sha256, key, prepared.payload, prepared.mime)
 
-    def _lookup(self, outcome: Outcome, sha256: str) -> bool:
-        outcome.sha256 = sha256
-        outcome.key = response_key(
-            backend=self._backend_name,
-            model_digest=self.info.digest,
-            messages_text=self._key_messages,
-            options=self.options,
-            answer_mode=cache_mode(self.answer_mode),
-            image_sha256=sha256,
-            image_preparation=self._preparation,
-        )
-        value = self.cache.get(outcome.key)
-        if value is None:
-            return False
-        outcome.answer = Answer.from_cache(value)
-        outcome.cached = True
-        return True
+    def _cached(self, seq: int, path: Path, sha256: str) -> Outcome | None:
+        answer = self.cache.answer(self.keys.key(sha256))
+        return None if answer is None else Outcome(seq, path, sha256, answer, cached=True)
 
-    # -- the request ----------------------------------------------------------------------
-    def request(self, outcome: Outcome, backend: Backend) -> Outcome:
-        """One attempt on `backend`: on success the answer is cached and filled in.
-
-        Raises the backend's errors; the caller decides what to retry and where.
-        """
+    def send(self, job: Job, backend: Backend) -> Outcome:
+        """One attempt on `backend`; the answer is cached. Raises the backend's errors."""
         self._ensure_loaded(backend)
         answer = backend.chat(
-            self.model,
-            self.task.messages(outcome.payload or b""),
-            self.options,
-            format=self._format,
-            top_logprobs=self._top_logprobs,
+            ChatRequest(
+                model=self.model,
+                system=self.task.system_prompt,
+                user_text=self.task.user_text,
+                image=job.image,
+                image_mime=job.mime,
+                options=self.options,
+                format=self._format,
+                top_logprobs=self._top_logprobs,
+            )
         )
         if self._top_logprobs:
             scores = label_scores(answer.logprobs, self.task.labels, self.task.synonyms)
             answer = replace(answer, scores=scores, logprobs=())
-        record = {**answer.to_cache(), "model": self.model, "digest": self.info.digest}
-        self.cache.set(outcome.key, record)
-        outcome.answer = answer
-        outcome.payload = None
-        self._record(answer)
-        return outcome
+        self.cache.store_answer(job.key, answer, model=self.model, digest=self.info.digest)
+        self.stats.answered(answer)
+        return Outcome(job.seq, job.path, job.sha256, answer)
 
-    def ask(self, outcome: Outcome) -> Outcome:
-        """Ask this classifier's backend, retrying what is worth retrying with backoff."""
-        assert self.backend is not None, "offline classifiers never ask"
-        attempt = 0
+    def ask(self, job: Job) -> Outcome:
+        """`send` on this probe's backend, retried as the retry policy says."""
+        if self.backend is None:
+            return Outcome(job.seq, job.path, job.sha256, error=NOT_IN_CACHE)
         while not self.stop.is_set():
             try:
-                return self.request(outcome, self.backend)
-            except (TransientError, ServerUnreachable) as error:
-                if attempt >= self.retries:
-                    outcome.failure = str(error)
-                    break
-                delay = self.backoff_delay(attempt)
-                self.on_retry(outcome, str(error), attempt + 1, delay)
-                self.count("retries")
-                attempt += 1
-                self.stop.wait(delay)
-            except RequestRejected as error:
-                outcome.failure = str(error)
-                break
+                return self.send(job, self.backend)
             except BackendError as error:
-                self.give_up(error)
-                outcome.failure = str(error)
-                break
-        outcome.failure = outcome.failure or STOPPED
-        outcome.payload = None
-        return outcome
+                verdict = self.retry.verdict(error)
+                if verdict is Verdict.FATAL:
+                    self.stop.halt(error)
+                job = replace(job, failures=job.failures + 1)
+                if verdict is not Verdict.RETRY or not self.retry.may_retry(job.failures):
+                    return Outcome.failed(job, str(error))
+                self.stats.retried()
+                self.stop.wait(self.retry.delay(job.failures - 1))
+        return Outcome.failed(job, STOPPED)
 
-    def backoff_delay(self, attempt: int) -> float:
-        """Exponential backoff with jitter, capped."""
-        return min(MAX_BACKOFF_S, self.backoff * 2**attempt) * random.uniform(0.5, 1)
-
-    def give_up(self, error: BackendError) -> None:
-        """A failure nothing else can get past (the model vanished): stop everything."""
-        self.fatal = self.fatal or error
-        self.stop.set()
-
-    def prediction(self, outcome: Outcome) -> str:
-        """The label the answer names, or `unparsed`.
-
-        A json-mode answer that does not validate is counted and read by the parser.
-        """
-        if outcome.answer is None:
-            return ""
-        raw = outcome.answer.raw
-        if self._format is not None:
-            label = json_label(raw, self.task.labels)
-            if label is not None:
-                return label
-            self.count("json_invalid")
-        return parse_answer(raw, self.task.labels, self.task.synonyms)
+    def result(self, outcome: Outcome) -> ProbeResult:
+        """The outcome read: the label its answer names (json answers that do not
+        validate are counted and read by the parser), or why there is none."""
+        answer = outcome.answer
+        if answer is None:
+            status = ERROR if outcome.error else FAILED
+            problem = outcome.error or outcome.failure
+            return ProbeResult(outcome.path, "", None, status, error=problem, sha256=outcome.sha256)
+        label = json_label(answer.raw, self.task.labels) if self._format else None
+        if self._format and label is None:
+            self.stats.json_rejected()
+        label = label or parse_answer(answer.raw, self.task.labels, self.task.synonyms)
+        return ProbeResult(
+            path=outcome.path,
+            label=label,
+            raw=answer.raw,
+            status=UNPARSED_STATUS if label == UNPARSED else OK,
+            cached=outcome.cached,
+            latency_s=answer.latency_s,
+            scores=answer.scores,
+            sha256=outcome.sha256,
+        )
 
     def _ensure_loaded(self, backend: Backend) -> None:
         """Load the model once per server before its first image (keep_alive holds it)."""
@@ -245,69 +300,14 @@ class Classifier:
             if id(backend) in self._loaded:
                 return
             try:
-                self.stats["load_s"] = backend.load(self.model)
+                self.stats.loaded(backend.load(self.model))
             except TransientError as error:
-                self.on_warning(f"could not preload {self.model} ({error}); going on")
+                self._warn(f"could not preload {self.model} ({error}); going on")
             self._loaded.add(id(backend))
-
-    def _record(self, answer: Answer) -> None:
-        timings = answer.timings
-        with self._stats_lock:
-            stats = self.stats
-            stats["requests"] += 1
-            stats["request_seconds"] += answer.latency_s
-            stats["eval_count"] += timings.get("eval_count", 0)
-            stats["eval_duration_ns"] += timings.get("eval_duration", 0)
-            stats["prompt_eval_count"] += timings.get("prompt_eval_count", 0)
-            stats["prompt_eval_duration_ns"] += timings.get("prompt_eval_duration", 0)
-
-    def count(self, name: str) -> None:
-        with self._stats_lock:
-            self.stats[name] += 1
-
-
-BACKENDS = ("ollama", "openai")
-
-
-def make_backend(kind: str, host: str, *, timeout: float, keep_alive: str = KEEP_ALIVE) -> Backend:
-    """The backend for one server: Ollama's native API, or an OpenAI-compatible one."""
-    if kind == "openai":
-        from emoprobe.backends.openai import OpenAIBackend
-
-        return OpenAIBackend(host, timeout=timeout)
-    if kind != "ollama":
-        raise ConfigError(f"--backend {kind}: choose one of {', '.join(BACKENDS)}")
-    from emoprobe.backends.ollama import OllamaBackend
-
-    return OllamaBackend(host, timeout=timeout, keep_alive=keep_alive)
-
-
-@contextmanager
-def open_backends_and_cache(
-    hosts: Sequence[str],
-    *,
-    kind: str = "ollama",
-    timeout: float,
-    cache_dir: Path | None,
-    offline: bool,
-    keep_alive: str = KEEP_ALIVE,
-) -> Iterator[tuple[list[Backend], ResponseCache]]:
-    """The cache and, unless offline, one backend per host; all closed afterwards."""
-    cache = ResponseCache(cache_dir or default_cache_dir())
-    backends: list[Backend] = []
-    try:
-        if not offline:
-            for host in hosts:
-                backends.append(make_backend(kind, host, timeout=timeout, keep_alive=keep_alive))
-        yield backends, cache
-    finally:
-        cache.close()
-        for backend in backends:
-            backend.close()
 
 
 def describe_model(
-    model: str, backends: Sequence[Backend], cache: ResponseCache, kind: str = "ollama"
+    model: str, backends: Sequence[Backend], cache: ResponseCache, kind: str = DEFAULT_BACKEND
 ) -> ModelInfo:
     """Ask every server about the model (they must serve the same build), or offline,
     what the cache recorded of it."""
@@ -316,23 +316,28 @@ def describe_model(
         infos = [backend.describe(model) for backend in backends]
         if len({info.digest for info in infos}) > 1:
             served = ", ".join(
-                f"{getattr(b, 'host', '?')}: {i.digest[:12]}"
-                for b, i in zip(backends, infos, strict=True)
+                f"{b.host}: {i.digest[:12]}" for b, i in zip(backends, infos, strict=True)
             )
             raise ConfigError(
                 f"the hosts serve different builds of {model} ({served}); "
-                "pull the same one everywhere"
+                "pull the same one everywhere",
+                model=model,
+                setting="hosts",
             )
         cache.remember_model(recorded_as, infos[0].to_dict())
         return infos[0]
     record = cache.recall_model(recorded_as)
     if record is None:
         raise ConfigError(
-            f"--offline: the cache at {cache.directory} has no answers from {model}; "
-            "import a bundle (emoprobe cache import FILE) or run once online"
+            f"offline: the cache at {cache.directory} has no answers from {model}; "
+            "import a bundle (emoprobe cache import FILE) or run once online",
+            model=model,
+            setting="offline",
         )
     return ModelInfo.from_dict(record)
 
 
-
-__all__ = ["NOT_IN_CACHE", "UNPARSED", "Classifier", "Outcome"]
+def check_answer_mode(mode: str, info: ModelInfo) -> None:
+    """ConfigError unless the model's server can answer in `mode`."""
+    if problem := unsupported(mode, info.backend, info.server_version):
+        raise ConfigError(problem, setting="answer_mode")

@@ -18,25 +18,28 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from emoprobe._version import __version__
 from emoprobe.backends.base import Backend, ModelInfo
+from emoprobe.backends.registry import SERVER_NAMES, open_backend
 from emoprobe.data.datasets import Item, load_dataset, stratified_sample
 from emoprobe.errors import ConfigError
-from emoprobe.hosts import DEFAULT_HOST
+from emoprobe.pipeline.cache import ResponseCache
+from emoprobe.pipeline.config import RunConfig
 from emoprobe.pipeline.probe import (
-    ANSWER_MODE,
-    KEEP_ALIVE,
     NOT_IN_CACHE,
     STOPPED,
-    Classifier,
+    Job,
     Outcome,
+    Probe,
+    check_answer_mode,
     describe_model,
-    open_backends_and_cache,
 )
+from emoprobe.pipeline.retry import RetryPolicy, Stop
 from emoprobe.pipeline.scheduler import Host, Scheduler
 from emoprobe.results.manifest import (
     DatasetRecord,
@@ -50,10 +53,7 @@ from emoprobe.results.manifest import (
 )
 from emoprobe.results.metrics import Metrics
 from emoprobe.results.predictions import (
-    ERROR,
     FINAL_STATUSES,
-    OK,
-    UNPARSED_STATUS,
     PredictionWriter,
     Row,
     keep_only,
@@ -61,66 +61,9 @@ from emoprobe.results.predictions import (
     to_frame,
 )
 from emoprobe.results.rundir import RunDir, default_out_dir
-from emoprobe.settings import (
-    DEFAULT_BACKOFF_S,
-    DEFAULT_MODEL,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT_S,
-)
-from emoprobe.task.answers import unsupported
-from emoprobe.task.definition import PAPER_TASK, UNPARSED, Task
-from emoprobe.task.model_options import DEFAULT_OPTIONS
+from emoprobe.settings import DEFAULT_REPORTS_DIR, default_cache_dir
 
 POLL_S = 0.1
-
-
-@dataclass
-class RunConfig:
-    """Everything a run depends on; the CLI fills it from options."""
-
-    dataset: Path
-    model: str = DEFAULT_MODEL
-    host: str = DEFAULT_HOST
-    out: Path | None = None
-    cache_dir: Path | None = None
-    task: Task = PAPER_TASK
-    per_class: int | None = None
-    seed: int = 0
-    concurrency: int = 2
-    timeout: float = DEFAULT_TIMEOUT_S
-    retries: int = DEFAULT_RETRIES
-    backoff: float = DEFAULT_BACKOFF_S
-    options: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
-    keep_alive: str = KEEP_ALIVE
-    max_side: int | None = None
-    command_line: str = ""
-    max_consecutive_failures: int = 10
-    offline: bool = False
-    dataset_format: str | None = None
-    answer_mode: str = ANSWER_MODE
-    hosts: tuple[str, ...] = ()  # several servers share the work; else `host` alone
-    backend: str = "ollama"
-
-    @property
-    def all_hosts(self) -> tuple[str, ...]:
-        return self.hosts or (self.host,)
-
-    @property
-    def score_labels(self) -> tuple[str, ...]:
-        """The labels predictions.csv holds a score column for (logprobs mode only)."""
-        return self.task.labels if self.answer_mode == "logprobs" else ()
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigError("--concurrency must be at least 1")
-        if self.per_class is not None and self.per_class < 1:
-            raise ConfigError("--per-class must be at least 1")
-        if self.retries < 0:
-            raise ConfigError("--retries must be 0 or more")
-        if self.timeout <= 0:
-            raise ConfigError("--timeout must be more than 0 seconds")
-        if self.max_side is not None and self.max_side < 28:
-            raise ConfigError("--max-side must be at least 28 pixels")
 
 
 class RunEvents:
@@ -167,14 +110,16 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     for warning in [*dataset.warnings, *sample_warnings]:
         events.warning(warning)
     fingerprint = _fingerprint(config, dataset.root)
-    out = config.out or default_out_dir(Path("reports"), dataset.root, config, fingerprint)
+    out = config.out or default_out_dir(DEFAULT_REPORTS_DIR, dataset.root, config, fingerprint)
     rundir = RunDir(out)
     with rundir.locked():
         manifest = rundir.read_manifest()
         if manifest and (difference := fingerprint.mismatch(manifest.fingerprint)):
             raise ConfigError(
                 f"{out} holds a run with other settings ({difference}); "
-                "pass another --out to start a new run"
+                "choose another output folder to start a new run",
+                path=out,
+                setting="out",
             )
         recovered = recover(rundir.predictions)
         done = {row.path: row for row in recovered if is_final(row)}
@@ -185,50 +130,47 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         abort_reason = ""
         failed = 0
         if todo:
-            with open_backends_and_cache(
-                config.all_hosts,
-                kind=config.backend,
-                timeout=config.timeout,
-                cache_dir=config.cache_dir,
-                offline=config.offline,
-                keep_alive=config.keep_alive,
-            ) as (backends, cache):
+            with ExitStack() as resources:
+                cache = resources.enter_context(
+                    ResponseCache(config.cache_dir or default_cache_dir())
+                )
+                hosts = () if config.offline else config.hosts
+                backends = [_opened(config, host, resources) for host in hosts]
                 info = describe_model(config.model, backends, cache, config.backend)
-                if problem := unsupported(config.answer_mode, info.backend, info.server_version):
-                    raise ConfigError(problem)
-                if config.backend == "openai" and backends:
-                    from emoprobe.backends.openai import dropped_options
-
-                    if dropped := dropped_options(config.options):
-                        events.warning(
-                            f"an OpenAI-compatible server takes no {', '.join(dropped)}: "
-                            "set them where the server starts"
-                        )
+                check_answer_mode(config.answer_mode, info)
+                if backends and (ignored := backends[0].ignored_options(config.options)):
+                    events.warning(
+                        f"{SERVER_NAMES.get(config.backend, 'the server')} takes no "
+                        f"{', '.join(ignored)}: set them where the server starts"
+                    )
                 if manifest and manifest.model.digest != info.digest:
                     raise ConfigError(
                         f"model {config.model} changed on the server since {out} was started "
                         f"(digest {manifest.model.digest[:12]} → "
-                        f"{info.digest[:12]}); pass another --out"
+                        f"{info.digest[:12]}); choose another output folder",
+                        model=config.model,
+                        path=out,
+                        setting="out",
                     )
                 manifest = manifest or _new_manifest(config, dataset, fingerprint, info)
                 rundir.write_manifest(manifest)
                 events.started(len(sample), len(sample) - len(todo), out)
-                classifier = Classifier(
+                probe = Probe(
                     task=task,
                     model=config.model,
-                    options=config.options,
-                    backend=backends[0] if backends else None,
-                    cache=cache,
                     info=info,
-                    max_side=config.max_side,
-                    retries=config.retries,
-                    backoff=config.backoff,
-                    on_warning=events.warning,
+                    cache=cache,
+                    backend=backends[0] if backends else None,
+                    options=config.options,
                     answer_mode=config.answer_mode,
+                    max_side=config.max_side,
+                    retry=RetryPolicy(config.retries, config.backoff),
+                    stop=Stop(),
+                    on_warning=events.warning,
                 )
-                pipeline = _Pipeline(config, classifier, backends, events)
+                pipeline = _Pipeline(config, probe, backends, events, todo)
                 with PredictionWriter(rundir.predictions, config.score_labels) as writer:
-                    failed, abort_reason = pipeline.run(todo, writer, done)
+                    failed, abort_reason = pipeline.run(writer, done)
                 session.update(pipeline.stats())
         rows = _rows_in_sample_order(sample, recover(rundir.predictions))
         total = len(sample)
@@ -252,6 +194,14 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         )
 
 
+def _opened(config: RunConfig, host: str, resources: ExitStack) -> Backend:
+    backend = open_backend(
+        config.backend, host=host, timeout=config.timeout, keep_alive=config.keep_alive
+    )
+    resources.callback(backend.close)
+    return backend
+
+
 def is_final(row: Row) -> bool:
     """Whether a row settles its image; "not in cache" from an offline replay does not."""
     return row.status in FINAL_STATUSES and row.error != NOT_IN_CACHE
@@ -263,38 +213,32 @@ class _Pipeline:
     def __init__(
         self,
         config: RunConfig,
-        classifier: Classifier,
+        probe: Probe,
         backends: list[Backend],
         events: RunEvents,
+        todo: list[Item],
     ) -> None:
         self.config = config
-        self.classifier = classifier
+        self.probe = probe
         self.events = events
-        self.stop = classifier.stop
+        self.todo = todo
+        self.stop = probe.stop
         self._results: queue.Queue[Outcome | _Done | BaseException] = queue.Queue()
-        self.hosts = [
-            Host(getattr(backend, "host", str(index)), backend)
-            for index, backend in enumerate(backends)
-        ]
+        self.hosts = [Host(backend.host, backend) for backend in backends]
         self.scheduler = Scheduler(
-            classifier,
+            probe,
             self.hosts,
             window=config.concurrency,
-            retries=config.retries,
             deliver=self._results.put,
-            on_retry=lambda o, error, attempt, delay: events.retrying(
-                o.item.relpath, error, attempt, delay
-            ),
+            on_retry=self._retrying,
         )
         self._counts: dict[str, Any] = {"cache_hits": 0, "failed": 0, "rows_written": 0}
         self._started = time.monotonic()
 
-    def run(
-        self, todo: list[Item], writer: PredictionWriter, done: dict[str, Row]
-    ) -> tuple[int, str]:
-        """Process `todo`; returns (failed images, reason the run stopped early or "")."""
+    def run(self, writer: PredictionWriter, done: dict[str, Row]) -> tuple[int, str]:
+        """Process the images; returns (failed images, reason the run stopped early or "")."""
         self.scheduler.start()
-        preparer = threading.Thread(target=self._prepare_all, args=(todo,), daemon=True)
+        preparer = threading.Thread(target=self._prepare_all, daemon=True)
         preparer.start()
         try:
             return self._write_in_order(writer, done, preparer)
@@ -305,21 +249,24 @@ class _Pipeline:
             self._counts["hosts"] = [host.stats(wall) for host in self.hosts]
 
     def stats(self) -> dict[str, Any]:
-        return {**self.classifier.stats, **self._counts}
+        return {**self.probe.stats.to_dict(), **self._counts}
+
+    def _retrying(self, job: Job, error: str, delay: float) -> None:
+        self.events.retrying(self.todo[job.seq].relpath, error, job.failures, delay)
 
     # -- preparer thread --------------------------------------------------------------
-    def _prepare_all(self, todo: list[Item]) -> None:
+    def _prepare_all(self) -> None:
         submitted = 0
         try:
-            for seq, item in enumerate(todo):
+            for seq, item in enumerate(self.todo):
                 if self.stop.is_set():
                     break
-                outcome = self.classifier.prepare(Outcome(item.path, seq=seq, item=item))
+                prepared = self.probe.prepare(seq, item.path)
                 submitted += 1
-                if outcome.needs_request:
-                    self.scheduler.submit(outcome)
+                if isinstance(prepared, Job):
+                    self.scheduler.submit(prepared)
                 else:
-                    self._results.put(outcome)
+                    self._results.put(prepared)
         except BaseException as error:  # surfaced in the main thread
             self._results.put(error)
         finally:
@@ -351,6 +298,7 @@ class _Pipeline:
             pending[message.seq] = message
             while next_seq in pending:
                 outcome = pending.pop(next_seq)
+                item = self.todo[next_seq]
                 next_seq += 1
                 if outcome.failure:
                     if outcome.failure == STOPPED:
@@ -358,7 +306,7 @@ class _Pipeline:
                     failed += 1
                     consecutive += 1
                     self._counts["failed"] += 1
-                    self.events.request_failed(outcome.item.relpath, outcome.failure)
+                    self.events.request_failed(item.relpath, outcome.failure)
                     if consecutive >= self.config.max_consecutive_failures and not reason:
                         reason = (
                             f"stopped after {consecutive} images in a row failed "
@@ -367,52 +315,38 @@ class _Pipeline:
                         self.stop.set()
                     continue
                 consecutive = 0
-                self._warn_duplicate(outcome, labels_by_sha)
-                row = self._row(outcome)
+                self._warn_duplicate(outcome, item, labels_by_sha)
+                row = self._row(outcome, item)
                 writer.write(row)
                 self._counts["rows_written"] += 1
                 self._counts["cache_hits"] += outcome.cached
                 self.events.row_written(row)
-        if self.classifier.fatal is not None:
-            raise self.classifier.fatal
+        if self.stop.fatal is not None:
+            raise self.stop.fatal
         return failed, reason
 
-    def _warn_duplicate(self, outcome: Outcome, labels_by_sha: dict[str, str]) -> None:
+    def _warn_duplicate(self, outcome: Outcome, item: Item, labels_by_sha: dict[str, str]) -> None:
         if not outcome.sha256:
             return
-        seen = labels_by_sha.setdefault(outcome.sha256, outcome.item.label)
-        if seen != outcome.item.label:
-            self.events.warning(
-                f"{outcome.item.relpath}: the same image also appears labelled {seen!r}"
-            )
+        seen = labels_by_sha.setdefault(outcome.sha256, item.label)
+        if seen != item.label:
+            self.events.warning(f"{item.relpath}: the same image also appears labelled {seen!r}")
 
-    def _row(self, outcome: Outcome) -> Row:
-        item = outcome.item
+    def _row(self, outcome: Outcome, item: Item) -> Row:
+        result = self.probe.result(outcome)
         labels = self.config.score_labels
-        if outcome.error or outcome.answer is None:
-            return Row(
-                item.relpath,
-                outcome.sha256,
-                item.label,
-                "",
-                "",
-                ERROR,
-                outcome.error,
-                scores={} if labels else None,
-            )
-        prediction = self.classifier.prediction(outcome)
-        found = outcome.answer.scores or {}
+        found = result.scores or {}
         scores = {label: found[label] for label in labels if label in found}
         return Row(
             path=item.relpath,
-            sha256=outcome.sha256,
+            sha256=result.sha256,
             label=item.label,
-            prediction=prediction,
-            raw=outcome.answer.raw,
-            status=UNPARSED_STATUS if prediction == UNPARSED else OK,
-            error="",
-            latency_s=outcome.answer.latency_s,
-            cached=outcome.cached,
+            prediction=result.label,
+            raw=result.raw or "",
+            status=result.status,
+            error=result.error,
+            latency_s=result.latency_s,
+            cached=result.cached,
             scores=scores if labels else None,
         )
 
@@ -446,7 +380,7 @@ def _new_manifest(
         command=config.command_line,
         fingerprint=fingerprint,
         backend=config.backend,
-        server=Server(config.all_hosts[0], list(config.all_hosts), info.server_version),
+        server=Server(config.hosts[0], list(config.hosts), info.server_version),
         model=ModelRecord(**info.to_dict()),
         task=TaskRecord(
             task.name, list(task.labels), task.system_prompt, task.prompt_sha256, task.user_text
@@ -466,4 +400,4 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-__all__ = ["DEFAULT_MODEL", "RunConfig", "RunEvents", "RunResult", "run"]
+__all__ = ["RunConfig", "RunEvents", "RunResult", "run"]

@@ -15,12 +15,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from emoprobe.backends.base import Backend
-from emoprobe.errors import BackendError, RequestRejected, ServerUnreachable, TransientError
-from emoprobe.pipeline.probe import STOPPED, Classifier, Outcome
+from emoprobe.errors import BackendError
+from emoprobe.pipeline.probe import STOPPED, Job, Outcome, Probe
+from emoprobe.pipeline.retry import Verdict
 
 POLL_S = 0.05
 
@@ -53,24 +54,23 @@ class Scheduler:
 
     def __init__(
         self,
-        classifier: Classifier,
+        probe: Probe,
         hosts: list[Host],
         window: int,
-        retries: int,
         deliver: Callable[[Outcome | BaseException], None],
-        on_retry: Callable[[Outcome, str, int, float], None],
+        on_retry: Callable[[Job, str, float], None],
     ) -> None:
-        self.classifier = classifier
+        self.probe = probe
+        self.retry = probe.retry
         self.hosts = hosts
         self.window = window
-        self.retries = retries
         self.deliver = deliver
         self.on_retry = on_retry
-        self.stop = classifier.stop
-        self._waiting: queue.Queue[Outcome] = queue.Queue(maxsize=window * len(hosts))
-        self._again: deque[Outcome] = deque()
+        self.stop = probe.stop
+        self._waiting: queue.Queue[Job] = queue.Queue(maxsize=window * len(hosts))
+        self._again: deque[Job] = deque()
         self._lock = threading.Lock()
-        self._taken = 0  # outcomes a worker holds right now
+        self._taken = 0  # jobs a worker holds right now
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -81,15 +81,15 @@ class Scheduler:
                 thread.start()
                 self._threads.append(thread)
 
-    def submit(self, outcome: Outcome) -> None:
+    def submit(self, job: Job) -> None:
         """Queue an image for the hosts; waits while every window is full."""
         while not self.stop.is_set():
             try:
-                self._waiting.put(outcome, timeout=POLL_S)
+                self._waiting.put(job, timeout=POLL_S)
                 return
             except queue.Full:
                 continue
-        self._give_up(outcome)
+        self.deliver(Outcome.failed(job, STOPPED))
 
     def close(self) -> None:
         """No more images will be submitted."""
@@ -101,8 +101,8 @@ class Scheduler:
 
     def drain(self) -> None:
         """Give up every image still waiting (the run stopped and the workers ended)."""
-        for outcome in self._take_all():
-            self._give_up(outcome)
+        for job in self._take_all():
+            self.deliver(Outcome.failed(job, STOPPED))
 
     # -- workers ----------------------------------------------------------------------
     def _work(self, host: Host) -> None:
@@ -115,36 +115,32 @@ class Scheduler:
                 if host.failures_in_a_row and not self._answers(host):
                     self._cool_down(host)
                     continue
-                outcome = self._next()
-                if outcome is None:
+                job = self._next()
+                if job is None:
                     if self._finished():
                         return
                     continue
-                self._ask(host, outcome)
+                self._ask(host, job)
         except BaseException as error:  # surfaced in the main thread
             self.deliver(error)
 
-    def _ask(self, host: Host, outcome: Outcome) -> None:
+    def _ask(self, host: Host, job: Job) -> None:
         try:
-            self.classifier.request(outcome, host.backend)
-        except (TransientError, ServerUnreachable) as error:
-            self._cool_down(host)
-            outcome.attempts += 1
-            if outcome.attempts > self.retries:
-                outcome.failure = str(error)
-                self._hand_back(outcome)
-            else:
-                delay = max(0.0, host.ready_at - time.monotonic())
-                self.on_retry(outcome, f"{host.url}: {error}", outcome.attempts, delay)
-                self.classifier.count("retries")
-                self._requeue(outcome)
-        except RequestRejected as error:
-            outcome.failure = str(error)
-            self._hand_back(outcome)
+            outcome = self.probe.send(job, host.backend)
         except BackendError as error:
-            self.classifier.give_up(error)
-            outcome.failure = str(error)
-            self._hand_back(outcome)
+            verdict = self.retry.verdict(error)
+            if verdict is Verdict.FATAL:
+                self.stop.halt(error)
+            elif verdict is Verdict.RETRY:
+                self._cool_down(host)
+                job = replace(job, failures=job.failures + 1)
+                if self.retry.may_retry(job.failures):
+                    delay = max(0.0, host.ready_at - time.monotonic())
+                    self.on_retry(job, f"{host.url}: {error}", delay)
+                    self.probe.stats.retried()
+                    self._requeue(job)
+                    return
+            self._hand_back(Outcome.failed(job, str(error)))
         else:
             with host.lock:
                 host.failures_in_a_row = 0
@@ -156,43 +152,39 @@ class Scheduler:
         with host.lock:
             host.errors += 1
             host.failures_in_a_row += 1
-            delay = self.classifier.backoff_delay(host.failures_in_a_row - 1)
+            delay = self.retry.delay(host.failures_in_a_row - 1)
             host.ready_at = max(host.ready_at, time.monotonic() + delay)
 
     def _answers(self, host: Host) -> bool:
         """A light request (the server's version) before a failed host gets images again."""
-        probe = getattr(host.backend, "server_version", None)
-        if probe is None:
-            return True
         try:
-            probe()
+            host.backend.server_version()
         except BackendError:
             return False
         return True
 
     # -- the queue of images ------------------------------------------------------------
-    def _next(self) -> Outcome | None:
+    def _next(self) -> Job | None:
         with self._lock:
             if self._again:
                 self._taken += 1
                 return self._again.popleft()
         try:
-            outcome = self._waiting.get(timeout=POLL_S)
+            job = self._waiting.get(timeout=POLL_S)
         except queue.Empty:
             return None
         with self._lock:
             self._taken += 1
-        return outcome
+        return job
 
-    def _requeue(self, outcome: Outcome) -> None:
+    def _requeue(self, job: Job) -> None:
         with self._lock:
-            self._again.append(outcome)
+            self._again.append(job)
             self._taken -= 1
 
     def _hand_back(self, outcome: Outcome) -> None:
         with self._lock:
             self._taken -= 1
-        outcome.payload = None
         self.deliver(outcome)
 
     def _finished(self) -> bool:
@@ -204,8 +196,8 @@ class Scheduler:
                 and self._taken == 0
             )
 
-    def _take_all(self) -> list[Outcome]:
-        taken = []
+    def _take_all(self) -> list[Job]:
+        taken: list[Job] = []
         with self._lock:
             taken += list(self._again)
             self._again.clear()
@@ -214,7 +206,3 @@ class Scheduler:
                 taken.append(self._waiting.get_nowait())
             except queue.Empty:
                 return taken
-
-    def _give_up(self, outcome: Outcome) -> None:
-        outcome.failure, outcome.payload = STOPPED, None
-        self.deliver(outcome)

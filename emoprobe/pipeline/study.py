@@ -13,9 +13,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from emoprobe.backends.base import Backend
+from emoprobe.backends.registry import open_backend
 from emoprobe.errors import BackendError, ConfigError, ServerUnreachable, TransientError
-from emoprobe.pipeline.probe import make_backend
-from emoprobe.pipeline.runner import RunConfig, RunResult
+from emoprobe.pipeline.config import RunConfig
+from emoprobe.pipeline.runner import RunResult
+from emoprobe.settings import DEFAULT_REPORTS_DIR
 
 
 @dataclass
@@ -40,10 +42,12 @@ def run_models(
     out = config.out
     slugs = [re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-") for model in models]
     if out is not None and len(set(slugs)) < len(slugs):
-        raise ConfigError(f"models {', '.join(models)} map to the same folder names under {out}")
+        raise ConfigError(
+            f"models {', '.join(models)} map to the same folder names under {out}", setting="out"
+        )
     backends = [
-        make_backend(config.backend, host, timeout=config.timeout)
-        for host in (() if config.offline else config.all_hosts)
+        open_backend(config.backend, host=host, timeout=config.timeout)
+        for host in (() if config.offline else config.hosts)
     ]
     results: list[RunResult] = []
     try:
@@ -84,7 +88,7 @@ def _compare(results: list[RunResult], out: Path | None, warn: Callable[[str], N
         warn(f"no comparison: {error}")
         return Study(results)
     folder = out or default_comparison_dir(
-        Path("reports"), dataset_name(comparison.runs[0].manifest)
+        DEFAULT_REPORTS_DIR, dataset_name(comparison.runs[0].manifest)
     )
     path = write_comparison_md(folder, comparison)
     return Study(results, path, summary_text(comparison))

@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from emoprobe.backends.versions import LOGPROBS_SINCE, has_logprobs, version_text
+
 ANSWER_MODES = ("text", "json", "logprobs")
 TOP_LOGPROBS = 20  # the most Ollama returns per token
 SCORING_VERSION = 1  # bump when `label_scores` changes: it is part of the cache key
@@ -94,21 +96,14 @@ def _label_forms(
     return forms
 
 
-LOGPROBS_SINCE = (0, 12, 11)  # the first Ollama release with logprobs on /api/chat
-
-
 def unsupported(mode: str, backend: str, server_version: str) -> str:
     """Why a server cannot serve an answer mode ('' when it can)."""
     if mode not in ANSWER_MODES:
         return f"--answer {mode}: choose one of {', '.join(ANSWER_MODES)}"
-    if mode != "logprobs" or backend != "ollama":
+    if mode != "logprobs" or has_logprobs(backend, server_version):
         return ""
-    found = re.match(r"(\d+)\.(\d+)\.(\d+)", server_version or "")
-    if found and tuple(int(part) for part in found.groups()) >= LOGPROBS_SINCE:
-        return ""
-    since = ".".join(map(str, LOGPROBS_SINCE))
     return (
-        f"--answer logprobs needs Ollama {since} or newer (this server: "
+        f"--answer logprobs needs Ollama {version_text(LOGPROBS_SINCE)} or newer (this server: "
         f"{server_version or 'unknown'}); upgrade Ollama or use --answer text or json"
     )
 

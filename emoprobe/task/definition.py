@@ -60,13 +60,6 @@ class Task:
     def prompt_sha256(self) -> str:
         return hashlib.sha256(self.system_prompt.encode("utf-8")).hexdigest()
 
-    def messages(self, image: bytes) -> list[dict]:
-        """The chat messages for one image: the prompt as system, the image as user."""
-        return [
-            {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": self.user_text, "images": [image]},
-        ]
-
     def canonical_label(self, name: str) -> str | None:
         """The task's label for a dataset label, ignoring case and surrounding space.
 

@@ -1,0 +1,65 @@
+"""The one retry policy: which errors are retried, which fail one image, which stop all.
+
+    TransientError, ServerUnreachable   RETRY   after a backoff, up to `retries` times
+    RequestRejected                     REJECT  this image fails; the next may succeed
+    any other BackendError              FATAL   nothing else can succeed: stop the run
+
+Backoff doubles per attempt from `backoff_s`, is capped at `max_backoff_s`, and is
+jittered down to half so that many waiting workers do not return at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import threading
+from dataclasses import dataclass
+
+from emoprobe.errors import BackendError, RequestRejected, ServerUnreachable, TransientError
+from emoprobe.settings import DEFAULT_BACKOFF_S, DEFAULT_RETRIES
+
+MAX_BACKOFF_S = 30.0
+
+
+class Verdict(enum.Enum):
+    RETRY = "retry"
+    REJECT = "reject"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failed request is tried again."""
+
+    retries: int = DEFAULT_RETRIES
+    backoff_s: float = DEFAULT_BACKOFF_S
+    max_backoff_s: float = MAX_BACKOFF_S
+
+    @staticmethod
+    def verdict(error: BackendError) -> Verdict:
+        if isinstance(error, (TransientError, ServerUnreachable)):
+            return Verdict.RETRY
+        if isinstance(error, RequestRejected):
+            return Verdict.REJECT
+        return Verdict.FATAL
+
+    def may_retry(self, failures: int) -> bool:
+        """Whether a request that has failed `failures` times gets another try."""
+        return failures <= self.retries
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after the `attempt`-th failure in a row (0-based), jittered."""
+        return min(self.max_backoff_s, self.backoff_s * 2.0**attempt) * random.uniform(0.5, 1)
+
+
+class Stop(threading.Event):
+    """Set when a run must end; `fatal` holds the error that ended it, if one did."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fatal: BackendError | None = None
+
+    def halt(self, error: BackendError) -> None:
+        """A failure nothing can get past (the model vanished): stop everything."""
+        self.fatal = self.fatal or error
+        self.set()
