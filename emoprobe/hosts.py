@@ -1,7 +1,8 @@
 """Model-server addresses: parse them like Ollama does, and keep them local by default.
 
 The data are students' faces, so emoprobe talks only to loopback hosts unless the user
-says `--allow-remote`; the check runs before any connection is opened.
+allows remote hosts (`allow_remote`; the CLI's `--allow-remote`); the check runs
+before any connection is opened.
 """
 
 from __future__ import annotations
@@ -24,21 +25,21 @@ def normalize_host(raw: str) -> str:
     """
     text = raw.strip()
     if not text or any(c.isspace() for c in text):
-        raise ConfigError(f"malformed host {raw!r}: expected e.g. {DEFAULT_HOST}")
+        raise _malformed(raw, f"expected e.g. {DEFAULT_HOST}")
     has_scheme = "://" in text
     try:
         parts = urlsplit(text if has_scheme else f"http://{text}")
     except ValueError as error:
-        raise ConfigError(f"malformed host {raw!r}: {error}") from None
+        raise _malformed(raw, f"{error}") from None
     if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"malformed host {raw!r}: the scheme must be http or https")
+        raise _malformed(raw, "the scheme must be http or https")
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError(f"malformed host {raw!r}: the port must be a number") from None
+        raise _malformed(raw, "the port must be a number") from None
     hostname = parts.hostname or ("127.0.0.1" if text.startswith(":") else "")
     if not hostname or parts.query or parts.fragment or "@" in parts.netloc:
-        raise ConfigError(f"malformed host {raw!r}: expected e.g. {DEFAULT_HOST}")
+        raise _malformed(raw, f"expected e.g. {DEFAULT_HOST}")
     if port is None:
         port = (443 if parts.scheme == "https" else 80) if has_scheme else DEFAULT_PORT
     shown = f"[{hostname}]" if ":" in hostname else hostname
@@ -62,6 +63,12 @@ def checked_host(raw: str, *, allow_remote: bool) -> str:
     if not allow_remote and not is_loopback(url):
         raise ConfigError(
             f"refusing to send images to non-local host {url}: the data are faces; "
-            "pass --allow-remote if you mean it"
+            "allow remote hosts if you mean it",
+            host=url,
+            setting="allow_remote",
         )
     return url
+
+
+def _malformed(raw: str, why: str) -> ConfigError:
+    return ConfigError(f"malformed host {raw!r}: {why}", host=raw, setting="hosts")

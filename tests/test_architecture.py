@@ -30,7 +30,7 @@ FLOORS = {
     "ollama_admin": 2,
     "cli": 3,
 }
-TOP = {"__init__", "__main__"}  # the public API sits above everything
+TOP = {"__init__", "__main__", "api"}  # the public API sits above everything
 
 
 def _module_name(path: Path) -> str:

@@ -52,8 +52,10 @@ def test_is_loopback(url, local):
 
 
 def test_remote_hosts_need_allow_remote():
-    with pytest.raises(ConfigError, match="--allow-remote"):
+    with pytest.raises(ConfigError, match="allow remote hosts") as caught:
         checked_host("gpu-box:11434", allow_remote=False)
+    assert caught.value.setting == "allow_remote"  # the CLI names --allow-remote for it
+    assert caught.value.host == "http://gpu-box:11434"
     assert checked_host("gpu-box:11434", allow_remote=True) == "http://gpu-box:11434"
 
 

@@ -685,7 +685,7 @@ def test_commands_refuse_a_remote_host(cli) -> None:
         result = cli(*args, "--host", "http://192.0.2.1:11434")
         assert result.exit_code == 1
         assert "refusing to send images to non-local host" in result.stderr
-        assert "pass --allow-remote" in result.stderr
+        assert "allow remote hosts if you mean it (--allow-remote)" in result.stderr
 
 
 def test_importing_the_commands_stays_light() -> None:

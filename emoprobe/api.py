@@ -1,0 +1,56 @@
+"""The library's front door: whole runs, comparisons and one answer parsed, in a line each.
+
+Everything here is a thin, keyword-friendly call over the layered packages; the CLI is
+another thin shell over the same calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from emoprobe.pipeline.config import RunConfig
+from emoprobe.pipeline.runner import RunEvents, RunResult
+from emoprobe.pipeline.runner import run as _run
+from emoprobe.results.comparison import Comparison, build_comparison
+from emoprobe.task.definition import PAPER_TASK, Task
+from emoprobe.task.parse import parse_answer as _parse_answer
+
+
+def run(
+    config: RunConfig | Path | str | None = None,
+    events: RunEvents | None = None,
+    **settings: Any,
+) -> RunResult:
+    """Run (or resume) one model over a dataset: `run("data/", model="qwen2.5vl:7b")`.
+
+    Pass a `RunConfig`, or a dataset path and any `RunConfig` field as keywords; no
+    dataset runs the bundled demo set of cartoon faces. Returns the `RunResult` (its
+    `out` folder opens with `load_run`).
+    """
+    if not isinstance(config, RunConfig):
+        dataset = config if config is not None else _demo_dataset(settings.get("cache_dir"))
+        config = RunConfig(dataset=Path(dataset), **settings)
+    elif settings:
+        raise TypeError("pass either a RunConfig or keyword settings, not both")
+    return _run(config, events)
+
+
+def compare(
+    runs: Sequence[Path | str], *, resamples: int = 2000, seed: int = 0
+) -> Comparison:
+    """Paired figures of runs on the same images; the first run is the reference."""
+    return build_comparison([Path(run) for run in runs], resamples=resamples, seed=seed)
+
+
+def parse_answer(answer: str, task: Task = PAPER_TASK) -> str:
+    """The label of `task` that a free-text answer names, else `"unparsed"`."""
+    return _parse_answer(answer, task.labels, task.synonyms)
+
+
+def _demo_dataset(cache_dir: Path | str | None) -> Path:
+    from emoprobe.data.demo import demo_dataset
+    from emoprobe.settings import default_cache_dir
+
+    return demo_dataset(Path(cache_dir) if cache_dir else default_cache_dir())
