@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from emoprobe.errors import WriteError
 
@@ -38,11 +38,12 @@ def write_atomic(path: Path, content: Content, *, binary: bool = False) -> None:
     except OSError as error:
         raise write_error(path, error) from None
     try:
-        handle: IO[Any]
-        if binary:
-            handle = os.fdopen(descriptor, "wb")
-        else:
-            handle = os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
+        handle = cast(
+            IO[Any],
+            os.fdopen(descriptor, "wb")
+            if binary
+            else os.fdopen(descriptor, "w", encoding="utf-8", newline="\n"),
+        )
         with handle:
             if callable(content):
                 content(handle)

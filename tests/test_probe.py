@@ -10,7 +10,7 @@ from factories import make_image_folder
 from ollama_double import OllamaDouble, answer_by_image, image_sha256s
 
 from emoprobe.backends.base import Answer
-from emoprobe.backends.versions import has_logprobs, parse_version
+from emoprobe.backends.server_support import Version, has_logprobs, parse_server_version
 from emoprobe.errors import (
     BackendError,
     ConfigError,
@@ -227,9 +227,9 @@ def test_the_retry_policy_sorts_errors_and_caps_its_backoff():
 
 
 def test_server_versions_are_read_in_one_place():
-    assert parse_version("0.12.11") == (0, 12, 11)
-    assert parse_version("v0.13.0-rc1") == (0, 13, 0)
-    assert parse_version("0.0.0") is None and parse_version("dev") is None
+    assert parse_server_version("0.12.11") == Version(0, 12, 11)
+    assert parse_server_version("v0.13.0-rc1") == Version(0, 13, 0)
+    assert parse_server_version("0.0.0") is None and parse_server_version("dev") is None
     assert has_logprobs("ollama", "0.12.11") and not has_logprobs("ollama", "0.12.3")
     assert not has_logprobs("ollama", "unknown") and has_logprobs("openai", "unknown")
 

@@ -176,6 +176,14 @@ def parse_server_version(text: object) -> Version | None:
     return None if version == Version(0, 0, 0) else version
 
 
+def has_logprobs(backend: str, server_version: str) -> bool:
+    """Whether a server returns token log-probabilities (Ollama only since 0.12.11)."""
+    if backend != "ollama":
+        return True
+    version = parse_server_version(server_version)
+    return version is not None and version >= LOGPROBS_SINCE
+
+
 def support_for(version: Version) -> ServerSupport:
     """The table's row for `version`."""
     return ServerSupport(

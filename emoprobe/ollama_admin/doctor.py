@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from emoprobe.backends.server_support import LOGPROBS_SINCE, parse_server_version
 from emoprobe.errors import BackendError, EmoprobeError, ModelNotFound
 from emoprobe.ollama_admin import builds
 from emoprobe.ollama_admin.admin import ModelServer, human_size, model_key
 from emoprobe.ollama_admin.builds import BUILDS
-from emoprobe.task.answers import LOGPROBS_SINCE
 
 LOW_DISK_BYTES = 2 * 10**9
 OK, WARN, FAIL = "✓", "!", "✗"
@@ -39,14 +38,6 @@ class Diagnosis:
     reason: str = ""
     suggested_model: str = ""
 
-
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    """`0.12.11` (or `v0.13.0-rc1`) as a tuple; None for other strings and dev builds."""
-    match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", text.strip())
-    if not match:
-        return None
-    version = (int(match[1]), int(match[2]), int(match[3]))
-    return None if version == (0, 0, 0) else version
 
 
 def diagnose(host: str, cache_dir: Path, environ: Mapping[str, str]) -> Diagnosis:
@@ -77,11 +68,11 @@ def diagnose(host: str, cache_dir: Path, environ: Mapping[str, str]) -> Diagnosi
 
 
 def _version_check(version: str) -> Check:
-    parsed = parse_version(version)
+    parsed = parse_server_version(version)
     if parsed is None:
         return Check(WARN, "version", f"Ollama {version}: cannot tell its features from it")
     if parsed < LOGPROBS_SINCE:
-        needed = ".".join(map(str, LOGPROBS_SINCE))
+        needed = str(LOGPROBS_SINCE)
         return Check(
             WARN,
             "version",

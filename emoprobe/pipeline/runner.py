@@ -21,7 +21,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from emoprobe._version import __version__
 from emoprobe.backends.base import Backend, ModelInfo
@@ -56,6 +56,7 @@ from emoprobe.results.predictions import (
     FINAL_STATUSES,
     PredictionWriter,
     Row,
+    Status,
     keep_only,
     recover,
     to_frame,
@@ -343,7 +344,7 @@ class _Pipeline:
             label=item.label,
             prediction=result.label,
             raw=result.raw or "",
-            status=result.status,
+            status=cast(Status, result.status),
             error=result.error,
             latency_s=result.latency_s,
             cached=result.cached,

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from emoprobe.backends.versions import LOGPROBS_SINCE, has_logprobs, version_text
+from emoprobe.backends.server_support import LOGPROBS_SINCE, has_logprobs
 
 ANSWER_MODES = ("text", "json", "logprobs")
 TOP_LOGPROBS = 20  # the most Ollama returns per token
@@ -103,7 +103,7 @@ def unsupported(mode: str, backend: str, server_version: str) -> str:
     if mode != "logprobs" or has_logprobs(backend, server_version):
         return ""
     return (
-        f"--answer logprobs needs Ollama {version_text(LOGPROBS_SINCE)} or newer (this server: "
+        f"--answer logprobs needs Ollama {LOGPROBS_SINCE} or newer (this server: "
         f"{server_version or 'unknown'}); upgrade Ollama or use --answer text or json"
     )
 
