@@ -117,3 +117,19 @@ def test_compare_two_runs(ollama_double: OllamaDouble, tmp_path: Path) -> None:
     comparison = emoprobe.compare([first.out, second.out])
     assert isinstance(comparison, emoprobe.Comparison)
     assert len(comparison.runs) == 2
+
+
+def test_the_notebook_example_runs_against_the_double(
+    ollama_double: OllamaDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runpy
+
+    root = Path(emoprobe.__file__).resolve().parents[1]
+    monkeypatch.setenv("OLLAMA_HOST", ollama_double.url)
+    monkeypatch.chdir(root)
+    from emoprobe.pipeline import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "DEFAULT_REPORTS_DIR", tmp_path / "reports")
+    namespace = runpy.run_path(str(root / "examples" / "notebook.py"))
+    assert namespace["result"].complete
+    assert len(namespace["frame"]) == 25
