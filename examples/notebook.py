@@ -26,4 +26,5 @@ print(frame.pivot_table(index="label", columns="prediction", aggfunc="size", fil
 # one image, through the same cache, prompt and parser
 with emoprobe.Probe.open("qwen2.5vl:7b") as probe:
     answer = probe.classify("examples/faces/happy/001.jpg")
-    print(answer.label, repr(answer.raw), "cached" if answer.cached else f"{answer.latency_s:.2f} s")
+    timing = "cached" if answer.cached else f"{answer.latency_s:.2f} s"
+    print(answer.label, repr(answer.raw), timing)
