@@ -24,7 +24,9 @@ from typing import Any
 
 from emoprobe._version import __version__
 from emoprobe.backends.base import Backend, ModelInfo
-from emoprobe.data.datasets import Item, load_dataset, stratified_sample
+from emoprobe.data.dataset import load_dataset
+from emoprobe.data.records import Item
+from emoprobe.data.sampling import stratified_sample
 from emoprobe.errors import ConfigError
 from emoprobe.hosts import DEFAULT_HOST
 from emoprobe.pipeline.probe import (
