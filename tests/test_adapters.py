@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emoprobe.data.datasets import DATASET_FORMATS, detect_format, load_dataset
-from emoprobe.data.formats import DAISEE_TIE_ORDER, dominant_state
+from emoprobe.data.dataset import DATASET_FORMATS, detect_format, load_dataset
+from emoprobe.data.formats.daisee import DAISEE_TIE_ORDER, dominant_state
 from emoprobe.data.images import prepare_image
 from emoprobe.errors import ConfigError, DatasetError
 from emoprobe.task.definition import PAPER_TASK, load_task
@@ -131,6 +131,25 @@ def test_fer2013_bad_pixel_rows_are_left_out_with_a_warning(tmp_path: Path) -> N
         f"left out 1 row(s) of FER2013 CSV {csv_path} whose pixels are not a square grayscale "
         "image of numbers 0-255 (first: line 3)"
     )
+
+
+def test_fer2013_unwritable_cache_is_a_cache_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # write_atomic raises WriteError, not OSError: it must still become a CacheError.
+    from emoprobe.data.formats import fer2013
+    from emoprobe.errors import CacheError, WriteError
+
+    def full_disk(path: Path, content: object) -> None:
+        raise WriteError(f"cannot write {path}: No space left on device", path=path)
+
+    monkeypatch.setattr(fer2013, "write_atomic", full_disk)
+    csv_path = fer_csv(tmp_path / "fer2013.csv")
+    with pytest.raises(CacheError) as exc:
+        load_dataset(csv_path, BASIC, cache_dir=tmp_path / "cache")
+    assert "No space left on device" in one_line(exc)
+    assert exc.value.setting == "cache_dir"
+    assert exc.value.path == fer_folder(tmp_path / "cache", csv_path)
 
 
 def test_fer2013_named_on_a_csv_without_pixels(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import ollama
 import pytest
 
 from emoprobe.backends.ollama import OllamaBackend
-from emoprobe.data.datasets import load_dataset
+from emoprobe.data.dataset import load_dataset
 from emoprobe.pipeline.runner import RunConfig, run
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"

@@ -1,4 +1,4 @@
-"""Tests for emoprobe.datasets: ImageFolder and CSV loading, bad inputs, stratified sampling."""
+"""Tests for emoprobe.data: ImageFolder and CSV loading, bad inputs, stratified sampling."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from emoprobe.data import datasets
-from emoprobe.data.datasets import IMAGE_SUFFIXES, Item, load_dataset, stratified_sample
+from emoprobe.data.dataset import load_dataset
+from emoprobe.data.formats import common
 from emoprobe.data.images import prepare_image
+from emoprobe.data.records import IMAGE_SUFFIXES, Item
+from emoprobe.data.sampling import stratified_sample
 from emoprobe.errors import DatasetError
 from emoprobe.task.definition import PAPER_TASK
 
@@ -235,6 +237,22 @@ def test_unknown_label_folder(tmp_path: Path) -> None:
     )
 
 
+def test_folder_holding_a_manifest_says_to_pass_the_manifest(tmp_path: Path) -> None:
+    # #16 item 16: images/ plus labels.csv is a CSV dataset given by its folder.
+    root = tmp_path / "ds"
+    write_image(root / "images" / "a.jpg")
+    (root / "labels.csv").write_text("path,label\nimages/a.jpg,happy\n", encoding="utf-8")
+    (root / "notes.csv").write_text("x\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(root)
+    assert one_line(exc) == (
+        f"unknown label folder(s) 'images' in {root}, which holds labels.csv: pass that "
+        f"file as the dataset ({root / 'labels.csv'})"
+    )
+    assert exc.value.path == root / "labels.csv"
+    assert [it.relpath for it in load_dataset(root / "labels.csv").items] == ["images/a.jpg"]
+
+
 def test_unknown_label_folder_hints_at_labels_one_level_down(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     image_folder(root / "train", {"happy": 1})
@@ -328,7 +346,7 @@ def test_unreadable_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
             raise PermissionError(13, "Permission denied", path)
         return real_scandir(path)
 
-    monkeypatch.setattr(datasets.os, "scandir", scandir)
+    monkeypatch.setattr(common.os, "scandir", scandir)
     with pytest.raises(DatasetError) as exc:
         load_dataset(root)
     assert one_line(exc) == (

@@ -26,7 +26,9 @@ from typing import Any, cast
 from emoprobe._version import __version__
 from emoprobe.backends.base import Backend, ModelInfo
 from emoprobe.backends.registry import SERVER_NAMES, open_backend
-from emoprobe.data.datasets import Item, load_dataset, stratified_sample
+from emoprobe.data.dataset import load_dataset
+from emoprobe.data.records import Item
+from emoprobe.data.sampling import stratified_sample
 from emoprobe.errors import ConfigError
 from emoprobe.pipeline.cache import ResponseCache
 from emoprobe.pipeline.config import RunConfig
