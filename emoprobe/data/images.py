@@ -302,9 +302,10 @@ def _describe(mode: str) -> str:
 def _scale_to_l(img: Image.Image, sixteen_bit: bool) -> Image.Image:
     """A 16/32-bit single-channel image as 8-bit L, scaled rather than clipped."""
     wide = img.convert("F")
-    high = wide.getextrema()[1]
-    if sixteen_bit or (isinstance(high, (int, float)) and high > 255):
-        factor = 255 / 65535 if sixteen_bit or high <= 65535 else 255 / float(high)
+    extrema = wide.getextrema()[1]
+    high = float(extrema) if isinstance(extrema, (int, float)) else 0.0
+    if sixteen_bit or high > 255:
+        factor = 255 / 65535 if sixteen_bit or high <= 65535 else 255 / high
         wide = wide.point(lambda v: v * factor)
     return wide.convert("L")
 
@@ -331,7 +332,8 @@ def _peek_size(data: bytes) -> tuple[int, int] | None:
             if not accepted or isinstance(accepted, str):
                 continue
             with factory(io.BytesIO(data), "") as img:
-                return img.size
+                width, height = img.size
+                return int(width), int(height)
         except Exception:
             continue
     return None

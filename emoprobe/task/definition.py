@@ -150,7 +150,7 @@ class _TaskFile:
             raise self.fail(f"{key} is empty")
         if one_line and not value.isprintable():
             raise self.fail(f"{key} {value!r} must be one line of printable text")
-        return value
+        return str(value)
 
     def table(self, key: str) -> dict[str, Any]:
         value = self.doc.get(key, {})
