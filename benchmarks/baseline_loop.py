@@ -40,8 +40,9 @@ def main() -> None:
             answers += bool(reply.message.content)
             continue
         text = ""
-        for chunk in client.chat(model="qwen2.5vl:7b", messages=messages, options=options,
-                                 stream=True):
+        for chunk in client.chat(
+            model="qwen2.5vl:7b", messages=messages, options=options, stream=True
+        ):
             text += chunk.message.content or ""
             if chunk.done:
                 break

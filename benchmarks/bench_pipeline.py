@@ -42,8 +42,21 @@ from stages import STAGES, stage_split  # noqa: E402
 
 SERVICE_S = 0.1
 EMOPROBE = str(Path(sys.executable).parent / "emoprobe")
-HEAVY = ("sklearn", "scipy", "matplotlib", "numpy", "pandas", "PIL", "httpx", "ollama",
-         "pydantic", "diskcache", "click", "rich", "emoprobe")
+HEAVY = (
+    "sklearn",
+    "scipy",
+    "matplotlib",
+    "numpy",
+    "pandas",
+    "PIL",
+    "httpx",
+    "ollama",
+    "pydantic",
+    "diskcache",
+    "click",
+    "rich",
+    "emoprobe",
+)
 
 
 @dataclass(frozen=True)
@@ -60,8 +73,21 @@ QUICK = Sizes(images=60, few=5, stage_images=20, warm_images=1000, report_rows=3
 
 
 def emoprobe_run(dataset: Path, url: str, out: Path, cache: Path, *extra: str) -> ChildUsage:
-    return run_child([EMOPROBE, "run", str(dataset), "--host", url, "--out", str(out),
-                      "--cache-dir", str(cache), "--quiet", *extra])
+    return run_child(
+        [
+            EMOPROBE,
+            "run",
+            str(dataset),
+            "--host",
+            url,
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache),
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 def baseline_run(dataset: Path, url: str, *flags: str) -> ChildUsage:
@@ -69,8 +95,11 @@ def baseline_run(dataset: Path, url: str, *flags: str) -> ChildUsage:
 
 
 # -- the measurements ---------------------------------------------------------------------
-CLIENTS = {"emoprobe": "emoprobe run", "loop": "sequential loop",
-           "loop-stream": "loop, streamed, left at done"}
+CLIENTS = {
+    "emoprobe": "emoprobe run",
+    "loop": "sequential loop",
+    "loop-stream": "loop, streamed, left at done",
+}
 
 
 def throughput(
@@ -89,11 +118,18 @@ def throughput(
                 tag = f"{client}-s{slots}-{attempt}"
                 server.reset()
                 if client == "emoprobe":
-                    usage = emoprobe_run(dataset, server.url, work / tag, work / f"cache-{tag}",
-                                         "--concurrency", str(slots + 1))
+                    usage = emoprobe_run(
+                        dataset,
+                        server.url,
+                        work / tag,
+                        work / f"cache-{tag}",
+                        "--concurrency",
+                        str(slots + 1),
+                    )
                 else:
-                    usage = baseline_run(dataset, server.url,
-                                         *(["--stream"] if client == "loop-stream" else []))
+                    usage = baseline_run(
+                        dataset, server.url, *(["--stream"] if client == "loop-stream" else [])
+                    )
                 few.append(usage)
             many = few.pop()
             figures = server_figures(server.stats())
@@ -115,8 +151,9 @@ def warm_rerun(work: Path, sizes: Sizes) -> dict[str, Any]:
     dataset = work / "warm"
     make_jpeg_folder(dataset, sizes.warm_images, size=(160, 90), seed=7)
     with emulator(8, 0.0) as server:
-        cold = emoprobe_run(dataset, server.url, work / "warm-a", work / "cache-warm",
-                            "--concurrency", "8")
+        cold = emoprobe_run(
+            dataset, server.url, work / "warm-a", work / "cache-warm", "--concurrency", "8"
+        )
         server.reset()
         warm = emoprobe_run(dataset, server.url, work / "warm-b", work / "cache-warm")
         asked = len(server.stats()["chats"])
@@ -127,8 +164,9 @@ def warm_rerun(work: Path, sizes: Sizes) -> dict[str, Any]:
 
 def fixed_commands(work: Path, sizes: Sizes, template: Path) -> dict[str, ChildUsage]:
     """`emoprobe report` and `emoprobe compare` of six run folders, one command each."""
-    folders = [str(path) for path in make_run_folders(template, work / "runs", 6,
-                                                      sizes.report_rows)]
+    folders = [
+        str(path) for path in make_run_folders(template, work / "runs", 6, sizes.report_rows)
+    ]
     return {
         "report": run_child([EMOPROBE, "report", *folders]),
         "compare": run_child([EMOPROBE, "compare", *folders, "--out", str(work / "cmp")]),
@@ -139,11 +177,27 @@ def import_costs(work: Path, url_dataset: tuple[str, Path]) -> dict[str, dict[st
     """Seconds of import per library (its modules' own times summed), `-X importtime`."""
     url, dataset = url_dataset
     cli = run_child([sys.executable, "-X", "importtime", "-c", "import emoprobe.cli"])
-    run = run_child([sys.executable, "-X", "importtime", EMOPROBE, "run", str(dataset),
-                     "--host", url, "--out", str(work / "imports-run"),
-                     "--cache-dir", str(work / "cache-emoprobe-s1-0"), "--quiet"])
-    return {"import emoprobe.cli": _by_library(cli.stderr),
-            "emoprobe run (cached)": _by_library(run.stderr)}
+    run = run_child(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            EMOPROBE,
+            "run",
+            str(dataset),
+            "--host",
+            url,
+            "--out",
+            str(work / "imports-run"),
+            "--cache-dir",
+            str(work / "cache-emoprobe-s1-0"),
+            "--quiet",
+        ]
+    )
+    return {
+        "import emoprobe.cli": _by_library(cli.stderr),
+        "emoprobe run (cached)": _by_library(run.stderr),
+    }
 
 
 def _by_library(log: str) -> dict[str, float]:
@@ -176,37 +230,88 @@ def _ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}×" if theirs else "–"
 
 
-def print_tables(sizes: Sizes, runs: dict[int, dict[str, dict[str, Any]]],
-                 split: dict[str, dict[str, float]], warm: dict[str, Any],
-                 fixed: dict[str, ChildUsage], imports: dict[str, dict[str, float]]) -> None:
+def print_tables(
+    sizes: Sizes,
+    runs: dict[int, dict[str, dict[str, Any]]],
+    split: dict[str, dict[str, float]],
+    warm: dict[str, Any],
+    fixed: dict[str, ChildUsage],
+    imports: dict[str, dict[str, float]],
+) -> None:
     out = []
-    out.append(f"### Keeping the server busy ({sizes.images} images of 1280×720, "
-               f"{SERVICE_S * 1000:.0f} ms service, `--concurrency S+1`)\n")
+    out.append(
+        f"### Keeping the server busy ({sizes.images} images of 1280×720, "
+        f"{SERVICE_S * 1000:.0f} ms service, `--concurrency S+1`)\n"
+    )
     rows = []
     for slots, clients in runs.items():
         loop = clients["loop"]
         for client, figures in clients.items():
-            rows.append([slots, CLIENTS[client], figures["busy_share"], figures["connections"],
-                         figures["turnaround_median_ms"], figures["turnaround_p90_ms"],
-                         figures["images_per_s"],
-                         _ratio(figures["images_per_s"], loop["images_per_s"])])
-    out.append(table(["S", "client", "busy share", "connections", "turnaround median ms",
-                      "turnaround p90 ms", "images/s (server span)", "× loop"], rows))
+            rows.append(
+                [
+                    slots,
+                    CLIENTS[client],
+                    figures["busy_share"],
+                    figures["connections"],
+                    figures["turnaround_median_ms"],
+                    figures["turnaround_p90_ms"],
+                    figures["images_per_s"],
+                    _ratio(figures["images_per_s"], loop["images_per_s"]),
+                ]
+            )
+    out.append(
+        table(
+            [
+                "S",
+                "client",
+                "busy share",
+                "connections",
+                "turnaround median ms",
+                "turnaround p90 ms",
+                "images/s (server span)",
+                "× loop",
+            ],
+            rows,
+        )
+    )
 
     out.append("### Client cost per image (each child's own rusage; fixed costs taken out)\n")
     rows = []
     for slots, clients in runs.items():
         loop = clients["loop"]
         for client, figures in clients.items():
-            rows.append([slots, CLIENTS[client], figures["cpu_ms_per_image"],
-                         _ratio(figures["cpu_ms_per_image"], loop["cpu_ms_per_image"]),
-                         figures["fixed_cpu_s"], figures["wall_s"], figures["peak_rss_mb"],
-                         _ratio(figures["peak_rss_mb"], loop["peak_rss_mb"])])
-    out.append(table(["S", "client", "CPU ms/image", "× loop", "fixed CPU s",
-                      "whole command s", "peak RSS MB", "× loop"], rows))
+            rows.append(
+                [
+                    slots,
+                    CLIENTS[client],
+                    figures["cpu_ms_per_image"],
+                    _ratio(figures["cpu_ms_per_image"], loop["cpu_ms_per_image"]),
+                    figures["fixed_cpu_s"],
+                    figures["wall_s"],
+                    figures["peak_rss_mb"],
+                    _ratio(figures["peak_rss_mb"], loop["peak_rss_mb"]),
+                ]
+            )
+    out.append(
+        table(
+            [
+                "S",
+                "client",
+                "CPU ms/image",
+                "× loop",
+                "fixed CPU s",
+                "whole command s",
+                "peak RSS MB",
+                "× loop",
+            ],
+            rows,
+        )
+    )
 
-    out.append(f"### emoprobe's client CPU per image by stage ({sizes.stage_images - 1} "
-               "images, one at a time, ms)\n")
+    out.append(
+        f"### emoprobe's client CPU per image by stage ({sizes.stage_images - 1} "
+        "images, one at a time, ms)\n"
+    )
     cold, hot = split["cold"], split["warm"]
     rows = [[stage, cold[stage], hot[stage]] for stage in STAGES]
     rows.append(["**total**", sum(cold[s] for s in STAGES), sum(hot[s] for s in STAGES)])
@@ -228,8 +333,10 @@ def print_tables(sizes: Sizes, runs: dict[int, dict[str, dict[str, Any]]],
     out.append(table(["command", "wall s", "CPU s", "peak RSS MB", "images/s"], rows))
 
     out.append("### Imports (`-X importtime`, each library's own modules, seconds)\n")
-    names = sorted({n for costs in imports.values() for n in costs} - {"all"},
-                   key=lambda n: -max(costs.get(n, 0.0) for costs in imports.values()))
+    names = sorted(
+        {n for costs in imports.values() for n in costs} - {"all"},
+        key=lambda n: -max(costs.get(n, 0.0) for costs in imports.values()),
+    )
     header = ["library", *imports]
     rows = [[name, *(costs.get(name, 0.0) for costs in imports.values())] for name in names]
     rows.append(["**all**", *(costs["all"] for costs in imports.values())])
@@ -247,14 +354,18 @@ def main() -> None:
         raise SystemExit(f"no emoprobe console script at {EMOPROBE}: pip install -e . first")
     work = Path(tempfile.mkdtemp(prefix="emoprobe-bench-"))
     started = time.perf_counter()
-    print(f"{time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPUs, {platform.machine()}, "
-          f"Python {platform.python_version()}, {'quick' if arguments.quick else 'full'} run\n")
+    print(
+        f"{time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPUs, {platform.machine()}, "
+        f"Python {platform.python_version()}, {'quick' if arguments.quick else 'full'} run\n"
+    )
     try:
         make_jpeg_folder(work / "many", sizes.images, seed=1)
         make_jpeg_folder(work / "few", sizes.few, seed=2)
         stage_images = make_jpeg_folder(work / "stages", sizes.stage_images, seed=3)
-        runs = {1: throughput(work, sizes, 1, ("emoprobe", "loop", "loop-stream")),
-                4: throughput(work, sizes, 4, ("emoprobe", "loop"))}
+        runs = {
+            1: throughput(work, sizes, 1, ("emoprobe", "loop", "loop-stream")),
+            4: throughput(work, sizes, 4, ("emoprobe", "loop")),
+        }
         with emulator(1, SERVICE_S) as server:
             split = stage_split(stage_images, server.url, work / "cache-stages")
             imports = import_costs(work, (server.url, work / "few"))

@@ -96,7 +96,7 @@ IN_PAGE = """(() => {{ const t = performance.now(); {action}; drawRows();
   return [performance.now() - t, document.getElementById('count').textContent]; }})()"""
 FILTERS = {
     "click a confusion-matrix cell": "document.querySelector("
-    "'#matrix td.cell[data-t=\"1\"][data-p=\"4\"]').click()",
+    '\'#matrix td.cell[data-t="1"][data-p="4"]\').click()',
     "status: unparsed": "state.cell = null; state.status = 'unparsed'; apply()",
     "text in answers ('furrowed')": "state.status = ''; state.text = 'furrowed'; apply()",
     "runs disagree": "state.text = ''; state.disagree = true; apply()",
@@ -128,8 +128,10 @@ def main() -> None:
 
         page, build_s = timed(build)
         write_atomic(out, page)
-        print(f"read the runs: {read_s:.2f} s; build the page: {build_s:.2f} s; "
-              f"page size: {len(page.encode()) / 1e6:.1f} MB")
+        print(
+            f"read the runs: {read_s:.2f} s; build the page: {build_s:.2f} s; "
+            f"page size: {len(page.encode()) / 1e6:.1f} MB"
+        )
         if find_chromium() is None:
             print("chromium is not installed: no browser timings")
             return

@@ -175,8 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "parameters": "temperature 0.0001",
                 "template": "{{ .Prompt }}",
                 "details": _details(),
-                "model_info": {"general.architecture": "qwen25vl",
-                               "qwen25vl.vision.block_count": 32},
+                "model_info": {
+                    "general.architecture": "qwen25vl",
+                    "qwen25vl.vision.block_count": 32,
+                },
                 "capabilities": ["completion", "vision"],
                 "modified_at": "2025-01-01T00:00:00Z",
             },
@@ -200,12 +202,22 @@ class _Handler(BaseHTTPRequestHandler):
         if not images:  # a load or unload
             self._count_other()
             reason = "unload" if request.get("keep_alive") == 0 else "load"
-            self._json(200, {"model": request["model"], "created_at": _now(), "done": True,
-                             "message": {"role": "assistant", "content": ""},
-                             "done_reason": reason})
+            self._json(
+                200,
+                {
+                    "model": request["model"],
+                    "created_at": _now(),
+                    "done": True,
+                    "message": {"role": "assistant", "content": ""},
+                    "done_reason": reason,
+                },
+            )
             return
-        record = ChatRecord(port=self.client_address[1], arrived=arrived,
-                            streamed=request.get("stream", True) is not False)
+        record = ChatRecord(
+            port=self.client_address[1],
+            arrived=arrived,
+            streamed=request.get("stream", True) is not False,
+        )
         with self.server.lock:
             self.server.served.records.append(record)
         self.server.semaphore.acquire()
@@ -237,8 +249,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         for token in tokens:
             _sleep_until(time.monotonic() + token_s)
-            self._chunk({"model": model, "created_at": _now(), "done": False,
-                         "message": {"role": "assistant", "content": token}})
+            self._chunk(
+                {
+                    "model": model,
+                    "created_at": _now(),
+                    "done": False,
+                    "message": {"role": "assistant", "content": token},
+                }
+            )
         # The generation is over: Ollama frees the slot before the handler ends the body.
         record.slot_end = time.monotonic()
         self.server.semaphore.release()
@@ -327,13 +345,25 @@ def _full_name(name: str) -> str:
 
 
 def _details() -> dict[str, Any]:
-    return {"parent_model": "", "format": "gguf", "family": "qwen25vl", "families": ["qwen25vl"],
-            "parameter_size": "8.3B", "quantization_level": "Q4_K_M"}
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "qwen25vl",
+        "families": ["qwen25vl"],
+        "parameter_size": "8.3B",
+        "quantization_level": "Q4_K_M",
+    }
 
 
 def _model_entry() -> dict[str, Any]:
-    return {"name": MODEL, "model": MODEL, "modified_at": "2025-01-01T00:00:00Z",
-            "size": 5_969_245_856, "digest": DIGEST, "details": _details()}
+    return {
+        "name": MODEL,
+        "model": MODEL,
+        "modified_at": "2025-01-01T00:00:00Z",
+        "size": 5_969_245_856,
+        "digest": DIGEST,
+        "details": _details(),
+    }
 
 
 def _now() -> str:

@@ -65,8 +65,11 @@ def make_run_folders(template: Path, root: Path, runs: int, rows: int) -> list[P
         header = next(csv.reader(handle))
     labels = manifest["task"]["labels"]
     items = [
-        (f"{labels[i % len(labels)]}/{i:05d}.jpg",
-         hashlib.sha256(str(i).encode()).hexdigest(), labels[i % len(labels)])
+        (
+            f"{labels[i % len(labels)]}/{i:05d}.jpg",
+            hashlib.sha256(str(i).encode()).hexdigest(),
+            labels[i % len(labels)],
+        )
         for i in range(rows)
     ]
     folders = []
@@ -78,9 +81,10 @@ def make_run_folders(template: Path, root: Path, runs: int, rows: int) -> list[P
             writer.writerow(header)
             for path, sha, label in items:
                 writer.writerow(_row(header, rng, labels, path, sha, label))
-        folder_manifest = dict(manifest, files=[
-            {"path": path, "label": label, "sha256": sha} for path, sha, label in items
-        ])
+        folder_manifest = dict(
+            manifest,
+            files=[{"path": path, "label": label, "sha256": sha} for path, sha, label in items],
+        )
         folder_manifest["model"] = dict(manifest["model"], name=f"model-{number}")
         (out / "manifest.json").write_text(json.dumps(folder_manifest))
         folders.append(out)

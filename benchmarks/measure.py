@@ -34,18 +34,19 @@ class ChildUsage:
 def run_child(command: list[str], cwd: Path | None = None) -> ChildUsage:
     """Run `command` and wait for it with `os.wait4`: this child's rusage only."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     stdout, stderr = _drain(process)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         tail = (stderr or stdout).strip().splitlines()[-5:]
-        raise SystemExit(f"{' '.join(command[:3])} … failed ({process.returncode}): "
-                         + " / ".join(tail))
-    return ChildUsage(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                      stdout, stderr)
+        raise SystemExit(
+            f"{' '.join(command[:3])} … failed ({process.returncode}): " + " / ".join(tail)
+        )
+    return ChildUsage(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout, stderr)
 
 
 def _drain(process: subprocess.Popen[str]) -> tuple[str, str]:
@@ -56,8 +57,10 @@ def _drain(process: subprocess.Popen[str]) -> tuple[str, str]:
         chunks[name] = stream.read()
         stream.close()
 
-    readers = [threading.Thread(target=read, args=(name, stream))
-               for name, stream in (("out", process.stdout), ("err", process.stderr))]
+    readers = [
+        threading.Thread(target=read, args=(name, stream))
+        for name, stream in (("out", process.stdout), ("err", process.stderr))
+    ]
     for reader in readers:
         reader.start()
     for reader in readers:
@@ -87,9 +90,16 @@ class Emulator(EmulatorStats):
     def __init__(self, slots: int, service: float) -> None:
         self.slots, self.service = slots, service
         self._process = subprocess.Popen(
-            [sys.executable, str(HERE / "emulator.py"), "--slots", str(slots),
-             "--service", str(service)],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                str(HERE / "emulator.py"),
+                "--slots",
+                str(slots),
+                "--service",
+                str(service),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self._process.stdout is not None
         url = self._process.stdout.readline().strip()

@@ -75,8 +75,10 @@ def _module_hooks(clock: StageClock) -> Iterator[None]:
     for module_name, attribute, stage in MODULE_HOOKS:
         module = importlib.import_module(module_name)
         if not hasattr(module, attribute):
-            raise SystemExit(f"stage split: {module_name}.{attribute} is gone; update "
-                             "benchmarks/stages.py MODULE_HOOKS")
+            raise SystemExit(
+                f"stage split: {module_name}.{attribute} is gone; update "
+                "benchmarks/stages.py MODULE_HOOKS"
+            )
         original = getattr(module, attribute)
         saved.append((module, attribute, original))
         setattr(module, attribute, clock.wrap(original, stage))
@@ -100,12 +102,19 @@ def stage_split(images: list[Path], url: str, cache_dir: Path) -> dict[str, dict
 
     clock = StageClock()
     with open_backends_and_cache([url], timeout=60, cache_dir=cache_dir, offline=False) as (
-        backends, cache,
+        backends,
+        cache,
     ):
         model = "qwen2.5vl:7b"
         info = describe_model(model, backends, cache)
-        classifier = Classifier(task=PAPER_TASK, model=model, options=dict(DEFAULT_OPTIONS),
-                                backend=backends[0], cache=cache, info=info)
+        classifier = Classifier(
+            task=PAPER_TASK,
+            model=model,
+            options=dict(DEFAULT_OPTIONS),
+            backend=backends[0],
+            cache=cache,
+            info=info,
+        )
         for name, stage in CACHE_HOOKS:
             setattr(cache, name, clock.wrap(getattr(cache, name), stage))
         prepare = clock.wrap(classifier.prepare, "other")
@@ -121,8 +130,9 @@ def stage_split(images: list[Path], url: str, cache_dir: Path) -> dict[str, dict
                         request(outcome, backends[0])
                     elif not outcome.cached:
                         raise SystemExit(f"stage split: {path.name}: {outcome.error}")
-                figures[name] = {stage: clock.seconds.get(stage, 0.0) * 1000 / len(paths)
-                                 for stage in STAGES}
+                figures[name] = {
+                    stage: clock.seconds.get(stage, 0.0) * 1000 / len(paths) for stage in STAGES
+                }
     figures["cold"].update(_library_costs(images[1:]))
     return figures
 
@@ -139,5 +149,7 @@ def _library_costs(images: list[Path]) -> dict[str, float]:
         base64.b64encode(data)
         encode += time.thread_time() - middle
         decode += middle - started
-    return {"of which decode": decode * 1000 / len(images),
-            "of which base64": encode * 1000 / len(images)}
+    return {
+        "of which decode": decode * 1000 / len(images),
+        "of which base64": encode * 1000 / len(images),
+    }

@@ -1,11 +1,11 @@
 """emoprobe: probe vision-language models, zero-shot, on facial-expression tasks.
 
-    import emoprobe
-    result = emoprobe.run(model="qwen2.5vl:7b")          # the demo set, local Ollama
-    record = emoprobe.load_run(result.out)
-    record.predictions                                   # a pandas DataFrame, one row per image
-    with emoprobe.Probe.open("qwen2.5vl:7b") as probe:   # one image: cache → model → label
-        print(probe.classify("face.jpg").label)
+import emoprobe
+result = emoprobe.run(model="qwen2.5vl:7b")          # the demo set, local Ollama
+record = emoprobe.load_run(result.out)
+record.predictions                                   # a pandas DataFrame, one row per image
+with emoprobe.Probe.open("qwen2.5vl:7b") as probe:   # one image: cache → model → label
+    print(probe.classify("face.jpg").label)
 """
 
 from __future__ import annotations

@@ -37,9 +37,7 @@ def run(
     return _run(config, events)
 
 
-def compare(
-    runs: Sequence[Path | str], *, resamples: int = 2000, seed: int = 0
-) -> Comparison:
+def compare(runs: Sequence[Path | str], *, resamples: int = 2000, seed: int = 0) -> Comparison:
     """Paired figures of runs on the same images; the first run is the reference."""
     return build_comparison([Path(run) for run in runs], resamples=resamples, seed=seed)
 

@@ -60,8 +60,20 @@ def emoprobe(*args: object) -> Result:
 
 def run_faces(out: Path, host: str, model: str, *extra: object) -> Result:
     return emoprobe(
-        "run", LABELS_CSV, "--task", TASK, "--host", host, "--quiet", "--model", model,
-        "--out", out, "--cache-dir", out.parent / "cache", *extra,
+        "run",
+        LABELS_CSV,
+        "--task",
+        TASK,
+        "--host",
+        host,
+        "--quiet",
+        "--model",
+        model,
+        "--out",
+        out,
+        "--cache-dir",
+        out.parent / "cache",
+        *extra,
     )
 
 

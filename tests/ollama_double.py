@@ -121,7 +121,7 @@ _THINK_MAX_SINCE = (0, 30, 0)  # "max" is accepted at HEAD, not in 0.13
 
 
 def _version_tuple(version: str) -> tuple[int, int, int]:
-    """"0.34.1" / "v0.30.0-rc2" / "0.13" -> (0, 34, 1); unparsable -> (0, 0, 0)."""
+    """ "0.34.1" / "v0.30.0-rc2" / "0.13" -> (0, 34, 1); unparsable -> (0, 0, 0)."""
     match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version or "")
     if not match:
         return (0, 0, 0)
@@ -265,8 +265,15 @@ DEFAULT_LIBRARY: tuple[ModelSpec, ...] = (
 
 
 def _tensors(
-    language: str, vision: str, *, embedding: int, vocab: int, ffn: int, kv: int,
-    vision_embedding: int, patch: int,
+    language: str,
+    vision: str,
+    *,
+    embedding: int,
+    vocab: int,
+    ffn: int,
+    kv: int,
+    vision_embedding: int,
+    patch: int,
 ) -> list[dict[str, Any]]:
     """A few representative /api/show tensors: language blocks quantized, vision tower not.
 
@@ -360,8 +367,14 @@ def _qwen3vl(name: str, quant: str, size: int, thinking: bool) -> ModelSpec:
         context_length=4096,
         model_info={"general.file_type": _FILE_TYPES[quant], **_QWEN3VL_INFO},
         tensors=_tensors(
-            {"Q4_K_M": "Q4_K", "Q8_0": "Q8_0", "F16": "F16"}[quant], "F16", embedding=4096,
-            vocab=151936, ffn=12288, kv=1024, vision_embedding=1152, patch=16,
+            {"Q4_K_M": "Q4_K", "Q8_0": "Q8_0", "F16": "F16"}[quant],
+            "F16",
+            embedding=4096,
+            vocab=151936,
+            ffn=12288,
+            kv=1024,
+            vision_embedding=1152,
+            patch=16,
         ),
     )
 
@@ -381,8 +394,14 @@ def _gemma3(name: str, quant: str, size: int, twelve: bool) -> ModelSpec:
         context_length=4096,
         model_info={"general.file_type": _FILE_TYPES[quant], **_gemma3_info(*shape)},
         tensors=_tensors(
-            {"Q4_K_M": "Q4_K", "Q8_0": "Q8_0", "F16": "F16"}[quant], "F16", embedding=shape[1],
-            vocab=262208, ffn=shape[2], kv=shape[4] * 256, vision_embedding=1152, patch=14,
+            {"Q4_K_M": "Q4_K", "Q8_0": "Q8_0", "F16": "F16"}[quant],
+            "F16",
+            embedding=shape[1],
+            vocab=262208,
+            ffn=shape[2],
+            kv=shape[4] * 256,
+            vision_embedding=1152,
+            patch=14,
         ),
     )
 
@@ -1652,9 +1671,7 @@ def _format_problem(fmt: Any) -> str | None:
     if fmt is None or fmt in ("", "json") or isinstance(fmt, dict):
         return None
     raw = _go_json(fmt).decode()
-    return (
-        f"invalid format: {json.dumps(raw)}; expected \"json\" or a valid JSON Schema object"
-    )
+    return f'invalid format: {json.dumps(raw)}; expected "json" or a valid JSON Schema object'
 
 
 def _decodable_image(data: bytes | None) -> bool:
@@ -1944,6 +1961,7 @@ class ChatDoubleBase(_ServerBase):
 
         ``limit`` caps the slots for this request (a family the server runs one at a time).
         """
+
         def full() -> bool:
             cap = self._parallel if limit is None else min(self._parallel, limit)
             return self._active >= cap

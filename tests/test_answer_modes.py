@@ -19,8 +19,11 @@ from emoprobe.task.answers import json_label, json_schema, label_scores, unsuppo
 
 
 def position(*candidates: tuple[str, float]) -> dict:
-    return {"token": candidates[0][0], "logprob": candidates[0][1],
-            "top_logprobs": [{"token": t, "logprob": p} for t, p in candidates]}
+    return {
+        "token": candidates[0][0],
+        "logprob": candidates[0][1],
+        "top_logprobs": [{"token": t, "logprob": p} for t, p in candidates],
+    }
 
 
 # -- pure pieces -------------------------------------------------------------------------
@@ -32,8 +35,14 @@ def test_the_json_schema_is_an_enum_of_the_labels():
 
 @pytest.mark.parametrize(
     ("raw", "label"),
-    [('{"label": "happy"}', "happy"), ('{"label": "Happy"}', None), ('{"emotion": "happy"}', None),
-     ("happy", None), ('["happy"]', None), ('{"label": "bored"}', None)],
+    [
+        ('{"label": "happy"}', "happy"),
+        ('{"label": "Happy"}', None),
+        ('{"emotion": "happy"}', None),
+        ("happy", None),
+        ('["happy"]', None),
+        ('{"label": "bored"}', None),
+    ],
 )
 def test_json_label_accepts_only_what_validates(raw, label):
     assert json_label(raw, LABELS) == label
@@ -42,38 +51,68 @@ def test_json_label_accepts_only_what_validates(raw, label):
 def test_label_scores_take_the_first_position_that_names_a_label():
     logprobs = [
         position(("**", -0.01), ("The", -5.0)),
-        position(("Happy", math.log(0.6)), ("Neutral", math.log(0.2)), ("Conf", math.log(0.1)),
-                 ("Sad", math.log(0.05))),
+        position(
+            ("Happy", math.log(0.6)),
+            ("Neutral", math.log(0.2)),
+            ("Conf", math.log(0.1)),
+            ("Sad", math.log(0.05)),
+        ),
         position(("tired", 0.0)),
     ]
     scores = label_scores(logprobs, LABELS)
-    assert scores == pytest.approx({"happy": 0.6 / 0.9, "neutral": 0.2 / 0.9,
-                                    "confused": 0.1 / 0.9, "distracted": 0.0, "tired": 0.0})
+    assert scores == pytest.approx(
+        {
+            "happy": 0.6 / 0.9,
+            "neutral": 0.2 / 0.9,
+            "confused": 0.1 / 0.9,
+            "distracted": 0.0,
+            "tired": 0.0,
+        }
+    )
 
 
 def test_label_scores_use_synonyms_and_say_none_when_no_label_is_named():
     logprobs = [position(("joy", math.log(0.5)), ("sad", math.log(0.5)))]
     assert label_scores(logprobs, ["happiness", "sadness"], {"happiness": ["joy"]}) == {
-        "happiness": 0.5, "sadness": 0.5}
+        "happiness": 0.5,
+        "sadness": 0.5,
+    }
     assert label_scores([position(("I", -0.1), ("The", -2.0))], LABELS) is None
 
 
 def test_logprobs_need_a_recent_ollama_but_not_other_backends():
     assert unsupported("logprobs", "ollama", "0.13.0") == ""
     assert "needs Ollama 0.12.11 or newer (this server: 0.12.3)" in unsupported(
-        "logprobs", "ollama", "0.12.3")
+        "logprobs", "ollama", "0.12.3"
+    )
     assert unsupported("logprobs", "openai", "unknown") == ""
     assert unsupported("json", "ollama", "0.1.0") == ""
 
 
 def test_score_metrics_agree_with_scikit_learn_and_a_hand_worked_ece():
     rows = []
-    table = [("happy", (0.7, 0.1, 0.1, 0.05, 0.05)), ("tired", (0.2, 0.1, 0.1, 0.5, 0.1)),
-             ("happy", (0.2, 0.2, 0.4, 0.1, 0.1)), ("confused", (0.9, 0.025, 0.025, 0.025, 0.025))]
+    table = [
+        ("happy", (0.7, 0.1, 0.1, 0.05, 0.05)),
+        ("tired", (0.2, 0.1, 0.1, 0.5, 0.1)),
+        ("happy", (0.2, 0.2, 0.4, 0.1, 0.1)),
+        ("confused", (0.9, 0.025, 0.025, 0.025, 0.025)),
+    ]
     order = ["happy", "confused", "distracted", "tired", "neutral"]
     for label, probabilities in table:
-        rows.append(Row("p", "", label, label, label, "ok", "", 1.0, False,
-                        dict(zip(order, probabilities, strict=True))))
+        rows.append(
+            Row(
+                "p",
+                "",
+                label,
+                label,
+                label,
+                "ok",
+                "",
+                1.0,
+                False,
+                dict(zip(order, probabilities, strict=True)),
+            )
+        )
     metrics = score_metrics(to_frame(rows, order), order)
     assert metrics is not None
     truth = np.array([order.index(label) for label, _ in table])
@@ -94,16 +133,18 @@ def faces(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return root, make_image_folder(root, per_label=2)
 
 
-def test_json_mode_sends_the_schema_and_counts_answers_that_fail_it(cli, ollama_double, faces,
-                                                                     tmp_path):
+def test_json_mode_sends_the_schema_and_counts_answers_that_fail_it(
+    cli, ollama_double, faces, tmp_path
+):
     root, truth = faces
     answers = {sha: json.dumps({"label": label}) for sha, label in truth.items()}
     odd = sorted(answers)[0]
     answers[odd] = "Happy"  # a server that ignored the schema
     ollama_double.answer = answer_by_image(answers)
     out = tmp_path / "out"
-    result = cli("run", root, "--answer", "json", "--host", ollama_double.url,
-                      "--out", out, "--quiet")
+    result = cli(
+        "run", root, "--answer", "json", "--host", ollama_double.url, "--out", out, "--quiet"
+    )
     assert result.exit_code == 0, result.output
     for body in ollama_double.chat_requests:
         if body.get("messages"):
@@ -118,14 +159,19 @@ def test_logprobs_mode_writes_a_score_per_label_and_calibration(
     cli, ollama_double, faces, tmp_path
 ):
     root, truth = faces
-    ollama_double.answer = answer_by_image({sha: label.capitalize() for sha, label in
-                                            truth.items()})
+    ollama_double.answer = answer_by_image(
+        {sha: label.capitalize() for sha, label in truth.items()}
+    )
     out = tmp_path / "out"
-    result = cli("run", root, "--answer", "logprobs", "--host", ollama_double.url,
-                      "--out", out, "--quiet")
+    result = cli(
+        "run", root, "--answer", "logprobs", "--host", ollama_double.url, "--out", out, "--quiet"
+    )
     assert result.exit_code == 0, result.output
-    assert all(b.get("logprobs") is True and b.get("top_logprobs") == 20
-               for b in ollama_double.chat_requests if b.get("messages"))
+    assert all(
+        b.get("logprobs") is True and b.get("top_logprobs") == 20
+        for b in ollama_double.chat_requests
+        if b.get("messages")
+    )
     with open(out / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [c for c in rows[0] if c.startswith("score_")] == [f"score_{x}" for x in LABELS]
@@ -146,8 +192,17 @@ def test_each_mode_has_its_own_cache_entries(cli, ollama_double, faces, tmp_path
     root, _ = faces
     sent = []
     for mode in ("text", "json", "logprobs", "text"):
-        result = cli("run", root, "--answer", mode, "--host", ollama_double.url,
-                          "--out", tmp_path / f"out-{mode}-{len(sent)}", "--quiet")
+        result = cli(
+            "run",
+            root,
+            "--answer",
+            mode,
+            "--host",
+            ollama_double.url,
+            "--out",
+            tmp_path / f"out-{mode}-{len(sent)}",
+            "--quiet",
+        )
         assert result.exit_code == 0, result.output
         sent.append(len([b for b in ollama_double.chat_requests if b.get("messages")]))
     assert sent == [10, 20, 30, 30]
@@ -156,8 +211,9 @@ def test_each_mode_has_its_own_cache_entries(cli, ollama_double, faces, tmp_path
 def test_logprobs_on_an_old_ollama_is_one_line(cli, faces, tmp_path):
     root, _ = faces
     with OllamaDouble(version="0.12.3") as old:
-        result = cli("run", root, "--answer", "logprobs", "--host", old.url,
-                          "--out", tmp_path / "o")
+        result = cli(
+            "run", root, "--answer", "logprobs", "--host", old.url, "--out", tmp_path / "o"
+        )
         assert not [b for b in old.chat_requests if b.get("messages")]
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1
@@ -167,15 +223,19 @@ def test_logprobs_on_an_old_ollama_is_one_line(cli, faces, tmp_path):
 def test_classify_shows_scores_in_json(cli, ollama_double, faces):
     root, _ = faces
     image = sorted(root.rglob("*.png"))[0]
-    result = cli("classify", image, "--answer", "logprobs", "--json", "--host",
-                      ollama_double.url)
+    result = cli("classify", image, "--answer", "logprobs", "--json", "--host", ollama_double.url)
     record = json.loads(result.stdout)
     assert set(record["scores"]) == set(LABELS)
 
 
 def test_a_label_inside_a_word_is_no_label():
     # "cannot determine": the piece "ne" begins "neutral" but sits inside a word
-    logprobs = [position(("I", -0.1)), position((" can", -0.1)), position(("not", -0.1)),
-                position((" det", -0.1)), position(("ermi", -0.1)), position(("ne", -0.1),
-                                                                              ("happy", -3.0))]
+    logprobs = [
+        position(("I", -0.1)),
+        position((" can", -0.1)),
+        position(("not", -0.1)),
+        position((" det", -0.1)),
+        position(("ermi", -0.1)),
+        position(("ne", -0.1), ("happy", -3.0)),
+    ]
     assert label_scores(logprobs, LABELS) is None

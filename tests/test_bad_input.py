@@ -89,8 +89,7 @@ def _csv_unknown_label(tmp: Path) -> Path:
     ids=lambda value: value.__name__.strip("_") if callable(value) else None,
 )
 def test_datasets_that_cannot_run(cli, ollama_double, tmp_path, make: Callable, message: str):
-    result = cli("run", make(tmp_path), "--host", ollama_double.url, "--out",
-                      tmp_path / "out")
+    result = cli("run", make(tmp_path), "--host", ollama_double.url, "--out", tmp_path / "out")
     assert_one_line_error(result, message)
     assert ollama_double.chat_requests == []
 
@@ -116,8 +115,9 @@ def test_datasets_that_cannot_run(cli, ollama_double, tmp_path, make: Callable, 
 )
 def test_bad_arguments(cli, ollama_double, tmp_path, args, message):
     make_image_folder(tmp_path / "d", per_label=1)
-    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out",
-                      tmp_path / "out", *args)
+    result = cli(
+        "run", tmp_path / "d", "--host", ollama_double.url, "--out", tmp_path / "out", *args
+    )
     assert_one_line_error(result, message)
     assert [body for body in ollama_double.chat_requests if body.get("messages")] == []
 
@@ -125,8 +125,17 @@ def test_bad_arguments(cli, ollama_double, tmp_path, args, message):
 def test_per_class_larger_than_a_class_warns_and_uses_all(cli, ollama_double, tmp_path):
     make_image_folder(tmp_path / "d", per_label=2)
     out = tmp_path / "out"
-    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out", out,
-                      "--per-class", "5", "--quiet")
+    result = cli(
+        "run",
+        tmp_path / "d",
+        "--host",
+        ollama_double.url,
+        "--out",
+        out,
+        "--per-class",
+        "5",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     assert "warning: class 'happy' has only 2 images; using all 2" in result.stderr
     assert len(rows(out)) == 10
@@ -143,8 +152,9 @@ def test_server_down_and_wrong_port(cli, tmp_path):
 def test_out_not_writable(cli, ollama_double, tmp_path):
     make_image_folder(tmp_path / "d", per_label=1)
     (tmp_path / "file").write_text("x")
-    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out",
-                      tmp_path / "file" / "out")
+    result = cli(
+        "run", tmp_path / "d", "--host", ollama_double.url, "--out", tmp_path / "file" / "out"
+    )
     assert_one_line_error(result, "cannot write to --out")
 
 
@@ -152,8 +162,16 @@ def test_corrupt_cache_directory(cli, ollama_double, tmp_path):
     make_image_folder(tmp_path / "d", per_label=1)
     (tmp_path / "cache" / "responses").mkdir(parents=True)
     (tmp_path / "cache" / "responses" / "cache.db").write_bytes(b"garbage" * 300)
-    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out",
-                      tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    result = cli(
+        "run",
+        tmp_path / "d",
+        "--host",
+        ollama_double.url,
+        "--out",
+        tmp_path / "out",
+        "--cache-dir",
+        tmp_path / "cache",
+    )
     assert_one_line_error(result, "delete it or choose another cache folder (--cache-dir)")
 
 
@@ -174,8 +192,7 @@ class FillingDisk:
 
 
 def test_disk_full_while_writing_keeps_what_was_written_and_resumes(
-    cli,
-    ollama_double, tmp_path, monkeypatch
+    cli, ollama_double, tmp_path, monkeypatch
 ):
     make_image_folder(tmp_path / "d", per_label=2)
     out = tmp_path / "out"
@@ -185,15 +202,13 @@ def test_disk_full_while_writing_keeps_what_was_written_and_resumes(
         return FillingDisk(handle, room=5) if "a" in mode else handle  # header + 4 rows
 
     monkeypatch.setattr(predictions_module, "open", open_on_a_filling_disk, raising=False)
-    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out", out,
-                      "--quiet")
+    result = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out", out, "--quiet")
     assert_one_line_error(result, "No space left on device")
     assert "run the same command again to resume" in result.stderr
     assert len(rows(out)) == 4
 
     monkeypatch.undo()
-    again = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out", out,
-                     "--quiet")
+    again = cli("run", tmp_path / "d", "--host", ollama_double.url, "--out", out, "--quiet")
     assert again.exit_code == 0, again.output
     assert len(rows(out)) == 10
 
@@ -240,8 +255,9 @@ BROKEN = {
 }
 
 
-def test_odd_images_are_used_and_broken_ones_become_error_rows(cli, ollama_double, tmp_path,
-                                                                 monkeypatch):
+def test_odd_images_are_used_and_broken_ones_become_error_rows(
+    cli, ollama_double, tmp_path, monkeypatch
+):
     root = tmp_path / "d"
     make_image_folder(root, per_label=1)
     for name, make in ODD_BUT_USABLE.items():

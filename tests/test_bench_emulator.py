@@ -80,8 +80,10 @@ def test_whole_and_streamed_answers_over_one_kept_alive_connection(
     client = ollama.Client(host=server.url, timeout=10)
     messages = [{"role": "user", "content": "which?", "images": [str(jpegs[0])]}]
     whole = client.chat(model="qwen2.5vl:7b", messages=messages)
-    pieces = [chunk.message.content or "" for chunk in
-              client.chat(model="qwen2.5vl:7b", messages=messages, stream=True)]
+    pieces = [
+        chunk.message.content or ""
+        for chunk in client.chat(model="qwen2.5vl:7b", messages=messages, stream=True)
+    ]
     assert whole.done and whole.message.content == "".join(pieces)
     assert any(label in whole.message.content for label in emulator.LABELS)
     assert len(pieces) == emulator.TOKENS_PER_ANSWER + 1  # the tokens, then the done line
@@ -95,8 +97,9 @@ def test_whole_and_streamed_answers_over_one_kept_alive_connection(
 def test_requests_beyond_the_slots_queue(server: Any, jpegs: list[Path]) -> None:
     def ask(path: Path) -> None:
         client = ollama.Client(host=server.url, timeout=10)
-        client.chat(model="qwen2.5vl:7b",
-                    messages=[{"role": "user", "content": "", "images": [str(path)]}])
+        client.chat(
+            model="qwen2.5vl:7b", messages=[{"role": "user", "content": "", "images": [str(path)]}]
+        )
 
     threads = [threading.Thread(target=ask, args=(path,)) for path in jpegs[:3]]
     for thread in threads:
@@ -114,14 +117,20 @@ def test_requests_beyond_the_slots_queue(server: Any, jpegs: list[Path]) -> None
 
 def test_stats_leave_out_the_asking_connection_and_reset(server: Any, jpegs: list[Path]) -> None:
     client = ollama.Client(host=server.url, timeout=10)
-    client.chat(model="qwen2.5vl:7b",
-                messages=[{"role": "user", "content": "", "images": [str(jpegs[1])]}])
+    client.chat(
+        model="qwen2.5vl:7b", messages=[{"role": "user", "content": "", "images": [str(jpegs[1])]}]
+    )
     reader = measure.EmulatorStats(server.url)
     assert reader.stats()["connections"] == 1
     reader.reset()
     assert reader.stats() | {"server_cpu_s": 0} == {
-        "slots": 1, "service_s": 0.03, "connections": 0, "distinct_ports": 0,
-        "other_requests": 0, "server_cpu_s": 0, "chats": [],
+        "slots": 1,
+        "service_s": 0.03,
+        "connections": 0,
+        "distinct_ports": 0,
+        "other_requests": 0,
+        "server_cpu_s": 0,
+        "chats": [],
     }
 
 
@@ -132,8 +141,15 @@ def test_inputs_are_an_image_folder_and_run_folders_emoprobe_reads(
     assert sorted(item.label for item in dataset.items) == sorted(emulator.LABELS)
     assert len({path.read_bytes() for path in jpegs}) == len(jpegs)  # all distinct
 
-    result = run(RunConfig(dataset=tmp_path / "data", host=server.url, out=tmp_path / "run",
-                           cache_dir=tmp_path / "cache", concurrency=2))
+    result = run(
+        RunConfig(
+            dataset=tmp_path / "data",
+            host=server.url,
+            out=tmp_path / "run",
+            cache_dir=tmp_path / "cache",
+            concurrency=2,
+        )
+    )
     assert result.finished == 5
     folders = inputs.make_run_folders(tmp_path / "run", tmp_path / "copies", runs=2, rows=30)
     for folder in folders:
@@ -143,4 +159,5 @@ def test_inputs_are_an_image_folder_and_run_folders_emoprobe_reads(
         assert len(rows) == len(manifest["files"]) == 30
         assert {row["sha256"] for row in rows} == {entry["sha256"] for entry in manifest["files"]}
     assert (tmp_path / "run" / "predictions.csv").read_text().splitlines()[0] == (
-        folders[0] / "predictions.csv").read_text().splitlines()[0]
+        folders[0] / "predictions.csv"
+    ).read_text().splitlines()[0]

@@ -104,8 +104,7 @@ def test_importing_something_that_is_not_a_bundle_is_one_line(cli, tmp_path):
 
 
 def test_classify_offline_answers_from_an_imported_bundle_without_any_connection(
-    cli,
-    ollama_double, faces, tmp_path
+    cli, ollama_double, faces, tmp_path
 ):
     _, images = faces
     home = tmp_path / "home-cache"
@@ -115,8 +114,16 @@ def test_classify_offline_answers_from_an_imported_bundle_without_any_connection
     classroom = tmp_path / "classroom"
     cli("cache", "import", bundle, "--cache-dir", classroom)
     ollama_double.stop()  # no server at all in the classroom
-    result = cli("classify", *images[:3], "--offline", "--cache-dir", classroom,
-                      "--host", ollama_double.url, "--json")
+    result = cli(
+        "classify",
+        *images[:3],
+        "--offline",
+        "--cache-dir",
+        classroom,
+        "--host",
+        ollama_double.url,
+        "--json",
+    )
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["cached"] for r in records] == [True, True, False]
     assert records[2]["error"] == "not in cache"
@@ -140,24 +147,54 @@ def test_run_without_a_dataset_runs_the_demo_set(cli, ollama_double, tmp_path, m
 def test_an_offline_replay_of_a_bundle_gives_the_same_metrics(cli, ollama_double, faces, tmp_path):
     root, _ = faces
     home, classroom = tmp_path / "home", tmp_path / "classroom"
-    online = cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "online",
-                      "--cache-dir", home, "--quiet")
+    online = cli(
+        "run",
+        root,
+        "--host",
+        ollama_double.url,
+        "--out",
+        tmp_path / "online",
+        "--cache-dir",
+        home,
+        "--quiet",
+    )
     assert online.exit_code == 0, online.output
     bundle = tmp_path / "lesson.bundle"
     cli("cache", "export", bundle, "--cache-dir", home)
     cli("cache", "import", bundle, "--cache-dir", classroom)
     ollama_double.stop()
-    replay = cli("run", root, "--offline", "--host", ollama_double.url,
-                      "--out", tmp_path / "replay", "--cache-dir", classroom, "--quiet")
+    replay = cli(
+        "run",
+        root,
+        "--offline",
+        "--host",
+        ollama_double.url,
+        "--out",
+        tmp_path / "replay",
+        "--cache-dir",
+        classroom,
+        "--quiet",
+    )
     assert replay.exit_code == 0, replay.output
-    keys = ("accuracy", "f1_weighted", "precision_weighted", "recall_weighted", "per_class",
-            "confusion_matrix", "n", "n_unparsed")
-    first, second = (json.loads((tmp_path / name / "metrics.json").read_text())
-                     for name in ("online", "replay"))
+    keys = (
+        "accuracy",
+        "f1_weighted",
+        "precision_weighted",
+        "recall_weighted",
+        "per_class",
+        "confusion_matrix",
+        "n",
+        "n_unparsed",
+    )
+    first, second = (
+        json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("online", "replay")
+    )
     assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
     manifest = json.loads((tmp_path / "replay" / "manifest.json").read_text())
-    assert manifest["model"]["digest"] == json.loads(
-        (tmp_path / "online" / "manifest.json").read_text())["model"]["digest"]
+    assert (
+        manifest["model"]["digest"]
+        == json.loads((tmp_path / "online" / "manifest.json").read_text())["model"]["digest"]
+    )
 
 
 def test_an_offline_run_without_cached_answers_says_what_to_do(cli, ollama_double, faces, tmp_path):
@@ -175,8 +212,9 @@ def test_an_offline_run_without_cached_answers_says_what_to_do(cli, ollama_doubl
 
 def test_offline_with_nothing_recorded_for_the_model_is_one_line(cli, tmp_path, faces):
     root, _ = faces
-    result = cli("run", root, "--offline", "--out", tmp_path / "o",
-                      "--cache-dir", tmp_path / "empty")
+    result = cli(
+        "run", root, "--offline", "--out", tmp_path / "o", "--cache-dir", tmp_path / "empty"
+    )
     assert result.exit_code == 1
     assert "has no answers from qwen2.5vl:7b" in result.stderr
 

@@ -161,8 +161,7 @@ def faces(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def test_run_with_two_models_runs_each_in_turn_one_loaded_at_a_time(
-    cli,
-    ollama_double: OllamaDouble, faces, tmp_path
+    cli, ollama_double: OllamaDouble, faces, tmp_path
 ):
     root, truth = faces
     answer = answers_by_model(truth)
@@ -212,8 +211,7 @@ def test_run_with_two_models_runs_each_in_turn_one_loaded_at_a_time(
 
 
 def test_run_with_two_models_without_out_uses_the_default_folders(
-    cli,
-    ollama_double: OllamaDouble, faces, tmp_path, monkeypatch
+    cli, ollama_double: OllamaDouble, faces, tmp_path, monkeypatch
 ):
     root, _ = faces
     monkeypatch.chdir(tmp_path)
@@ -229,8 +227,7 @@ def test_run_with_two_models_without_out_uses_the_default_folders(
 
 
 def test_run_with_a_missing_second_model_fails_before_any_image(
-    cli,
-    ollama_double: OllamaDouble, faces, tmp_path
+    cli, ollama_double: OllamaDouble, faces, tmp_path
 ):
     root, _ = faces
     typo = "llama3.2-vison:11b"

@@ -33,8 +33,17 @@ def study(cli, tmp_path: Path, ollama_double: OllamaDouble):
     truth = make_image_folder(root, per_label=3)
     ollama_double.answer = answer_by_image(scripted_answers(truth))
     clean = tmp_path / "clean"
-    result = cli("run", root, "--host", ollama_double.url, "--out", clean,
-                      "--cache-dir", tmp_path / "clean-cache", "--quiet")
+    result = cli(
+        "run",
+        root,
+        "--host",
+        ollama_double.url,
+        "--out",
+        clean,
+        "--cache-dir",
+        tmp_path / "clean-cache",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     ollama_double.reset_stats()
     return root, ollama_double, answers(rows_by_path(clean))
@@ -58,8 +67,7 @@ def test_a_hung_request_times_out_and_is_retried(cli, study, tmp_path):
     root, double, expected = study
     double.inject("hang", on={2})
     out = tmp_path / "out"
-    result = cli("run", root, "--host", double.url, "--out", out, "--timeout", "0.5",
-                      *FAST_RETRY)
+    result = cli("run", root, "--host", double.url, "--out", out, "--timeout", "0.5", *FAST_RETRY)
     assert result.exit_code == 0, result.output
     assert answers(rows_by_path(out)) == expected
 
@@ -68,21 +76,32 @@ def test_a_slow_server_within_the_timeout_is_just_slow(cli, study, tmp_path):
     root, double, expected = study
     double.inject("slow", on={1}, seconds=0.3)
     out = tmp_path / "out"
-    result = cli("run", root, "--host", double.url, "--out", out, "--timeout", "5",
-                      *FAST_RETRY)
+    result = cli("run", root, "--host", double.url, "--out", out, "--timeout", "5", *FAST_RETRY)
     assert result.exit_code == 0, result.output
     assert answers(rows_by_path(out)) == expected
 
 
 def test_failures_past_the_retries_are_neither_written_nor_cached_and_a_rerun_finishes(
-    cli,
-    study, tmp_path
+    cli, study, tmp_path
 ):
     root, double, expected = study
     double.inject("http500", on={0, 1, 2, 3})  # the first image's four tries all fail
     out = tmp_path / "out"
-    result = cli("run", root, "--host", double.url, "--out", out, "--backoff", "0.01",
-                      "--retries", "3", "--concurrency", "1", "--quiet")
+    result = cli(
+        "run",
+        root,
+        "--host",
+        double.url,
+        "--out",
+        out,
+        "--backoff",
+        "0.01",
+        "--retries",
+        "3",
+        "--concurrency",
+        "1",
+        "--quiet",
+    )
     assert result.exit_code == 3, result.output
     last_line = result.stderr.strip().splitlines()[-1]
     assert "1 of 15 images are unfinished" in last_line
@@ -103,8 +122,21 @@ def test_a_dead_server_stops_the_run_early_with_the_reason(cli, study, tmp_path)
     root, double, _ = study
     double.inject("http500")
     out = tmp_path / "out"
-    result = cli("run", root, "--host", double.url, "--out", out, "--backoff", "0.01",
-                      "--retries", "0", "--concurrency", "1", "--quiet")
+    result = cli(
+        "run",
+        root,
+        "--host",
+        double.url,
+        "--out",
+        out,
+        "--backoff",
+        "0.01",
+        "--retries",
+        "0",
+        "--concurrency",
+        "1",
+        "--quiet",
+    )
     assert result.exit_code == 3
     assert "stopped after 10 images in a row failed" in result.stderr
     assert len(double.chat_requests) <= 12
@@ -124,8 +156,19 @@ def test_a_server_that_dies_mid_run_and_comes_back(cli, study, tmp_path):
     thread = threading.Thread(target=bounce)
     thread.start()
     out = tmp_path / "out"
-    result = cli("run", root, "--host", double.url, "--out", out, "--backoff", "0.2",
-                      "--retries", "5", "--quiet")
+    result = cli(
+        "run",
+        root,
+        "--host",
+        double.url,
+        "--out",
+        out,
+        "--backoff",
+        "0.2",
+        "--retries",
+        "5",
+        "--quiet",
+    )
     thread.join()
     assert result.exit_code == 0, result.output
     assert answers(rows_by_path(out)) == expected

@@ -26,8 +26,17 @@ def test_normalize_host(raw, url):
 
 
 @pytest.mark.parametrize(
-    "raw", ["", "http://", "ftp://x", "local host", "http://[::1", "x:port", "http://a?b=c",
-            "http://user@localhost"],
+    "raw",
+    [
+        "",
+        "http://",
+        "ftp://x",
+        "local host",
+        "http://[::1",
+        "x:port",
+        "http://a?b=c",
+        "http://user@localhost",
+    ],
 )
 def test_malformed_hosts_are_config_errors(raw):
     with pytest.raises(ConfigError, match="malformed host"):

@@ -75,8 +75,19 @@ def logprobs_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "happy" / "broken.png").write_bytes(b"not an image")
     out = base / "run"
     with OllamaDouble(answer=answer_by_image(scripted_answers(truth))) as double:
-        result = emoprobe("run", root, "--host", double.url, "--out", out, "--answer",
-                          "logprobs", "--cache-dir", base / "cache", "--quiet")
+        result = emoprobe(
+            "run",
+            root,
+            "--host",
+            double.url,
+            "--out",
+            out,
+            "--answer",
+            "logprobs",
+            "--cache-dir",
+            base / "cache",
+            "--quiet",
+        )
     assert result.exit_code == 0, result.output
     return out
 
@@ -109,8 +120,13 @@ def test_load_run_gives_typed_manifest_metrics_and_a_typed_table(logprobs_run):
     assert run.metrics.to_dict() == written
     assert run.metrics.to_json() == (logprobs_run / "metrics.json").read_text()
     scored = frame[answered]
-    expected = f1_score(scored["label"].astype(str), scored["prediction"].astype(str),
-                        labels=list(LABELS), average="weighted", zero_division=0)
+    expected = f1_score(
+        scored["label"].astype(str),
+        scored["prediction"].astype(str),
+        labels=list(LABELS),
+        average="weighted",
+        zero_division=0,
+    )
     assert run.metrics.f1_weighted == pytest.approx(expected)
 
 
@@ -147,9 +163,7 @@ def test_an_unversioned_manifest_reads_as_version_1(name):
         (lambda m: m.update(schema_version=SCHEMA_VERSION + 1), "upgrade emoprobe"),
     ],
 )
-def test_a_malformed_manifest_is_one_line_naming_the_file_and_field(
-    old_runs, change, message
-):
+def test_a_malformed_manifest_is_one_line_naming_the_file_and_field(old_runs, change, message):
     path = old_runs / "text" / "manifest.json"
     manifest = json.loads(path.read_text())
     change(manifest)

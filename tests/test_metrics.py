@@ -16,8 +16,9 @@ LABELS = ["confused", "distracted", "happy", "tired", "neutral"]
 
 
 def row(label: str, prediction: str, status: str = "ok", latency: float | None = 1.0) -> Row:
-    return Row(f"{label}/{random.random()}", "", label, prediction, prediction, status, "",
-               latency, False)
+    return Row(
+        f"{label}/{random.random()}", "", label, prediction, prediction, status, "", latency, False
+    )
 
 
 def compute_metrics(rows: list[Row], labels: list[str]) -> Metrics:
@@ -62,12 +63,20 @@ def test_equal_to_scikit_learn_on_the_same_rows(seed):
 
 
 def test_unparsed_counts_as_wrong_and_stays_in_the_denominator():
-    rows = [row("happy", "happy"), row("happy", "unparsed", "unparsed"),
-            row("tired", "tired"), row("tired", "", "error", None)]
+    rows = [
+        row("happy", "happy"),
+        row("happy", "unparsed", "unparsed"),
+        row("tired", "tired"),
+        row("tired", "", "error", None),
+    ]
     metrics = compute_metrics(rows, LABELS)
     assert metrics.accuracy == pytest.approx(2 / 3)
-    assert asdict(metrics.per_class["happy"]) == {"precision": 1.0, "recall": 0.5,
-                                                  "f1": pytest.approx(2 / 3), "support": 2}
+    assert asdict(metrics.per_class["happy"]) == {
+        "precision": 1.0,
+        "recall": 0.5,
+        "f1": pytest.approx(2 / 3),
+        "support": 2,
+    }
     assert metrics.per_class["tired"].support == 1
     assert metrics.confusion_matrix.columns[-1] == "unparsed"
     assert metrics.confusion_matrix.matrix[2] == [0, 0, 1, 0, 0, 1]

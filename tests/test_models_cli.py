@@ -141,10 +141,7 @@ def test_list_with_the_server_down_is_one_line(cli) -> None:
 
 
 # -- pull ------------------------------------------------------------------------------
-def test_pull_draws_a_line_per_layer_and_records_the_digest(
-    cli,
-    server: OllamaDouble
-) -> None:
+def test_pull_draws_a_line_per_layer_and_records_the_digest(cli, server: OllamaDouble) -> None:
     result = models(cli, "pull", server, "qwen2.5vl-q4")
     assert result.exit_code == 0, result.output
     base = server.models[Q4.base]
@@ -166,10 +163,7 @@ def test_pull_draws_a_line_per_layer_and_records_the_digest(
     "name",
     ["qwen2.5vl:7b-q4_K_M", "emoprobe-qwen2.5vl:7b-q4_K_M", "QWEN2.5VL-Q4", "qwen2.5vl-q4_K_M"],
 )
-def test_pull_accepts_every_spelling_of_a_build(
-    cli,
-    server: OllamaDouble, name: str
-) -> None:
+def test_pull_accepts_every_spelling_of_a_build(cli, server: OllamaDouble, name: str) -> None:
     result = models(cli, "pull", server, name)
     assert result.exit_code == 0, result.output
     assert Q4.base in server.models
@@ -216,8 +210,7 @@ def test_pull_a_tag_the_library_lacks(cli, server: OllamaDouble) -> None:
     ("args", "message"), [((), "give a NAME"), (("qwen2.5vl-q4", "--all"), "not both")]
 )
 def test_pull_needs_one_name_or_all(
-    cli,
-    server: OllamaDouble, args: tuple[str, ...], message: str
+    cli, server: OllamaDouble, args: tuple[str, ...], message: str
 ) -> None:
     result = models(cli, "pull", server, *args)
     assert result.exit_code == 2
@@ -261,10 +254,7 @@ def test_progress_elsewhere_writes_one_plain_line_per_layer() -> None:
 
 
 # -- build -----------------------------------------------------------------------------
-def test_build_pulls_then_creates_with_the_papers_prompt(
-    cli,
-    server: OllamaDouble
-) -> None:
+def test_build_pulls_then_creates_with_the_papers_prompt(cli, server: OllamaDouble) -> None:
     result = models(cli, "build", server, "qwen2.5vl-q4")
     assert result.exit_code == 0, result.output
     requests = [r for r in server.requests if r.path in ("/api/pull", "/api/create")]
@@ -323,8 +313,7 @@ def test_build_all(cli, server: OllamaDouble) -> None:
 
 
 def test_build_warns_about_an_edited_modelfile_and_builds_it(
-    cli,
-    server: OllamaDouble, modelfiles: Path
+    cli, server: OllamaDouble, modelfiles: Path
 ) -> None:
     path = modelfiles / Q4.filename
     path.write_text(path.read_text().replace("num_ctx 4096", "num_ctx 8192"))
@@ -349,8 +338,7 @@ def test_build_warns_about_an_edited_modelfile_and_builds_it(
     ],
 )
 def test_build_refuses_a_broken_modelfile_before_any_download(
-    cli,
-    server: OllamaDouble, modelfiles: Path, edit, message: str
+    cli, server: OllamaDouble, modelfiles: Path, edit, message: str
 ) -> None:
     path = modelfiles / Q4.filename
     path.write_text(edit(path.read_text()))
@@ -403,7 +391,8 @@ def test_an_installed_package_builds_from_anywhere(server: OllamaDouble, tmp_pat
     def not_installed(folder: str, names: list[str]) -> list[str]:
         kept = (".py", "py.typed")
         return [
-            n for n in names
+            n
+            for n in names
             if n == "__pycache__" or (not (Path(folder) / n).is_dir() and not n.endswith(kept))
         ]
 
@@ -600,8 +589,7 @@ def test_doctor_shows_what_is_loaded_and_its_gpu_share(cli, server: OllamaDouble
 
 
 def test_doctor_suggests_a_smaller_build_when_a_build_does_not_fit(
-    cli,
-    server: OllamaDouble
+    cli, server: OllamaDouble
 ) -> None:
     assert models(cli, "build", server, "llama3.2-vision-fp16").exit_code == 0
     server.gpu_memory = 8_000_000_000
@@ -623,8 +611,7 @@ def test_doctor_warns_about_an_old_server(cli) -> None:
 
 
 def test_doctor_reads_the_parallel_setting(
-    cli,
-    server: OllamaDouble, monkeypatch: pytest.MonkeyPatch
+    cli, server: OllamaDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "2")
     parallel = marks(doctor(cli, server))["parallel"][0]

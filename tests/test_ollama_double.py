@@ -671,9 +671,7 @@ def _post_chat(double: OllamaDouble, body: dict) -> httpx.Response:
 
 def test_the_default_behaviour_is_0_13_and_0_34_is_selectable(today: OllamaDouble) -> None:
     with OllamaDouble() as old:
-        assert httpx.get(f"{old.url}/api/version", trust_env=False).json() == {
-            "version": "0.13.0"
-        }
+        assert httpx.get(f"{old.url}/api/version", trust_env=False).json() == {"version": "0.13.0"}
         assert not old.llama_server
     assert httpx.get(f"{today.url}/api/version", trust_env=False).json()["version"] == "0.34.1"
     assert today.llama_server
@@ -683,8 +681,8 @@ def test_the_default_behaviour_is_0_13_and_0_34_is_selectable(today: OllamaDoubl
 def test_a_bad_format_is_a_500_with_the_runners_text(version: str) -> None:
     with OllamaDouble(version=version) as double:
         reply = _post_chat(
-            double, {"model": VISION, "messages": ask(), "format": "xml",
-                     "stream": False},
+            double,
+            {"model": VISION, "messages": ask(), "format": "xml", "stream": False},
         )
         assert reply.status_code == 500
         assert reply.json() == {
@@ -736,20 +734,33 @@ def test_thinking_arrived_by_default_in_0_12_4() -> None:
     thinker = next(spec for spec in CURRENT_MODELS if spec.name == "qwen3-vl:8b")
     for version, thinks in (("0.12.3", False), ("0.12.4", True), ("0.13.0", True)):
         with OllamaDouble(version=version, models=[thinker]) as double:
-            reply = _post_chat(double, {"model": THINKER, "messages": ask(REAL_PNG),
-                                        "stream": False})
+            reply = _post_chat(
+                double, {"model": THINKER, "messages": ask(REAL_PNG), "stream": False}
+            )
             assert bool(reply.json()["message"].get("thinking")) is thinks, version
 
 
 @pytest.mark.parametrize(
     ("version", "think", "status", "error"),
     [
-        ("0.34.1", "bogus", 400, 'invalid think value: "bogus" (must be "high", "medium", '
-         '"low", "max", true, or false)'),
-        ("0.13.0", "max", 400, 'invalid think value: "max" (must be "high", "medium", '
-         '"low", true, or false)'),
-        ("0.34.1", 3, 400, 'think must be a boolean or string ("high", "medium", "low", '
-         '"max", true, or false)'),
+        (
+            "0.34.1",
+            "bogus",
+            400,
+            'invalid think value: "bogus" (must be "high", "medium", "low", "max", true, or false)',
+        ),
+        (
+            "0.13.0",
+            "max",
+            400,
+            'invalid think value: "max" (must be "high", "medium", "low", true, or false)',
+        ),
+        (
+            "0.34.1",
+            3,
+            400,
+            'think must be a boolean or string ("high", "medium", "low", "max", true, or false)',
+        ),
         ("0.34.1", "low", 200, None),
     ],
 )
@@ -757,8 +768,9 @@ def test_think_values_the_server_refuses(
     version: str, think: object, status: int, error: str | None
 ) -> None:
     with OllamaDouble(version=version, models=list(CURRENT_MODELS)) as double:
-        reply = _post_chat(double, {"model": THINKER, "messages": ask(REAL_PNG),
-                                    "think": think, "stream": False})
+        reply = _post_chat(
+            double, {"model": THINKER, "messages": ask(REAL_PNG), "think": think, "stream": False}
+        )
         assert reply.status_code == status
         if error:
             assert reply.json() == {"error": error}
@@ -812,8 +824,9 @@ def _concurrently(double: OllamaDouble, model: str, n: int) -> list[str]:
     ],
 )
 def test_families_forced_to_one_slot_queue(version: str, model: str, in_flight: int) -> None:
-    with OllamaDouble(version=version, models=[*DEFAULT_MODELS, *CURRENT_MODELS],
-                      parallel=3, latency=0.15) as double:
+    with OllamaDouble(
+        version=version, models=[*DEFAULT_MODELS, *CURRENT_MODELS], parallel=3, latency=0.15
+    ) as double:
         assert _concurrently(double, model, 3) == ["neutral"] * 3  # queued, not refused
         assert double.max_running == in_flight
         assert double.max_in_flight == 3  # all three were with the server at once
@@ -829,8 +842,12 @@ def test_undecodable_image_bytes_are_refused_by_today_s_server(today: OllamaDoub
     ok = _post_chat(today, {"model": VISION, "messages": ask(REAL_PNG), "stream": False})
     assert ok.status_code == 200
     with OllamaDouble() as old:  # the 0.13 behaviour never looks inside the bytes
-        assert _post_chat(old, {"model": VISION, "messages": ask(IMAGE_HAPPY),
-                                "stream": False}).status_code == 200
+        assert (
+            _post_chat(
+                old, {"model": VISION, "messages": ask(IMAGE_HAPPY), "stream": False}
+            ).status_code
+            == 200
+        )
 
 
 def test_mllama_fails_to_load_from_0_30(today: OllamaDouble) -> None:
@@ -840,16 +857,18 @@ def test_mllama_fails_to_load_from_0_30(today: OllamaDouble) -> None:
         assert reply.json() == {"error": MLLAMA_LOAD_MESSAGE}
         assert is_unservable_load_error(reply.json()["error"])
     assert today.loaded == []
-    with ollama.Client(host=today.url, timeout=5) as c, pytest.raises(
-        ollama.ResponseError
-    ) as caught:
+    with (
+        ollama.Client(host=today.url, timeout=5) as c,
+        pytest.raises(ollama.ResponseError) as caught,
+    ):
         c.chat("llama3.2-vision:11b", ask(REAL_PNG))
     assert caught.value.status_code == 500
     assert "unknown model architecture: 'mllama'" in caught.value.error
     with OllamaDouble(version="0.24.0") as last:
-        assert _post_chat(last, {"model": "llama3.2-vision:11b", "messages": []}).json()[
-            "done_reason"
-        ] == "load"
+        assert (
+            _post_chat(last, {"model": "llama3.2-vision:11b", "messages": []}).json()["done_reason"]
+            == "load"
+        )
 
 
 def test_a_load_checks_capabilities_but_not_vision(today: OllamaDouble) -> None:
@@ -876,8 +895,9 @@ def test_today_s_models_show_real_details(today: OllamaDouble) -> None:
     assert (gemma.modelinfo or {})["gemma3.mm.tokens_per_image"] == 256
     assert "thinking" not in (gemma.capabilities or [])
     assert q8.details.quantization_level == "Q8_0"
-    raw = httpx.post(f"{today.url}/api/show", json={"model": "qwen3-vl:8b-instruct-q8_0"},
-                     trust_env=False).json()
+    raw = httpx.post(
+        f"{today.url}/api/show", json={"model": "qwen3-vl:8b-instruct-q8_0"}, trust_env=False
+    ).json()
     types = {t["name"]: t["type"] for t in raw["tensors"]}
     assert types["blk.0.attn_q.weight"] == "Q8_0" and types["v.blk.0.attn_q.weight"] == "F16"
 
@@ -892,11 +912,13 @@ def test_the_double_agrees_with_the_client_table_on_image_tokens(today: OllamaDo
 
 
 def test_long_arrays_need_verbose_and_no_capabilities_are_omitted(today: OllamaDouble) -> None:
-    today.add_model(ModelSpec(name="bare:1b", capabilities=[],
-                              model_info={"llama.vocab": list(range(10))}))
+    today.add_model(
+        ModelSpec(name="bare:1b", capabilities=[], model_info={"llama.vocab": list(range(10))})
+    )
     plain = httpx.post(f"{today.url}/api/show", json={"model": "bare:1b"}, trust_env=False)
-    verbose = httpx.post(f"{today.url}/api/show", json={"model": "bare:1b", "verbose": True},
-                         trust_env=False)
+    verbose = httpx.post(
+        f"{today.url}/api/show", json={"model": "bare:1b", "verbose": True}, trust_env=False
+    )
     assert plain.json()["model_info"]["llama.vocab"] == []
     assert verbose.json()["model_info"]["llama.vocab"] == list(range(10))
     assert "capabilities" not in plain.json()
@@ -905,8 +927,7 @@ def test_long_arrays_need_verbose_and_no_capabilities_are_omitted(today: OllamaD
 
 
 def test_today_s_models_can_be_pulled() -> None:
-    with OllamaDouble(version="0.34.1") as double, ollama.Client(host=double.url,
-                                                                 timeout=5) as c:
+    with OllamaDouble(version="0.34.1") as double, ollama.Client(host=double.url, timeout=5) as c:
         assert c.pull("qwen3-vl:8b").status == "success"
         assert c.pull("gemma3:4b-it-fp16").status == "success"
         assert {"qwen3-vl:8b", "gemma3:4b-it-fp16"} <= {m.model for m in c.list().models}

@@ -14,8 +14,9 @@ def test_defaults_are_reproducible_and_cheap():
 
 
 def test_values_are_typed():
-    options = parse_options(["num_ctx=4096", "top_p=0.9", "use_mmap=false", "seed=-1",
-                             "stop=<end>", "stop=\n\n"])
+    options = parse_options(
+        ["num_ctx=4096", "top_p=0.9", "use_mmap=false", "seed=-1", "stop=<end>", "stop=\n\n"]
+    )
     assert options["num_ctx"] == 4096 and isinstance(options["num_ctx"], int)
     assert options["top_p"] == 0.9
     assert options["use_mmap"] is False

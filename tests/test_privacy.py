@@ -21,8 +21,9 @@ def test_no_image_bytes_or_base64_in_anything_a_run_writes(cli, ollama_double, t
     truth = make_image_folder(root, per_label=3)
     ollama_double.answer = answer_by_image(scripted_answers(truth))
     out, cache = tmp_path / "out", tmp_path / "cache"
-    result = cli("run", str(root), "--host", ollama_double.url,
-                                      "--out", str(out), "--cache-dir", str(cache))
+    result = cli(
+        "run", str(root), "--host", ollama_double.url, "--out", str(out), "--cache-dir", str(cache)
+    )
     assert result.exit_code == 0, result.output
     assert len(ollama_double.chat_requests) >= len(truth)  # the images did go to the server
 
@@ -38,8 +39,7 @@ def test_no_image_bytes_or_base64_in_anything_a_run_writes(cli, ollama_double, t
 
 
 def test_a_remote_ollama_host_from_the_environment_is_refused_before_connecting(
-    cli,
-    tmp_path, monkeypatch
+    cli, tmp_path, monkeypatch
 ):
     root = tmp_path / "faces"
     make_image_folder(root, per_label=1)
@@ -57,8 +57,7 @@ def test_reports_hold_no_image_file_names(cli, ollama_double, tmp_path):
     (root / "happy" / "student-jane-doe.png").write_bytes(b"broken")
     ollama_double.answer = answer_by_image(scripted_answers(truth))
     out = tmp_path / "out"
-    result = cli("run", str(root), "--host", ollama_double.url,
-                                      "--out", str(out), "--quiet")
+    result = cli("run", str(root), "--host", ollama_double.url, "--out", str(out), "--quiet")
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
     assert "jane" not in report and "000.png" not in report

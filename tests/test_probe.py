@@ -52,9 +52,7 @@ def test_one_image_is_classified_and_asked_again_it_is_a_cache_hit(ollama_double
     assert probe.stats.requests == 1
 
 
-def test_the_request_puts_the_prompt_first_and_the_image_in_the_user_message(
-    ollama_double, faces
-):
+def test_the_request_puts_the_prompt_first_and_the_image_in_the_user_message(ollama_double, faces):
     _, images = faces
     with Probe.open(host=ollama_double.url, options={"temperature": 0.0, "seed": 7}) as probe:
         probe.classify(images[0])
@@ -165,13 +163,19 @@ def test_answers_cached_by_the_previous_version_are_still_hits(ollama_double, fa
         assert probe.keys.key(sha(images[0])) == key
         result = probe.classify(images[0])
     assert (result.label, result.raw, result.cached, result.latency_s) == (
-        "tired", "Tired.", True, 1.25
+        "tired",
+        "Tired.",
+        True,
+        1.25,
     )
     assert ollama_double.chat_requests == []
     answer = answer_from_value(old_value)
     assert (answer.prompt_tokens, answer.output_tokens) == (600, 2)
     assert (answer.prompt_ms, answer.output_ms, answer.load_ms, answer.total_ms) == (
-        500.0, 300.0, 100.0, 900.0
+        500.0,
+        300.0,
+        100.0,
+        900.0,
     )
 
 

@@ -35,8 +35,11 @@ def test_on_a_terminal_one_live_line_with_rate_eta_and_counts() -> None:
     last = text.rsplit("\r", 1)[-1]
     assert "4/4" in last and "img/s" in last and "ETA" in last
     assert "cached 1  unreadable 1  retries 1  failed 1" in last
-    for message in ("resuming in out: 1 of 4 images already done",
-                    "failed: b.png: HTTP 500", "warning: the disk is nearly full"):
+    for message in (
+        "resuming in out: 1 of 4 images already done",
+        "failed: b.png: HTTP 500",
+        "warning: the disk is nearly full",
+    ):
         assert message in text
 
 
@@ -61,5 +64,8 @@ def test_quiet_keeps_only_warnings_and_failures() -> None:
 
 def test_durations() -> None:
     assert [format_duration(s) for s in (0, 59, 61, 3600 * 2 + 120)] == [
-        "0s", "59s", "1m01s", "2h02m"
+        "0s",
+        "59s",
+        "1m01s",
+        "2h02m",
     ]

@@ -127,8 +127,7 @@ def test_report_refuses_a_folder_that_is_no_run_and_a_run_being_written(
 
 
 def test_a_llama_run_sits_beside_the_papers_llama_and_an_other_family_beside_nothing(
-    cli,
-    ollama_double: OllamaDouble, tmp_path
+    cli, ollama_double: OllamaDouble, tmp_path
 ):
     root = tmp_path / "faces"
     make_image_folder(root, per_label=1)
@@ -162,11 +161,13 @@ def test_a_model_of_another_size_is_flagged_beside_the_paper():
     ]
     predictions = to_frame(rows, LABELS)
     metrics = compute_metrics(predictions, LABELS)
-    manifest = Manifest.from_dict({
-        "model": {"name": "qwen2.5vl:32b", "family": "qwen25vl"},
-        "dataset": {},
-        "task": {"prompt_sha256": PAPER_TASK.prompt_sha256},
-    })
+    manifest = Manifest.from_dict(
+        {
+            "model": {"name": "qwen2.5vl:32b", "family": "qwen25vl"},
+            "dataset": {},
+            "task": {"prompt_sha256": PAPER_TASK.prompt_sha256},
+        }
+    )
     report = render_report(metrics, manifest, predictions)
     assert "Qwen2.5-VL-7B-Instruct (paper)" in report
     assert "this model is named 32B, the paper's is 7B" in report

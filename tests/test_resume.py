@@ -21,8 +21,20 @@ from emoprobe.results.rundir import RunDir
 
 
 def start_run(root: Path, url: str, out: Path, cache: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "emoprobe", "run", str(root), "--host", url,
-               "--out", str(out), "--cache-dir", str(cache), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "emoprobe",
+        "run",
+        str(root),
+        "--host",
+        url,
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--quiet",
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -63,8 +75,17 @@ def test_recover_cuts_a_half_written_last_row(tmp_path):
     path = tmp_path / "predictions.csv"
     rows = [
         Row("a.png", "1" * 64, "happy", "happy", "Happy", "ok", "", 0.5, False),
-        Row("b.png", "2" * 64, "tired", "unparsed", 'multi\nline, "quoted"\r\u2028', "unparsed",
-            "", 0.7, False),
+        Row(
+            "b.png",
+            "2" * 64,
+            "tired",
+            "unparsed",
+            'multi\nline, "quoted"\r\u2028',
+            "unparsed",
+            "",
+            0.7,
+            False,
+        ),
     ]
     with PredictionWriter(path) as writer:
         for row in rows:
@@ -118,10 +139,12 @@ def test_two_concurrent_processes_the_second_refuses_with_one_line(tmp_path):
 def test_two_runs_sharing_one_cache_are_both_correct(tmp_path):
     root = tmp_path / "faces"
     truth = make_image_folder(root, per_label=4)
-    with OllamaDouble(answer=answer_by_image(scripted_answers(truth)), latency=0.01,
-                      parallel=2) as double:
-        runs = [start_run(root, double.url, tmp_path / f"out{i}", tmp_path / "cache")
-                for i in range(2)]
+    with OllamaDouble(
+        answer=answer_by_image(scripted_answers(truth)), latency=0.01, parallel=2
+    ) as double:
+        runs = [
+            start_run(root, double.url, tmp_path / f"out{i}", tmp_path / "cache") for i in range(2)
+        ]
         for process in runs:
             assert process.wait(timeout=60) == 0, process.stderr.read()
     assert comparable(tmp_path / "out0") == comparable(tmp_path / "out1")

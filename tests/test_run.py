@@ -59,8 +59,9 @@ def test_run_writes_predictions_metrics_manifest_and_report(cli, model_server, d
     rows = read_rows(out)
     assert list(rows[0]) == COLUMNS
     assert len(rows) == len(truth) == 20
-    assert {row["path"] for row in rows} == {p.relative_to(root).as_posix() for p in
-                                              root.rglob("*.png")}
+    assert {row["path"] for row in rows} == {
+        p.relative_to(root).as_posix() for p in root.rglob("*.png")
+    }
     for row in rows:
         assert row["label"] == truth[row["sha256"]]
         assert row["status"] in {"ok", "unparsed"}
@@ -98,11 +99,21 @@ def test_run_writes_predictions_metrics_manifest_and_report(cli, model_server, d
     assert "Qwen2.5-VL-7B-Instruct (paper) | 0.5197 | 0.5546 | 0.7613 | 0.5546" in report
 
 
-def test_requests_carry_the_prompt_as_system_and_the_image_as_user(cli, model_server, dataset,
-                                                                     tmp_path):
+def test_requests_carry_the_prompt_as_system_and_the_image_as_user(
+    cli, model_server, dataset, tmp_path
+):
     root, truth = dataset
-    result = cli("run", root, "--host", model_server.url, "--out", tmp_path / "o",
-                      "--option", "num_ctx=4096", "--quiet")
+    result = cli(
+        "run",
+        root,
+        "--host",
+        model_server.url,
+        "--out",
+        tmp_path / "o",
+        "--option",
+        "num_ctx=4096",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     chats = [body for body in model_server.chat_requests if body.get("messages")]
     assert len(chats) == len(truth)
@@ -110,8 +121,12 @@ def test_requests_carry_the_prompt_as_system_and_the_image_as_user(cli, model_se
         system, user = body["messages"]
         assert system == {"role": "system", "content": PAPER_TASK.system_prompt}
         assert user["role"] == "user" and len(user["images"]) == 1
-        assert body["options"] == {"temperature": 0.0, "seed": 42, "num_predict": 32,
-                                   "num_ctx": 4096}
+        assert body["options"] == {
+            "temperature": 0.0,
+            "seed": 42,
+            "num_predict": 32,
+            "num_ctx": 4096,
+        }
         assert body["keep_alive"] == "30m"
     assert {sha for body in chats for sha in image_sha256s(body)} == set(truth)
 
@@ -143,8 +158,19 @@ def test_per_class_sample_is_stable_for_a_seed(cli, model_server, dataset, tmp_p
     paths = []
     for name in ("a", "b"):
         out = tmp_path / name
-        result = cli("run", root, "--host", model_server.url, "--out", out,
-                          "--per-class", 2, "--seed", 7, "--quiet")
+        result = cli(
+            "run",
+            root,
+            "--host",
+            model_server.url,
+            "--out",
+            out,
+            "--per-class",
+            2,
+            "--seed",
+            7,
+            "--quiet",
+        )
         assert result.exit_code == 0, result.output
         paths.append([row["path"] for row in read_rows(out)])
     assert paths[0] == paths[1]
@@ -153,8 +179,7 @@ def test_per_class_sample_is_stable_for_a_seed(cli, model_server, dataset, tmp_p
 
 
 def test_default_out_folder_is_under_reports_and_the_same_command_resumes_it(
-    cli,
-    model_server, dataset, tmp_path, monkeypatch
+    cli, model_server, dataset, tmp_path, monkeypatch
 ):
     root, _ = dataset
     monkeypatch.chdir(tmp_path)
@@ -164,14 +189,24 @@ def test_default_out_folder_is_under_reports_and_the_same_command_resumes_it(
     assert (out / "report.md").exists()
     again = cli("run", root, "--host", model_server.url, "--per-class", 1, "--quiet")
     assert f"report: {Path('reports') / out.name / 'report.md'}" in again.stdout
-    other = cli("run", root, "--host", model_server.url, "--per-class", 1,
-                     "--option", "temperature=0.5", "--quiet")
+    other = cli(
+        "run",
+        root,
+        "--host",
+        model_server.url,
+        "--per-class",
+        1,
+        "--option",
+        "temperature=0.5",
+        "--quiet",
+    )
     assert other.exit_code == 0
     assert (tmp_path / "reports" / f"{out.name}-2" / "report.md").exists()
 
 
-def test_unreadable_images_become_error_rows_and_the_run_goes_on(cli, model_server, dataset,
-                                                                  tmp_path):
+def test_unreadable_images_become_error_rows_and_the_run_goes_on(
+    cli, model_server, dataset, tmp_path
+):
     root, truth = dataset
     (root / "happy" / "empty.jpg").write_bytes(b"")
     (root / "tired" / "notes.jpg").write_text("not a picture")
@@ -193,16 +228,24 @@ def test_unreadable_images_become_error_rows_and_the_run_goes_on(cli, model_serv
 def test_concurrency_bounds_what_is_in_flight(cli, ollama_double, dataset, tmp_path):
     root, _ = dataset
     ollama_double.latency = 0.06  # long enough for every worker to be waiting
-    result = cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "o",
-                      "--concurrency", 3, "--quiet")
+    result = cli(
+        "run",
+        root,
+        "--host",
+        ollama_double.url,
+        "--out",
+        tmp_path / "o",
+        "--concurrency",
+        3,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     assert ollama_double.max_in_flight == 3
     assert ollama_double.max_queued == 2
 
 
 def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
-    cli,
-    ollama_double, tmp_path
+    cli, ollama_double, tmp_path
 ):
     import base64
     import io
@@ -217,8 +260,9 @@ def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
                 root / label / f"{number}.jpg"
             )
     out = tmp_path / "out"
-    result = cli("run", root, "--host", ollama_double.url, "--out", out,
-                      "--max-side", 448, "--quiet")
+    result = cli(
+        "run", root, "--host", ollama_double.url, "--out", out, "--max-side", 448, "--quiet"
+    )
     assert result.exit_code == 0, result.output
     for body in ollama_double.chat_requests:
         if body.get("messages"):
@@ -227,8 +271,7 @@ def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
     report = (out / "report.md").read_text()
     assert "`--max-side 448` cut them from 0.92 megapixels (about 1,176 tokens)" in report
     assert "88% fewer pixels" in report
-    again = cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "full",
-                     "--quiet")
+    again = cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "full", "--quiet")
     assert again.exit_code == 0
     assert len([b for b in ollama_double.chat_requests if b.get("messages")]) == 8  # new keys
 
@@ -245,8 +288,19 @@ def test_a_task_file_and_a_dataset_format_from_the_command_line(cli, ollama_doub
     ollama_double.answer = lambda request: "Happiness"
     task = Path(__file__).resolve().parent.parent / "examples" / "tasks" / "basic-emotions.toml"
     out = tmp_path / "out"
-    result = cli("run", csv_path, "--task", task, "--format", "fer2013", "--host",
-                      ollama_double.url, "--out", out, "--quiet")
+    result = cli(
+        "run",
+        csv_path,
+        "--task",
+        task,
+        "--format",
+        "fer2013",
+        "--host",
+        ollama_double.url,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     rows = read_rows(out)
     assert sorted(row["label"] for row in rows) == ["anger", "happiness", "neutral"]
@@ -257,8 +311,9 @@ def test_a_task_file_and_a_dataset_format_from_the_command_line(cli, ollama_doub
     system = ollama_double.chat_requests[-1]["messages"][0]["content"]
     assert "happiness" in system.lower() and "distracted" not in system.lower()
 
-    wrong = cli("run", csv_path, "--format", "rafdb", "--host", ollama_double.url,
-                     "--out", tmp_path / "o2")
+    wrong = cli(
+        "run", csv_path, "--format", "rafdb", "--host", ollama_double.url, "--out", tmp_path / "o2"
+    )
     assert wrong.exit_code == 1 and wrong.stderr.count("\n") == 1
     report = (out / "report.md").read_text()
     assert "(paper)" not in report  # the paper's figures belong to the paper's task only

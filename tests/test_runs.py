@@ -22,9 +22,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (base / "broken").mkdir()
     (base / "broken" / "manifest.json").write_text("{ not json", encoding="utf-8")
     (base / "half").mkdir()
-    (base / "half" / "predictions.csv").write_bytes(
-        (runs["qwen"] / "predictions.csv").read_bytes()
-    )
+    (base / "half" / "predictions.csv").write_bytes((runs["qwen"] / "predictions.csv").read_bytes())
     return base
 
 

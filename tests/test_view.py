@@ -101,8 +101,10 @@ def test_runs_on_different_images_show_the_shared_ones(runs, tmp_path):
 def test_bad_input_is_one_line(runs, tmp_path):
     not_a_run = emoprobe("view", tmp_path)
     assert not_a_run.exit_code == 1
-    assert not_a_run.output.strip() == f"error: {tmp_path} is not an emoprobe run folder " \
+    assert (
+        not_a_run.output.strip() == f"error: {tmp_path} is not an emoprobe run folder "
         "(no manifest.json)"
+    )
     twice = emoprobe("view", runs["qwen"], runs["qwen"])
     assert twice.exit_code == 2 and "given twice" in twice.output
     other = tmp_path / "other"

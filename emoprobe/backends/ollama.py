@@ -115,7 +115,10 @@ class OllamaBackend:
         """An empty chat loads the model and keeps it for the run (`keep_alive`)."""
         started = time.monotonic()
         body: dict[str, Any] = {
-            "model": model, "messages": [], "keep_alive": self.keep_alive, "stream": False
+            "model": model,
+            "messages": [],
+            "keep_alive": self.keep_alive,
+            "stream": False,
         }
         timeout = max(self.timeout, MIN_LOAD_TIMEOUT)
         with self.translating("loading the model", model):

@@ -21,6 +21,4 @@ def open_backend(
         from emoprobe.backends.ollama import OllamaBackend
 
         return OllamaBackend(host, timeout=timeout, keep_alive=keep_alive)
-    raise ConfigError(
-        f"backend {kind}: choose one of {', '.join(BACKENDS)}", setting="backend"
-    )
+    raise ConfigError(f"backend {kind}: choose one of {', '.join(BACKENDS)}", setting="backend")

@@ -86,4 +86,3 @@ def _print_result(path: Path, result: ProbeResult, as_json: bool) -> None:
         raw = raw if len(raw) <= 60 else raw[:59] + "…"
         source = "cached" if result.cached else f"{result.latency_s or 0:.2f} s"
         click.echo(f"{path}: {result.label}  (answer {raw!r}, {source})")
-

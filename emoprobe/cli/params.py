@@ -58,7 +58,10 @@ def server_host(host: str | None, allow_remote: bool, backend: str = "ollama") -
 
 
 backend_option = click.option(
-    "--backend", "backend_kind", type=click.Choice(["ollama", "openai"]), default="ollama",
+    "--backend",
+    "backend_kind",
+    type=click.Choice(["ollama", "openai"]),
+    default="ollama",
     show_default=True,
     help="Ollama's native API, or an OpenAI-compatible server (vLLM, llama.cpp, LM Studio) "
     "at --host URL/v1.",
@@ -72,31 +75,46 @@ allow_remote_option = click.option(
     "--allow-remote", is_flag=True, help="Allow a host that is not this machine."
 )
 cache_dir_option = click.option(
-    "--cache-dir", type=click.Path(path_type=Path),
+    "--cache-dir",
+    type=click.Path(path_type=Path),
     help="Response cache folder. [default: $EMOPROBE_CACHE_DIR or the user cache folder]",
 )
 offline_option = click.option(
     "--offline", is_flag=True, help="Answer only from the cache; no connection at all."
 )
 timeout_option = click.option(
-    "--timeout", type=float, default=180.0, show_default=True,
+    "--timeout",
+    type=float,
+    default=180.0,
+    show_default=True,
     help="Seconds one request may take.",
 )
 retries_option = click.option(
-    "--retries", type=int, default=3, show_default=True,
+    "--retries",
+    type=int,
+    default=3,
+    show_default=True,
     help="Retries per image for busy, failing or dropped requests.",
 )
 model_option_option = click.option(
-    "--option", "option_pairs", multiple=True, metavar="KEY=VALUE",
+    "--option",
+    "option_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Model option, e.g. num_ctx=4096 (repeatable).",
 )
 task_option = click.option(
-    "--task", "task_file", type=click.Path(path_type=Path),
+    "--task",
+    "task_file",
+    type=click.Path(path_type=Path),
     help="A task file (TOML) instead of the paper's task; see examples/tasks/.",
 )
 answer_option = click.option(
-    "--answer", "answer_mode", type=click.Choice(["text", "json", "logprobs"]),
-    default="text", show_default=True,
+    "--answer",
+    "answer_mode",
+    type=click.Choice(["text", "json", "logprobs"]),
+    default="text",
+    show_default=True,
     help="Free text (the paper's), a JSON label enum, or text plus log-probabilities.",
 )
 

@@ -27,8 +27,7 @@ COLUMNS = (
     "date",
 )
 REFUSED_NOTE = (
-    "refused: – where no row has the status 'refused' (this version counts refusals as "
-    "unparsed)"
+    "refused: – where no row has the status 'refused' (this version counts refusals as unparsed)"
 )
 
 

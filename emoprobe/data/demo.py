@@ -18,8 +18,7 @@ SIZE = 256
 PER_CLASS = 5
 LABELS = ("confused", "distracted", "happy", "tired", "neutral")
 SKIN = [(255, 224, 189), (234, 192, 134), (198, 134, 66), (141, 85, 36), (241, 194, 125)]
-BACKGROUNDS = [(225, 235, 245), (240, 240, 225), (230, 245, 230), (245, 230, 235),
-               (235, 235, 235)]
+BACKGROUNDS = [(225, 235, 245), (240, 240, 225), (230, 245, 230), (245, 230, 235), (235, 235, 235)]
 INK = (40, 30, 30)
 
 
@@ -68,8 +67,9 @@ class Face:
     def mouth(self, kind: str) -> None:
         x, y = self.cx_features, self.cy + self.r * 0.45
         if kind == "smile":
-            self.draw.chord((x - 32, y - 22, x + 32, y + 22), 0, 180, fill=(150, 40, 50),
-                            outline=INK, width=2)
+            self.draw.chord(
+                (x - 32, y - 22, x + 32, y + 22), 0, 180, fill=(150, 40, 50), outline=INK, width=2
+            )
         elif kind == "frown":
             self.draw.arc((x - 26, y, x + 26, y + 28), 200, 340, fill=INK, width=4)
         elif kind == "yawn":
@@ -82,8 +82,9 @@ class Face:
 
     def hand_on_cheek(self) -> None:
         x, y = self.cx + self.r * 0.75, self.cy + self.r * 0.55
-        self.draw.rounded_rectangle((x - 26, y - 18, x + 26, y + 50), radius=18,
-                                    fill=self.skin, outline=INK, width=2)
+        self.draw.rounded_rectangle(
+            (x - 26, y - 18, x + 26, y + 50), radius=18, fill=self.skin, outline=INK, width=2
+        )
 
     def question_mark(self) -> None:
         x, y = self.cx + self.r + 16, self.cy - self.r

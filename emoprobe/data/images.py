@@ -174,9 +174,7 @@ def _prepare(data: bytes, digest: str, max_side: int | None) -> PreparedImage:
         too_big = max_side is not None and max(width, height) > max_side
 
         if not (animated or rotate or too_big) and _passes_through(img, data):
-            return PreparedImage(
-                digest, data, width, height, "", None, width * height, _MIME[fmt]
-            )
+            return PreparedImage(digest, data, width, height, "", None, width * height, _MIME[fmt])
 
         steps: list[str] = []
         out: Image.Image = img

@@ -168,7 +168,8 @@ def create_fields(build: Build, directory: Path | None = None) -> dict[str, Any]
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
-            f"{path} is missing: write it with `emoprobe models render`", path=path,
+            f"{path} is missing: write it with `emoprobe models render`",
+            path=path,
             setting="modelfiles",
         ) from None
     except UnicodeDecodeError as error:
@@ -295,4 +296,3 @@ class Lock:
 def now() -> str:
     """The current UTC time, to the second, as ISO 8601 (`2025-01-31T12:00:00Z`)."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-

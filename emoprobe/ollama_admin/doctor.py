@@ -39,7 +39,6 @@ class Diagnosis:
     suggested_model: str = ""
 
 
-
 def diagnose(host: str, cache_dir: Path, environ: Mapping[str, str]) -> Diagnosis:
     """Everything `emoprobe doctor` checks; ready when the server is up with a vision model."""
     checks: list[Check] = []

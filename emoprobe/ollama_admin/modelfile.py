@@ -80,14 +80,16 @@ def parse(text: str, *, source: str = "Modelfile") -> Modelfile:
         command = word.lower()
         if command not in INSTRUCTIONS:
             expected = ", ".join(name.upper() for name in INSTRUCTIONS)
-            raise ModelfileError(f"unknown instruction {word!r}: expected one of {expected}",
-                                 start, source)
+            raise ModelfileError(
+                f"unknown instruction {word!r}: expected one of {expected}", start, source
+            )
         key = ""
         if command == "parameter":
             key, rest = _first_word(rest)
             if not _NAME.fullmatch(key) or not rest.strip():
                 raise ModelfileError(
-                    "PARAMETER needs a name and a value, e.g. PARAMETER temperature 0", start,
+                    "PARAMETER needs a name and a value, e.g. PARAMETER temperature 0",
+                    start,
                     source,
                 )
         raw = rest.strip()
@@ -100,8 +102,9 @@ def parse(text: str, *, source: str = "Modelfile") -> Modelfile:
             value, complete = unquote(raw.strip())
         if not complete:
             quote = '"""' if raw.startswith('"""') else '"'
-            raise ModelfileError(f"unterminated {quote} quote: the file ends before it closes",
-                                 start, source)
+            raise ModelfileError(
+                f"unterminated {quote} quote: the file ends before it closes", start, source
+            )
         if command == "parameter":
             try:
                 typed = parameter_value(key, value)

@@ -170,12 +170,22 @@ def reliability_png(scores: ScoreMetrics) -> bytes:
         label="accuracy in the bin",
     )
     axes.plot(
-        [b.confidence for b in bins], [b.accuracy for b in bins], "o", color="#d62728",
+        [b.confidence for b in bins],
+        [b.accuracy for b in bins],
+        "o",
+        color="#d62728",
         label="mean confidence",
     )
     for centre, b in zip(centres, bins, strict=True):
-        axes.annotate(str(b.count), (centre, b.accuracy), ha="center", va="bottom",
-                      fontsize=7, xytext=(0, 2), textcoords="offset points")
+        axes.annotate(
+            str(b.count),
+            (centre, b.accuracy),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1.05)
     axes.set_xlabel("confidence (top label score)")

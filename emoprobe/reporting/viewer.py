@@ -278,16 +278,32 @@ def _runs_table(figures: list[dict[str, Any]], shared: int) -> str:
         )
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("run", "model", "quant", "answer", "scored", "accuracy", "weighted F1",
-                  "unparsed", "errors")
+        for h in (
+            "run",
+            "model",
+            "quant",
+            "answer",
+            "scored",
+            "accuracy",
+            "weighted F1",
+            "unparsed",
+            "errors",
+        )
     )
     rows = "".join(
         "<tr>"
         + "".join(
             f"<td>{_e(v)}</td>"
             for v in (
-                f["name"], f["model"], f["quantization"], f["answer_mode"], f["scored"],
-                _figure(f["accuracy"]), _figure(f["f1_weighted"]), f["unparsed"], f["errors"],
+                f["name"],
+                f["model"],
+                f["quantization"],
+                f["answer_mode"],
+                f["scored"],
+                _figure(f["accuracy"]),
+                _figure(f["f1_weighted"]),
+                f["unparsed"],
+                f["errors"],
             )
         )
         + "</tr>"
@@ -299,23 +315,37 @@ def _runs_table(figures: list[dict[str, Any]], shared: int) -> str:
 def _pairs_table(pairs: list[PairedFigures], n_both: int) -> str:
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("run A", "run B", "only A right", "only B right", "McNemar p", "test",
-                  "Cohen's κ", "same answer")
+        for h in (
+            "run A",
+            "run B",
+            "only A right",
+            "only B right",
+            "McNemar p",
+            "test",
+            "Cohen's κ",
+            "same answer",
+        )
     )
     rows = "".join(
         "<tr>"
         + "".join(
             f"<td>{_e(v)}</td>"
             for v in (
-                p.first, p.second, p.only_first_right, p.only_second_right,
-                _figure(p.p_value, 4), p.method, _figure(p.kappa), _figure(p.agreement),
+                p.first,
+                p.second,
+                p.only_first_right,
+                p.only_second_right,
+                _figure(p.p_value, 4),
+                p.method,
+                _figure(p.kappa),
+                _figure(p.agreement),
             )
         )
         + "</tr>"
         for p in pairs
     )
     return (
-        f'<h2>Paired, on the {n_both} images every run scored</h2>'
+        f"<h2>Paired, on the {n_both} images every run scored</h2>"
         f'<table id="pairs"><tr>{head}</tr>{rows}</table>'
     )
 

@@ -57,9 +57,7 @@ class Comparison:
     differences: list[str] = field(default_factory=list)
 
 
-def build_comparison(
-    paths: list[Path], resamples: int = 2000, seed: int = 0
-) -> Comparison:
+def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) -> Comparison:
     """Load, check and pair the runs; compute every figure of comparison.md."""
     if len(paths) < 2:
         raise ConfigError("give at least two run folders to compare")
@@ -164,8 +162,9 @@ def _differences(runs: list[RunRecord]) -> list[str]:
         "model": lambda m: m.model.name,
         "model digest": lambda m: m.model.digest[:12],
         "quantization": lambda m: m.model.quantization,
-        "options": lambda m: ", ".join(f"{k}={v}" for k, v in sorted(m.options.items()))
-        or "defaults",
+        "options": lambda m: (
+            ", ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "defaults"
+        ),
         "prompt sha256": lambda m: m.task.prompt_sha256[:12],
         "images sent": lambda m: m.max_side or "as stored",
         "sample": lambda m: m.dataset.sample_text(),

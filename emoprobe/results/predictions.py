@@ -219,7 +219,6 @@ class PredictionWriter:
         self.close()
 
 
-
 def read_rows(path: Path) -> list[Row]:
     """The complete rows with a final status in a predictions.csv, reading only.
 

@@ -43,7 +43,8 @@ class RunDir:
             handle = open(self.path / LOCK, "a+")
         except OSError as error:
             raise ConfigError(
-                f"cannot write to --out {self.path}: {error.strerror}", path=self.path,
+                f"cannot write to --out {self.path}: {error.strerror}",
+                path=self.path,
                 setting="out",
             ) from None
         try:

@@ -62,11 +62,7 @@ def _label_files(root: Path) -> list[Path]:
 
 def looks_like(root: Path, is_dir: bool) -> bool:
     """A folder with ``Labels/*Labels.csv`` and ``DataSet/``."""
-    return (
-        is_dir
-        and child(root, "DataSet", want_dir=True) is not None
-        and bool(_label_files(root))
-    )
+    return is_dir and child(root, "DataSet", want_dir=True) is not None and bool(_label_files(root))
 
 
 def _clip_states(files: list[Path], warnings: list[str]) -> dict[str, str]:

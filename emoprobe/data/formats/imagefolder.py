@@ -253,6 +253,4 @@ def _sorted_unique(items: list[Item], warnings: list[str]) -> list[Item]:
     return out
 
 
-FORMAT = Format(
-    "imagefolder", "a folder ROOT/<label>/<image>", lambda path, is_dir: is_dir, load
-)
+FORMAT = Format("imagefolder", "a folder ROOT/<label>/<image>", lambda path, is_dir: is_dir, load)
