@@ -11,7 +11,9 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from filelock import FileLock, Timeout
 
 from emoprobe.errors import ConfigError, RunLockedError
 from emoprobe.files import write_atomic
@@ -38,20 +40,26 @@ class RunDir:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Create the folder and hold its lock: a second run into it is refused."""
+        lock = FileLock(self.path / LOCK, timeout=0)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path / LOCK, "a+")
+            lock.acquire()
+        except Timeout:
+            raise RunLockedError(
+                f"another emoprobe run is writing into {self.path}; wait for it or write elsewhere",
+                path=self.path,
+                setting="out",
+            ) from None
         except OSError as error:
             raise ConfigError(
-                f"cannot write to --out {self.path}: {error.strerror}",
+                f"cannot write to {self.path}: {error.strerror}",
                 path=self.path,
                 setting="out",
             ) from None
         try:
-            _lock(handle, self.path)
             yield
         finally:
-            handle.close()
+            lock.release()
 
     def read_manifest(self) -> Manifest | None:
         return read_manifest(self.path / MANIFEST)
@@ -117,21 +125,6 @@ def default_out_dir(
         if manifest is None or not fingerprint.mismatch(manifest.fingerprint):
             return candidate
     raise ConfigError(f"too many runs named {stem} under {reports}", setting="out")
-
-
-def _lock(handle: IO[str], folder: Path) -> None:
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; one run per folder is on the user
-        return
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        raise RunLockedError(
-            f"another emoprobe run is writing into {folder}; wait for it or pass another --out",
-            path=folder,
-            setting="out",
-        ) from None
 
 
 __all__ = ["LOCK", "METRICS", "RunDir", "default_out_dir"]
