@@ -26,6 +26,11 @@ from emoprobe.data.formats.common import (
 from emoprobe.data.records import Dataset, Item, is_image_name
 from emoprobe.errors import DatasetError
 
+EXPECTS = (
+    "an AffectNet folder with images/ and annotations/<id>_exp.npy (or subfolders such as "
+    "train_set/ holding them)"
+)
+
 NAMES = {
     "0": "Neutral",
     "1": "Happy",
@@ -147,10 +152,4 @@ def load(root: Path, space: LabelSpace, cache_dir: Path | None = None) -> Datase
     return finish(root, FORMAT, items, labeller, warnings)
 
 
-FORMAT = Format(
-    "affectnet",
-    "an AffectNet folder with images/ and annotations/<id>_exp.npy (or subfolders such as "
-    "train_set/ holding them)",
-    looks_like,
-    load,
-)
+FORMAT = Format("affectnet", EXPECTS, looks_like, load)

@@ -30,6 +30,11 @@ from emoprobe.data.formats.common import (
 from emoprobe.data.records import Dataset, Item, is_image_name
 from emoprobe.errors import DatasetError
 
+EXPECTS = (
+    "a DAiSEE folder with Labels/AllLabels.csv (or Labels/*Labels.csv) and "
+    "DataSet/<split>/<subject>/<clip>/ folders of extracted frames"
+)
+
 DAISEE_STATES = ("boredom", "engagement", "confusion", "frustration")  # the CSV's order
 DAISEE_TIE_ORDER = ("boredom", "confusion", "frustration", "engagement")
 DAISEE_LEVELS = range(4)
@@ -172,10 +177,4 @@ def load(root: Path, space: LabelSpace, cache_dir: Path | None = None) -> Datase
     return finish(root, FORMAT, items, labeller, warnings)
 
 
-FORMAT = Format(
-    "daisee",
-    "a DAiSEE folder with Labels/AllLabels.csv (or Labels/*Labels.csv) and "
-    "DataSet/<split>/<subject>/<clip>/ folders of extracted frames",
-    looks_like,
-    load,
-)
+FORMAT = Format("daisee", EXPECTS, looks_like, load)

@@ -33,6 +33,8 @@ from emoprobe.errors import CacheError, DatasetError, WriteError
 from emoprobe.files import write_atomic
 from emoprobe.settings import default_cache_dir
 
+EXPECTS = "a FER2013 CSV file (fer2013.csv or icml_face_data.csv) with emotion and pixels columns"
+
 NAMES = {
     "0": "Angry",
     "1": "Disgust",
@@ -195,9 +197,4 @@ def _png(side: int, data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-FORMAT = Format(
-    "fer2013",
-    "a FER2013 CSV file (fer2013.csv or icml_face_data.csv) with emotion and pixels columns",
-    looks_like,
-    load,
-)
+FORMAT = Format("fer2013", EXPECTS, looks_like, load)

@@ -26,6 +26,11 @@ from emoprobe.data.formats.common import (
 from emoprobe.data.records import Dataset, Item
 from emoprobe.errors import DatasetError
 
+EXPECTS = (
+    "a RAF-DB basic folder with EmoLabel/list_patition_label.txt and Image/aligned/ "
+    "or Image/original/"
+)
+
 NAMES = {
     "1": "Surprise",
     "2": "Fear",
@@ -102,10 +107,4 @@ def load(root: Path, space: LabelSpace, cache_dir: Path | None = None) -> Datase
     return finish(root, FORMAT, items, labeller, warnings)
 
 
-FORMAT = Format(
-    "rafdb",
-    "a RAF-DB basic folder with EmoLabel/list_patition_label.txt and Image/aligned/ "
-    "or Image/original/",
-    looks_like,
-    load,
-)
+FORMAT = Format("rafdb", EXPECTS, looks_like, load)
