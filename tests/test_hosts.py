@@ -72,3 +72,29 @@ def test_default_host_reads_ollama_host(monkeypatch):
     assert default_host() == "http://127.0.0.1:11434"
     monkeypatch.setenv("OLLAMA_HOST", "0.0.0.0:9999")
     assert default_host() == "0.0.0.0:9999"
+
+
+def _client_examples() -> list[tuple[str, str]]:
+    """The (input, URL) pairs of the ollama client's own `_parse_host` doctests."""
+    import doctest
+    import sys
+
+    import ollama  # noqa: F401  (loads ollama._client)
+
+    parse_host = sys.modules["ollama._client"]._parse_host
+    examples = doctest.DocTestParser().get_examples(parse_host.__doc__ or "")
+    pairs = []
+    for example in examples:
+        argument = example.source.strip()[len("_parse_host(") : -1]
+        if argument not in ("None", "''"):
+            pairs.append((eval(argument), eval(example.want)))
+    return pairs
+
+
+def test_hosts_are_read_as_the_ollama_client_reads_them():
+    """emoprobe keeps its own parser (importing `ollama` builds a client that reads proxy
+    settings), so it is checked against every example the client documents."""
+    pairs = _client_examples()
+    assert len(pairs) >= 25
+    for raw, url in pairs:
+        assert normalize_host(raw) == url, raw
