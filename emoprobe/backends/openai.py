@@ -1,47 +1,16 @@
 """OpenAI-compatible chat completions: vLLM, llama.cpp's llama-server, LM Studio, Ollama's /v1.
 
-Spoken over `httpx` directly (no `openai` package), without streaming:
-`POST {base}/chat/completions` with `stream: false`, one whole JSON reply per image.
-Nothing here ever calls an Ollama-native `/api/*` path.
+Spoken over `httpx` (no `openai` package), one whole JSON reply per image
+(`POST {base}/chat/completions`, `stream: false`); the base URL is `--host`, with `/v1`
+appended unless its path ends in it. Only `FORWARDED_OPTIONS` have an OpenAI field
+(`num_predict` becomes `max_tokens`); `ignored_options` names the ones a run loses.
 
-The base URL is the user's `--host` as given when its path ends in `/v1`
-(`http://127.0.0.1:8000/v1`); otherwise `/v1` is appended (`http://127.0.0.1:8000` →
-`http://127.0.0.1:8000/v1`, `http://127.0.0.1:11434` → Ollama's own `/v1`).
-
-Requests (`ChatRequest`s) become:
-
-* messages: the system prompt as a `system` message, then a `user` message whose content
-  is the text part and `{"type": "image_url", "image_url": {"url": "data:<mime>;base64,..."}}`
-  with the MIME type the image preparation gave (JPEG, PNG, WebP or GIF are sent).
-* options: `temperature`, `seed`, `top_p`, `stop`, `presence_penalty` and
-  `frequency_penalty` keep their names; `num_predict` becomes `max_tokens` (a value <= 0,
-  i.e. unlimited, sends no limit). Everything else is dropped, since the OpenAI API has
-  no field for it: the runner settings `num_ctx`, `num_batch`, `num_gpu`, `num_thread`,
-  `num_keep`, `main_gpu`, `use_mmap` (set them when starting the server) and the
-  samplers `top_k`, `min_p`, `typical_p`, `repeat_last_n`, `repeat_penalty` (vLLM and
-  llama.cpp take some of these as extensions, under names of their own).
-  `OpenAIBackend.ignored_options(options)` names the ones a given option set loses.
-
-Answers: `choices[0].message.content`, `finish_reason` as `done_reason` ("stop",
-"length"), `usage.prompt_tokens`/`usage.completion_tokens` as `prompt_tokens`/
-`output_tokens`; durations are 0 unless the server reports them (llama.cpp's `timings`).
-
-This module is the one boundary where `httpx` exceptions and HTTP statuses become
-emoprobe's own (`emoprobe.errors`), as `emoprobe.backends.ollama` is for Ollama:
-
-    connection refused, DNS failure          ServerUnreachable
-    401 / 403                                BackendError (fatal: see `_auth_error`)
-    404 on a chat                            ModelNotFound
-    "image input is not supported" and kin   ModelUnsuitable (400/422/500 naming images)
-    408, 425, 429, 499, 5xx, timeouts,
-    dropped connections, malformed JSON,
-    a 200 without `choices`                  TransientError
-    any other 4xx                            RequestRejected (the server's message)
-
-The API key comes from the environment variable named by `api_key_env` and is sent as
-`Authorization: Bearer …`; it is never logged, never put in an error message (a server
-that echoes it back has it masked) and never in `ModelInfo`. Nor does any image data reach
-a message: data URLs and long base64 runs in a server's error are cut out.
+This module is where `httpx` exceptions and HTTP statuses become emoprobe's errors:
+refused/DNS → ServerUnreachable; 401/403 → BackendError (fatal); 404 → ModelNotFound;
+"image input is not supported" and kin → ModelUnsuitable; 408, 425, 429, 499, 5xx,
+timeouts, dropped connections, malformed replies → TransientError; other 4xx →
+RequestRejected. The API key (from `$api_key_env`) is never logged, shown or digested,
+and no image data reaches a message: data URLs and long base64 runs are cut out.
 """
 
 from __future__ import annotations
