@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from emoprobe._version import __version__
 
 if TYPE_CHECKING:
-    from emoprobe.api import compare, parse_answer, run
+    from emoprobe.api import compare, parse_answer, run, run_study
     from emoprobe.errors import (
         BackendError,
         CacheError,
@@ -34,8 +34,11 @@ if TYPE_CHECKING:
     from emoprobe.pipeline.config import RunConfig
     from emoprobe.pipeline.probe import Probe, ProbeResult
     from emoprobe.pipeline.runner import RunEvents, RunResult
+    from emoprobe.pipeline.study import StudyResult
+    from emoprobe.pipeline.study_file import StudySpec, load_study
     from emoprobe.results.comparison import Comparison
     from emoprobe.results.load import RunRecord, load_run
+    from emoprobe.results.study import StudyFigures
     from emoprobe.task.definition import PAPER_TASK, Task, load_task
 
 # Imported on first use, so that `import emoprobe` (and the CLI's start) stays light.
@@ -58,14 +61,19 @@ _EXPORTS = {
     "RunRecord": "emoprobe.results.load",
     "RunResult": "emoprobe.pipeline.runner",
     "ServerUnreachable": "emoprobe.errors",
+    "StudyFigures": "emoprobe.results.study",
+    "StudyResult": "emoprobe.pipeline.study",
+    "StudySpec": "emoprobe.pipeline.study_file",
     "Task": "emoprobe.task.definition",
     "TransientError": "emoprobe.errors",
     "WriteError": "emoprobe.errors",
     "compare": "emoprobe.api",
     "load_run": "emoprobe.results.load",
+    "load_study": "emoprobe.pipeline.study_file",
     "load_task": "emoprobe.task.definition",
     "parse_answer": "emoprobe.api",
     "run": "emoprobe.api",
+    "run_study": "emoprobe.api",
 }
 
 
@@ -101,13 +109,18 @@ __all__ = [
     "RunRecord",
     "RunResult",
     "ServerUnreachable",
+    "StudyFigures",
+    "StudyResult",
+    "StudySpec",
     "Task",
     "TransientError",
     "WriteError",
     "__version__",
     "compare",
     "load_run",
+    "load_study",
     "load_task",
     "parse_answer",
     "run",
+    "run_study",
 ]

@@ -13,6 +13,8 @@ from typing import Any
 from emoprobe.pipeline.config import RunConfig
 from emoprobe.pipeline.runner import RunEvents, RunResult
 from emoprobe.pipeline.runner import run as _run
+from emoprobe.pipeline.study import StudyResult
+from emoprobe.pipeline.study_file import StudySpec
 from emoprobe.results.comparison import Comparison, build_comparison
 from emoprobe.task.definition import PAPER_TASK, Task
 from emoprobe.task.parse import parse_answer as _parse_answer
@@ -35,6 +37,35 @@ def run(
     elif settings:
         raise TypeError("pass either a RunConfig or keyword settings, not both")
     return _run(config, events)
+
+
+def run_study(
+    study: StudySpec | Path | str,
+    *,
+    out: Path | str | None = None,
+    events: RunEvents | None = None,
+    embed_thumbnails: bool = False,
+    **settings: Any,
+) -> StudyResult:
+    """Run (or resume) a study file: `run_study("examples/studies/quantization.toml")`.
+
+    `settings` are `RunConfig`'s where-fields (hosts, cache_dir, concurrency, timeout,
+    retries, offline, ...); the study file says what runs. Returns the `StudyResult`:
+    each cell's `RunResult`, the figures, and the paths of report.md and view.html.
+    """
+    from emoprobe.pipeline.study import run_study as _run_study
+    from emoprobe.pipeline.study_file import load_study
+
+    spec = study if isinstance(study, StudySpec) else load_study(study)
+    dataset = spec.dataset or _demo_dataset(settings.get("cache_dir"))
+    config = RunConfig(dataset=dataset, **settings)
+    return _run_study(
+        spec,
+        config,
+        lambda each: _run(each, events),
+        out=Path(out) if out is not None else None,
+        embed_thumbnails=embed_thumbnails,
+    )
 
 
 def compare(runs: Sequence[Path | str], *, resamples: int = 2000, seed: int = 0) -> Comparison:

@@ -30,15 +30,20 @@ EXPORTED = {
     "RunRecord",
     "RunResult",
     "ServerUnreachable",
+    "StudyFigures",
+    "StudyResult",
+    "StudySpec",
     "Task",
     "TransientError",
     "WriteError",
     "__version__",
     "compare",
     "load_run",
+    "load_study",
     "load_task",
     "parse_answer",
     "run",
+    "run_study",
 }
 
 

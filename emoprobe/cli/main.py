@@ -80,9 +80,10 @@ def _add_commands() -> None:
     from emoprobe.cli.report import compare, report
     from emoprobe.cli.run import run
     from emoprobe.cli.runs import runs
+    from emoprobe.cli.study import study
     from emoprobe.cli.view import view
 
-    for command in (run, classify, cache, models, doctor, report, compare, runs, view):
+    for command in (run, classify, cache, models, doctor, report, compare, runs, view, study):
         cli.add_command(command)
 
 

@@ -31,9 +31,7 @@ def view(
     answer text, sort by confidence, and with several runs on the same images see where
     they disagree, with McNemar's test and Cohen's kappa for every pair.
     """
-    from emoprobe.files import write_atomic
-    from emoprobe.reporting.view_images import image_file, image_link, thumbnail_data_uri
-    from emoprobe.reporting.viewer import share_images, view_html
+    from emoprobe.reporting.view_page import write_view
     from emoprobe.results.index import read_run
 
     resolved = [path.resolve() for path in run_dirs]
@@ -41,18 +39,10 @@ def view(
         if path in resolved[:index]:
             raise click.UsageError(f"{run_dirs[index]} is given twice")
     runs = [read_run(path) for path in run_dirs]
-    shared = share_images(runs)
     if out is None:
         out = run_dirs[0] / "view.html" if len(runs) == 1 else run_dirs[0].parent / "view.html"
-    files = [image_file(runs[0], row) for row in shared.rows[0]]
-    if embed_thumbnails:
-        images = [thumbnail_data_uri(file) for file in files]
-    else:
-        images = [image_link(file, out.parent) for file in files]
     title = "emoprobe view: " + " vs ".join(path.name for path in resolved)
-    page = view_html(runs, shared, images, embedded=embed_thumbnails, title=title)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, page)
+    shared = write_view(runs, out, embed_thumbnails=embed_thumbnails, title=title).shared
     if any(shared.left_out):
         left = max(shared.left_out)
         click.echo(

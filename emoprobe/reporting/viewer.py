@@ -51,7 +51,7 @@ def share_images(runs: Sequence[RunRecord]) -> SharedImages:
         raise ConfigError("give at least one run folder to view")
     labels = runs[0].labels
     for run in runs[1:]:
-        if run.labels != labels:
+        if sorted(run.labels) != sorted(labels):  # the order may differ (a prompt variant)
             raise ConfigError(
                 f"{run.path} has the labels {', '.join(run.labels)}, {runs[0].path} has "
                 f"{', '.join(labels)}: runs of different tasks cannot share one view"

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from emoprobe.results.load import RunRecord, load_run
 from emoprobe.results.manifest import Manifest
 from emoprobe.results.metrics import Metrics, compute_metrics, encode, latency_stats, scored
 from emoprobe.results.speed import Speed, speed_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIN_RESAMPLES = 1000
 
@@ -70,27 +74,8 @@ def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) ->
     runs = [load_run(path) for path in paths]
     _check_same_task(runs)
     labels = runs[0].labels
-    tables = []
-    for run in runs:
-        answered = scored(run.predictions)
-        answered = answered[answered["sha256"] != ""]
-        tables.append(answered.set_index(["sha256", "path"], drop=False))
-    keys = tables[0].index
-    for table in tables[1:]:
-        keys = keys[keys.isin(table.index)]
-    if keys.empty:
-        raise ConfigError(
-            "the runs share no scored image (matched by sha256 and path): "
-            "nothing to compare; were they made on the same dataset?"
-        )
-    subsets = [table.loc[keys] for table in tables]
-    truth = np.stack([subset["label"].astype(str).to_numpy() for subset in subsets])
-    disagree = int((truth != truth[0]).any(axis=0).sum())
-    if disagree:
-        raise ConfigError(
-            f"the runs disagree on the true label of {disagree} shared images: "
-            "their datasets label them differently, so they cannot be compared"
-        )
+    tables, subsets = shared_scored(runs)
+    keys = subsets[0].index
     y_true = encode(subsets[0], labels)[0]
     predictions = [encode(subset, labels)[1] for subset in subsets]
     boot = stats.paired_bootstrap(y_true, predictions, len(labels), resamples, seed)
@@ -128,6 +113,34 @@ def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) ->
         seed=seed,
         differences=_differences(runs),
     )
+
+
+def shared_scored(runs: list[RunRecord]) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """Per run: its scored rows, and those of the images every run scored (matched by
+    sha256 and path, in the first run's order); one-line errors when there are none or
+    the runs label them differently."""
+    tables = []
+    for run in runs:
+        answered = scored(run.predictions)
+        answered = answered[answered["sha256"] != ""]
+        tables.append(answered.set_index(["sha256", "path"], drop=False))
+    keys = tables[0].index
+    for table in tables[1:]:
+        keys = keys[keys.isin(table.index)]
+    if keys.empty:
+        raise ConfigError(
+            "the runs share no scored image (matched by sha256 and path): "
+            "nothing to compare; were they made on the same dataset?"
+        )
+    subsets = [table.loc[keys] for table in tables]
+    truth = np.stack([subset["label"].astype(str).to_numpy() for subset in subsets])
+    disagree = int((truth != truth[0]).any(axis=0).sum())
+    if disagree:
+        raise ConfigError(
+            f"the runs disagree on the true label of {disagree} shared images: "
+            "their datasets label them differently, so they cannot be compared"
+        )
+    return tables, subsets
 
 
 def _difference(value: float | None, reference: float | None) -> float:

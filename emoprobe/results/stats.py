@@ -205,6 +205,26 @@ def chi2_1df_p(statistic: float) -> float:
     return float(chi2.sf(statistic, 1))
 
 
+# -- many comparisons ---------------------------------------------------------------
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given.
+
+    Sorted ascending, the i-th smallest (0-based) of m becomes (m − i)·p, made
+    non-decreasing along that order and capped at 1; rejecting where the adjusted value
+    is below α keeps the chance of any false rejection among all m tests below α.
+    """
+    m = len(p_values)
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, index in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        p = float(p_values[index])
+        if not 0.0 <= p <= 1.0 or math.isnan(p):
+            raise ValueError(f"a p-value must lie in [0, 1] (got {p})")
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
 # -- agreement -----------------------------------------------------------------------
 def cohen_kappa(first: Sequence[Any], second: Sequence[Any]) -> float | None:
     """scikit-learn's Cohen's kappa between two runs' predictions (every answer counts,

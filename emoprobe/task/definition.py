@@ -41,6 +41,7 @@ class Task:
     label_map: dict[str, str] = field(default_factory=dict)
     # dataset labels whose images are left out (e.g. AffectNet's "Contempt"), any case
     ignore_labels: tuple[str, ...] = ()
+    list_definitions: bool = True  # False: the prompt is the instruction alone
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -50,6 +51,8 @@ class Task:
     @property
     def system_prompt(self) -> str:
         """Instruction, then the context header and one definition per label."""
+        if not self.list_definitions:
+            return self.instruction
         lines = [self.instruction, ""]
         if self.context_header:
             lines += [self.context_header, ""]

@@ -95,3 +95,27 @@ def parse_options(pairs: Iterable[str], base: dict[str, Any] | None = None) -> d
     if stops:
         options["stop"] = stops
     return options
+
+
+def typed_option(key: str, value: Any) -> Any:
+    """A TOML-typed option value checked like `--option` (`stop`: a string or a list);
+    ValueError saying what the option must be."""
+    if key not in OPTION_TYPES:
+        raise ValueError(f"unknown option; known options: {', '.join(sorted(OPTION_TYPES))}")
+    kind, check, demand = OPTION_TYPES[key]
+    values = value if key == "stop" and isinstance(value, list) else [value]
+    for each in values:
+        fits = (
+            isinstance(each, bool)
+            if kind is bool
+            else isinstance(each, kind) or (kind is float and isinstance(each, int))
+        )
+        if not fits or (kind is not bool and isinstance(each, bool)):
+            raise ValueError(f"must be {kind.__name__} {demand}")
+        if kind is float and not math.isfinite(each):
+            raise ValueError(f"must be a finite number {demand}")
+        if not check(each):
+            raise ValueError(f"must be {demand}")
+    if key == "stop":
+        return list(values)
+    return float(value) if kind is float else value
