@@ -7,6 +7,7 @@ is unloaded (keep_alive 0) on every host, so only one is loaded at a time.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -227,10 +228,11 @@ def run_study(
     """
     out = out or default_study_dir(spec)
     cells = spec.cells
-    _write_plan(out, spec, cells)
     by_model = {model: [c for c in cells if c.model == model] for model in spec.models}
 
     def run_model(index: int, model: str) -> list[RunResult]:
+        if index == 0:  # every model checked: now the study's folder
+            _write_plan(out, spec, cells)
         results = []
         for cell in by_model[model]:
             on_start(cells.index(cell), cell)
@@ -241,11 +243,16 @@ def run_study(
 
     results = in_turn(spec.models, config, run_model, answer_modes=spec.answers, warn=warn)
     study = StudyResult(spec, out, cells, results)
+    _write_plan(out, spec, cells, results)
     write_study_outputs(study, embed_thumbnails=embed_thumbnails, warn=warn)
     return study
 
 
-def _write_plan(out: Path, spec: StudySpec, cells: list[Cell]) -> None:
+def _write_plan(
+    out: Path, spec: StudySpec, cells: list[Cell], results: Sequence[RunResult] = ()
+) -> None:
+    """study.json: the study file's digest and every cell's folder and prompt; after the
+    runs, each cell's sample size and finished images too."""
     import hashlib
     import json
 
@@ -263,8 +270,9 @@ def _write_plan(out: Path, spec: StudySpec, cells: list[Cell]) -> None:
                 "answer_mode": cell.answer_mode,
                 "variant": cell.variant.name,
                 "prompt_sha256": cell.variant.task.prompt_sha256,
+                **({"sampled": r.total, "finished": r.finished} if r else {}),
             }
-            for cell in cells
+            for cell, r in itertools.zip_longest(cells, results[: len(cells)])
         ],
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -281,14 +289,15 @@ def write_study_outputs(
     from emoprobe.results.study import CellRun, study_figures
 
     runs = []
-    for cell in study.cells:
+    for cell, result in zip(study.cells, study.results, strict=True):
         try:
             run = load_run(study.out / cell.folder)
         except ConfigError as error:
             study.notes.append(f"{cell.name}: {error}")
             continue
         factors = {"model": cell.model, "answer_mode": cell.answer_mode}
-        runs.append(CellRun(cell.name, {**factors, "variant": cell.variant.name}, run))
+        factors["variant"] = cell.variant.name
+        runs.append(CellRun(cell.name, factors, run, sampled=result.total))
     try:
         study.figures = study_figures(runs)
     except ConfigError as error:

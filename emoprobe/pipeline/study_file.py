@@ -41,7 +41,7 @@ from emoprobe.data.dataset import DATASET_FORMATS
 from emoprobe.errors import ConfigError
 from emoprobe.task.answers import ANSWER_MODES
 from emoprobe.task.definition import PAPER_TASK, Task, load_task
-from emoprobe.task.model_options import DEFAULT_OPTIONS, typed_option
+from emoprobe.task.model_options import DEFAULT_OPTIONS, OPTION_TYPES, typed_option
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -167,8 +167,10 @@ class _StudyReader:
         self.lines = text.splitlines()
         self.doc = doc
 
-    def fail(self, where: Where, message: str) -> ConfigError:
+    def fail(self, where: Where, message: str, *, value: str | None = None) -> ConfigError:
         line = line_of(self.lines, where)
+        if line and value is not None:  # a list entry: the line that holds it
+            line = _line_holding(self.lines, line, value)
         at = f", line {line}" if line else ""
         return ConfigError(f"study file {self.shown}{at}: {message}", path=self.path)
 
@@ -216,7 +218,9 @@ class _StudyReader:
         items = tuple(self.string(item, (*where, i)) for i, item in enumerate(value))
         for i, item in enumerate(items):
             if item in items[:i]:
-                raise self.fail((*where, i), f"{_shown_where(where)} lists {item!r} twice")
+                raise self.fail(
+                    (*where, i), f"{_shown_where(where)} lists {item!r} twice", value=item
+                )
         return items
 
     def task_file(self, value: Any, where: Where) -> Task:
@@ -253,6 +257,7 @@ class _StudyReader:
                 raise self.fail(
                     ("answers", i),
                     f"answer mode {answer!r} is not one of {', '.join(ANSWER_MODES)}",
+                    value=answer,
                 )
         per_class = None
         if "per_class" in doc:
@@ -283,10 +288,12 @@ class _StudyReader:
             )
         options = dict(DEFAULT_OPTIONS)
         for key, value in table.items():
+            if key not in OPTION_TYPES:
+                self.check_keys({key: value}, sorted(OPTION_TYPES), ("options",))
             try:
                 options[key] = typed_option(key, value)
             except ValueError as error:
-                raise self.fail(("options", key), f"option {key!r}: {error}") from None
+                raise self.fail(("options", key), f"option {key!r} {error}") from None
         return options
 
     def variants(self, task: Task) -> tuple[Variant, ...]:
@@ -390,6 +397,15 @@ def line_of(lines: Sequence[str], where: Where) -> int | None:
             if _defines(line, keys[-1]) or re.search(rf"\b{re.escape(keys[-1])}\s*=", line):
                 return number
     return None
+
+
+def _line_holding(lines: Sequence[str], start: int, value: str) -> int:
+    """The first line from `start` (1-based) that holds `value` as a quoted string."""
+    quoted = (f'"{value}"', f"'{value}'")
+    for number in range(start, len(lines) + 1):
+        if any(text in lines[number - 1] for text in quoted):
+            return number
+    return start
 
 
 def _defines(line: str, key: str) -> bool:

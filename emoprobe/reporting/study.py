@@ -89,7 +89,7 @@ def _cells(figures: StudyFigures) -> str:
             cell.name,
             f"`{cell.folder}`",
             cell.quantization,
-            f"{cell.scored_all} of {cell.sampled}",
+            f"{cell.scored_all} of {'?' if cell.sampled is None else cell.sampled}",
             cell.metrics.accuracy,
             interval(cell.accuracy_interval),
             cell.metrics.f1_weighted,

@@ -36,6 +36,7 @@ class CellRun:
     name: str
     factors: dict[str, str]
     run: RunRecord
+    sampled: int | None = None  # images in its sample, where the caller knows it
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class CellFigures:
     folder: str
     quantization: str
     prompt_sha256: str
-    sampled: int  # images in the cell's sample (its manifest's file list, else its rows)
+    sampled: int | None  # images in the cell's sample; None where nothing says
     scored_all: int  # images the cell scored in all
     metrics: Metrics  # on the shared images
     accuracy_interval: tuple[float, float]
@@ -122,7 +123,7 @@ def study_figures(
                 folder=run.path.name,
                 quantization=run.manifest.model.quantization or "–",
                 prompt_sha256=run.manifest.task.prompt_sha256,
-                sampled=len(run.manifest.files) or len(run.rows),
+                sampled=_sampled(cell),
                 scored_all=len(table),
                 metrics=compute_metrics(subset, labels),
                 accuracy_interval=boot.interval("accuracy", index),
@@ -161,3 +162,12 @@ def study_figures(
         for (a, b, factor, test), p_holm in zip(tests, adjusted, strict=True)
     ]
     return StudyFigures(labels, len(y_true), figures, pairs, resamples, seed)
+
+
+def _sampled(cell: CellRun) -> int | None:
+    """The cell's sample size: as given, else the dataset's size when every image was
+    used; None where neither says (a per-class sample of an unfinished run)."""
+    dataset = cell.run.manifest.dataset
+    if cell.sampled is not None:
+        return cell.sampled
+    return dataset.n_items if not dataset.per_class else None
