@@ -134,6 +134,10 @@ def test_each_shipped_study_file_parses_and_runs_against_the_double(
         ('models = ["a"]\n[[variants]]\nname = "a b"\n', "line 3: variants[1].name 'a b' must"),
         ('models = ["a"]\ntask = "nowhere.toml"\n', "line 2: task: task file not found"),
         ('models = ["a"]\nformat = "folder"\n', "line 2: format 'folder' is not one of"),
+        (
+            'models = ["a"]\n\ndataset = "gone/"\n',
+            "gone does not exist (a path relative to the study file)",
+        ),
         ('name = "x"\n', "missing key 'models'"),
         ('models = ["a"\n', "is not valid TOML"),
     ],
@@ -246,6 +250,7 @@ def test_cells_run_model_by_model_with_the_variants_prompts(tmp_path: Path) -> N
         if isinstance(r.get("format"), dict)
     }
     assert enums == {FIVE, tuple(reversed(FIVE))}  # the JSON enum follows the order too
+    assert study.view and "reversed" in study.view.read_text(encoding="utf-8")  # one page
     # the report says which variant reversed the labels and which left the definitions out
     report = study.report.read_text(encoding="utf-8") if study.report else ""
     assert "| bare | academic-emotion | confused, distracted, happy, tired, neutral | no |" in (

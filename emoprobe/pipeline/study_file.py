@@ -241,6 +241,12 @@ class _StudyReader:
         if "dataset" in doc:
             relative = self.string(doc["dataset"], ("dataset",))
             dataset = Path(os.path.normpath(self.path.parent / relative))
+            if not dataset.exists():
+                raise self.fail(
+                    ("dataset",),
+                    f"dataset {_printable(str(dataset))} does not exist (a path relative to "
+                    "the study file)",
+                )
         dataset_format = None
         if "format" in doc:
             dataset_format = self.string(doc["format"], ("format",))
