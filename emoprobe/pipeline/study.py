@@ -1,4 +1,6 @@
-"""Several models over the same sample, one loaded at a time, then their comparison.
+"""Several models over the same sample, one loaded at a time: `run --model … --model …`
+(`run_models`, then comparison.md) and study files (`run_study`, then report.md and
+view.html over every cell of models × answer modes × prompt variants).
 
 Every model is checked on the server first (when it answers), so a misspelt second
 model fails at once, not after the first model's run. Between models the previous one
@@ -7,7 +9,6 @@ is unloaded (keep_alive 0) on every host, so only one is loaded at a time.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -272,11 +273,15 @@ def _write_plan(
                 "prompt_sha256": cell.variant.task.prompt_sha256,
                 **({"sampled": r.total, "finished": r.finished} if r else {}),
             }
-            for cell, r in itertools.zip_longest(cells, results[: len(cells)])
+            for cell, r in zip(cells, _padded(results, len(cells)), strict=True)
         ],
     }
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / STUDY_PLAN, json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
+
+
+def _padded(results: Sequence[RunResult], n: int) -> list[RunResult | None]:
+    return [*results[:n], *[None] * (n - len(results))]
 
 
 def write_study_outputs(
