@@ -393,3 +393,30 @@ def test_holm_matches_r_p_adjust() -> None:
     assert holm([]) == []
     with pytest.raises(ValueError):
         holm([1.5])
+
+
+def test_a_variant_task_file_with_other_labels_is_refused_with_its_line(tmp_path: Path) -> None:
+    tasks = Path(__file__).resolve().parents[1] / "examples" / "tasks"
+    text = (
+        f'models = ["a"]\n[[variants]]\nname = "paper"\n[[variants]]\nname = "faces"\n'
+        f'task = "{(tasks / "faces-happy-neutral.toml").as_posix()}"\n'
+    )
+    with pytest.raises(ConfigError, match=r"line 6: variant 'faces' has the labels happy"):
+        load_study(write(tmp_path / "s.toml", text))
+    same = text.replace("faces-happy-neutral.toml", "academic-emotion.toml")
+    spec = load_study(write(tmp_path / "same.toml", same))  # the paper's task again: fine
+    assert [v.task.labels for v in spec.variants] == [FIVE, FIVE]
+
+
+def test_a_finished_study_rebuilds_offline_without_a_connection(cli: Cli, tmp_path: Path) -> None:
+    root = tmp_path / "faces"
+    make_image_folder(root, per_label=2)
+    path = write(tmp_path / "s.toml", study_text(root, ["qwen2.5vl:7b", "gemma3:4b"]))
+    out = tmp_path / "out"
+    with OllamaDouble(models=ALL_MODELS, answer=model_answer) as double:
+        assert cli("study", path, "--host", double.url, "--out", out).exit_code == 0
+    first = (out / "report.md").read_text(encoding="utf-8")
+    (out / "report.md").unlink()
+    result = cli("study", path, "--out", out, "--offline")  # the server is gone
+    assert result.exit_code == 0, result.output
+    assert (out / "report.md").read_text(encoding="utf-8") == first
