@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
-from emoprobe.errors import BackendError, TransientError
+from emoprobe.errors import BackendError, RequestRejected, TransientError
 
 # HTTP statuses worth retrying besides 5xx: timeout, too early, rate limit, cancelled.
 RETRYABLE_STATUS = frozenset({408, 425, 429, 499})
+# "Too many requests now": the server is alive and full; send it fewer at a time.
+BUSY_STATUS = frozenset({429, 503})
+# The longest answer kept: the task wants one word; a model that runs on past this is cut
+# off there (its `done_reason` becomes TRUNCATED) and the image's row says `truncated`.
+MAX_ANSWER_CHARS = 32_768
+TRUNCATED = "truncated"
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,13 @@ class Answer:
     scores: Mapping[str, float] | None = None  # a probability per label (logprobs mode)
 
 
+def capped(answer: Answer) -> Answer:
+    """`answer`, cut to MAX_ANSWER_CHARS and marked TRUNCATED if it is longer."""
+    if len(answer.raw) <= MAX_ANSWER_CHARS:
+        return answer
+    return replace(answer, raw=answer.raw[:MAX_ANSWER_CHARS], done_reason=TRUNCATED)
+
+
 class Backend(Protocol):
     """A model server. Implementations raise only `emoprobe.errors.BackendError`s."""
 
@@ -117,6 +130,10 @@ def transport_failure(error: Exception, what: str, timeout: float) -> BackendErr
     """
     import httpx
 
+    from emoprobe.backends.bounded import ReplyRefused, ReplyTooLarge
+
+    if isinstance(error, (ReplyTooLarge, ReplyRefused)):
+        return RequestRejected(f"{what}: {error}")
     if isinstance(error, httpx.TimeoutException):
         return TransientError(f"{what} timed out after {timeout:g}s")
     if isinstance(error, httpx.TransportError):

@@ -15,12 +15,15 @@ import httpx
 import ollama
 
 from emoprobe.backends.base import (
+    MAX_ANSWER_CHARS,
     RETRYABLE_STATUS,
+    TRUNCATED,
     Answer,
     ChatRequest,
     ModelInfo,
     transport_failure,
 )
+from emoprobe.backends.bounded import bounded_transport
 from emoprobe.errors import (
     BackendError,
     ModelNotFound,
@@ -32,7 +35,6 @@ from emoprobe.errors import (
 
 T = TypeVar("T")
 
-MIN_LOAD_TIMEOUT = 600.0
 NS_PER_MS = 1_000_000
 VISION_HINT = "pick a vision model such as qwen2.5vl:7b or llama3.2-vision:11b"
 
@@ -54,8 +56,14 @@ class OllamaBackend:
         self.keep_alive = keep_alive
         limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         # trust_env=False: a proxy variable must never route students' faces elsewhere.
-        self._client = ollama.Client(host=host, timeout=limits, trust_env=False)
-        self._http = httpx.Client(base_url=host, timeout=limits, trust_env=False)
+        # The bounded transport makes `timeout` a deadline for each request as a whole
+        # and caps each reply's size (a hostile server cannot hold or flood the run).
+        self._client = ollama.Client(
+            host=host, timeout=limits, trust_env=False, transport=bounded_transport()
+        )
+        self._http = httpx.Client(
+            base_url=host, timeout=limits, trust_env=False, transport=bounded_transport()
+        )
 
     @property
     def client(self) -> ollama.Client:
@@ -112,7 +120,8 @@ class OllamaBackend:
         return None
 
     def load(self, model: str) -> float:
-        """An empty chat loads the model and keeps it for the run (`keep_alive`)."""
+        """An empty chat loads the model and keeps it for the run (`keep_alive`);
+        `timeout` bounds the load as it bounds every request."""
         started = time.monotonic()
         body: dict[str, Any] = {
             "model": model,
@@ -120,9 +129,8 @@ class OllamaBackend:
             "keep_alive": self.keep_alive,
             "stream": False,
         }
-        timeout = max(self.timeout, MIN_LOAD_TIMEOUT)
         with self.translating("loading the model", model):
-            response = self._http.post("/api/chat", json=body, timeout=timeout)
+            response = self._http.post("/api/chat", json=body)
             if response.status_code >= 400:
                 raise ollama.ResponseError(response.text, response.status_code)
         return time.monotonic() - started
@@ -137,9 +145,14 @@ class OllamaBackend:
 
     # -- one image ----------------------------------------------------------------
     def chat(self, request: ChatRequest) -> Answer:
-        """Stream one answer; a reply that never completes is an error, not an answer."""
+        """Stream one answer; a reply that never completes is an error, not an answer.
+
+        The stream is read to its end, so the connection is kept for the next request;
+        an answer past MAX_ANSWER_CHARS is cut off there (TRUNCATED) and the rest unread.
+        """
         started = time.monotonic()
         pieces: list[str] = []
+        length = 0
         logprobs: list[dict[str, Any]] = []
         final = None
         asks_logprobs = request.top_logprobs > 0
@@ -160,13 +173,21 @@ class OllamaBackend:
             )
             try:
                 for chunk in stream:
-                    pieces.append(chunk.message.content or "")
+                    if final is not None:
+                        break  # lines after the last: not Ollama; leave them unread
+                    piece = chunk.message.content or ""
+                    pieces.append(piece)
+                    length += len(piece)
                     logprobs += [entry.model_dump() for entry in chunk.logprobs or ()]
                     if chunk.done:
                         final = chunk
-                        break
-                    if time.monotonic() - started > self.timeout:
-                        raise TransientError(f"no complete answer within {self.timeout:g}s")
+                    elif length > MAX_ANSWER_CHARS:
+                        return Answer(
+                            raw="".join(pieces)[:MAX_ANSWER_CHARS],
+                            latency_s=time.monotonic() - started,
+                            done_reason=TRUNCATED,
+                            logprobs=tuple(logprobs),
+                        )
             finally:
                 if isinstance(stream, Generator):
                     stream.close()  # ends the HTTP stream at once
@@ -227,8 +248,8 @@ class OllamaBackend:
             )
         if status == -1 or status >= 500 or status in RETRYABLE_STATUS:
             label = "server error" if status == -1 else f"HTTP {status}"
-            return TransientError(f"{label}: {text}")
-        return RequestRejected(f"HTTP {status}: {text}")
+            return TransientError(f"{label}: {text}", host=self.host, status=status)
+        return RequestRejected(f"HTTP {status}: {text}", host=self.host, status=status)
 
 
 def can_see(capabilities: tuple[str, ...], *infos: Any) -> bool:

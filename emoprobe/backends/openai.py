@@ -35,6 +35,7 @@ from emoprobe.backends.base import (
     ModelInfo,
     transport_failure,
 )
+from emoprobe.backends.bounded import bounded_transport
 from emoprobe.errors import (
     BackendError,
     ConfigError,
@@ -144,8 +145,8 @@ class OpenAIBackend:
     """Talks to one OpenAI-compatible server; safe to share between threads.
 
     `host` is the API's base URL, e.g. `http://127.0.0.1:8000/v1`; `/v1` is appended when
-    the URL's path does not already end in it. `timeout` bounds each wait on the server
-    (connecting: at most 10 s); a reply comes whole, so it bounds the time to the answer.
+    the URL's path does not already end in it. `timeout` bounds each request as a whole
+    (connecting: at most 10 s), and each reply's size is capped (`backends.bounded`).
     The API key, when the environment variable `api_key_env` holds one, is sent as a
     bearer token.
     """
@@ -173,7 +174,11 @@ class OpenAIBackend:
         limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         # trust_env=False: a proxy variable must never route students' faces elsewhere.
         self._http = httpx.Client(
-            timeout=limits, headers=headers, trust_env=False, follow_redirects=False
+            timeout=limits,
+            headers=headers,
+            trust_env=False,
+            follow_redirects=False,
+            transport=bounded_transport(),
         )
 
     def __repr__(self) -> str:
@@ -313,7 +318,7 @@ class OpenAIBackend:
                 f"model {model!r} is not served at {self.base_url} (HTTP 404: {message})"
             )
         if status >= 500 or status in RETRYABLE_STATUS:
-            raise TransientError(f"HTTP {status}: {message}")
+            raise TransientError(f"HTTP {status}: {message}", host=self.host, status=status)
         raise RequestRejected(f"HTTP {status}: {message}")
 
     def _auth_error(self, status: int) -> BackendError:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from emoprobe.backends.base import Answer, Backend, ChatRequest, ModelInfo
+from emoprobe.backends.base import TRUNCATED, Answer, Backend, ChatRequest, ModelInfo, capped
 from emoprobe.backends.registry import open_backend
 from emoprobe.data.images import prepare_image
 from emoprobe.errors import BackendError, ConfigError, TransientError
@@ -25,7 +25,7 @@ from emoprobe.hosts import checked_host
 from emoprobe.pipeline.cache import KeyMaker, ResponseCache
 from emoprobe.pipeline.retry import RetryPolicy, Stop, Verdict
 from emoprobe.pipeline.stats import RunStats
-from emoprobe.results.predictions import ERROR, OK, UNPARSED_STATUS
+from emoprobe.results.predictions import ERROR, OK, TRUNCATED_STATUS, UNPARSED_STATUS
 from emoprobe.settings import (
     DEFAULT_BACKEND,
     DEFAULT_MODEL,
@@ -83,7 +83,7 @@ class ProbeResult:
     path: Path
     label: str  # a task label, `unparsed`, or "" without an answer
     raw: str | None  # the model's answer; None without one
-    status: str  # ok, unparsed, error (the image cannot be used) or failed (the request)
+    status: str  # ok, unparsed, truncated, error (the image cannot be used), failed (request)
     cached: bool = False
     latency_s: float | None = None
     scores: Mapping[str, float] | None = None  # per label, in logprobs mode
@@ -246,6 +246,7 @@ class Probe:
                 top_logprobs=self._top_logprobs,
             )
         )
+        answer = capped(answer)
         if self._top_logprobs:
             scores = label_scores(answer.logprobs, self.task.labels, self.task.synonyms)
             answer = replace(answer, scores=scores, logprobs=())
@@ -274,11 +275,21 @@ class Probe:
     def result(self, outcome: Outcome) -> ProbeResult:
         """The outcome read: the label its answer names (json answers that do not
         validate are counted and read by the parser), or why there is none."""
-        answer = outcome.answer
+        answer = capped(outcome.answer) if outcome.answer else None
         if answer is None:
             status = ERROR if outcome.error else FAILED
             problem = outcome.error or outcome.failure
             return ProbeResult(outcome.path, "", None, status, error=problem, sha256=outcome.sha256)
+        if answer.done_reason == TRUNCATED:  # cut off: no label is read from a part
+            return ProbeResult(
+                outcome.path,
+                UNPARSED,
+                answer.raw,
+                TRUNCATED_STATUS,
+                cached=outcome.cached,
+                latency_s=answer.latency_s,
+                sha256=outcome.sha256,
+            )
         label = json_label(answer.raw, self.task.labels) if self._format else None
         if self._format and label is None:
             self.stats.json_rejected()

@@ -6,6 +6,12 @@
 
 Backoff doubles per attempt from `backoff_s`, is capped at `max_backoff_s`, and is
 jittered down to half so that many waiting workers do not return at once.
+
+A transient failure is presumed to pass; one server failing the same way more times in
+a row than one image may be tried, with no answer between, shows it does not (a model
+that cannot load, a runner that crashes on every image): from then on each image fails
+at its first try (`persists`), so "stop after 10 images in a row" comes in seconds. A busy reply
+(HTTP 503/429) is not a failure of that kind: the scheduler sends that server fewer.
 """
 
 from __future__ import annotations
@@ -47,17 +53,35 @@ class RetryPolicy:
         """Whether a request that has failed `failures` times gets another try."""
         return failures <= self.retries
 
+    def persists(self, repeats: int) -> bool:
+        """Whether a failure one server gave `repeats` times in a row is there to stay."""
+        return repeats > self.retries + 1
+
+    def patience_s(self) -> float:
+        """The most one image's retries wait in all, before jitter."""
+        return sum(
+            min(self.max_backoff_s, self.backoff_s * 2.0**attempt)
+            for attempt in range(self.retries + 1)
+        )
+
     def delay(self, attempt: int) -> float:
         """Seconds to wait after the `attempt`-th failure in a row (0-based), jittered."""
         return min(self.max_backoff_s, self.backoff_s * 2.0**attempt) * random.uniform(0.5, 1)
 
 
 class Stop(threading.Event):
-    """Set when a run must end; `fatal` holds the error that ended it, if one did."""
+    """Set when a run must end; `fatal` holds the error that ended it, if one did, and
+    `reason` why the run gave up early (it can be resumed)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fatal: BackendError | None = None
+        self.reason = ""
+
+    def abort(self, reason: str) -> None:
+        """Nothing is wrong with the run, but it cannot get on now: stop, resumable."""
+        self.reason = self.reason or reason
+        self.set()
 
     def halt(self, error: BackendError) -> None:
         """A failure nothing can get past (the model vanished): stop everything."""

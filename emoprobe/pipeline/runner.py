@@ -234,6 +234,7 @@ class _Pipeline:
             window=config.concurrency,
             deliver=self._results.put,
             on_retry=self._retrying,
+            give_up_s=probe.retry.patience_s() + config.timeout,
         )
         self._counts: dict[str, Any] = {"cache_hits": 0, "failed": 0, "rows_written": 0}
         self._started = time.monotonic()
@@ -326,7 +327,7 @@ class _Pipeline:
                 self.events.row_written(row)
         if self.stop.fatal is not None:
             raise self.stop.fatal
-        return failed, reason
+        return failed, reason or self.stop.reason
 
     def _warn_duplicate(self, outcome: Outcome, item: Item, labels_by_sha: dict[str, str]) -> None:
         if not outcome.sha256:

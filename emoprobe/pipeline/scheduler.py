@@ -2,10 +2,21 @@
 
 Every host runs `window` worker threads that take the next prepared image, so a fast
 host simply takes more. A failed request puts its host on a cooldown that doubles with
-each failure in a row (a busy or crashed server is left alone for a while, then probed
-with a light request before it gets images again) and puts the image back for any
-host to take, until the image has failed `retries + 1` times. Results are the same
-whichever host answers: the cache and the answers do not depend on the host.
+each failure in a row (a crashed server is left alone for a while, then probed with a
+light request before it gets images again) and puts the image back for any host to
+take, until the image has failed `retries + 1` times. Results are the same whichever
+host answers: the cache and the answers do not depend on the host.
+
+Three things end a run that cannot get on:
+
+* a busy reply (HTTP 503/429) halves the host's window (down to one request in flight)
+  and each answer grows it back by about one per window's worth of answers (AIMD), so a
+  server with fewer slots than `window` is not flooded with requests it must refuse;
+* the same failure repeated by a server (`RetryPolicy.persists`) fails each image at its
+  first try, so the runner's "10 images in a row" stop comes in seconds;
+* when no server has answered an image for `give_up_s` (the retries' backoffs plus one
+  request timeout), failed probes included, the run stops: "no server has answered
+  since HH:MM", resumable like any other early stop.
 """
 
 from __future__ import annotations
@@ -18,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from emoprobe.backends.base import Backend
-from emoprobe.errors import BackendError
+from emoprobe.backends.base import BUSY_STATUS, Backend
+from emoprobe.errors import BackendError, ServerUnreachable
 from emoprobe.pipeline.probe import STOPPED, Job, Outcome, Probe
 from emoprobe.pipeline.retry import Verdict
 
@@ -37,7 +48,47 @@ class Host:
     images: int = 0
     errors: int = 0
     busy_s: float = 0.0
+    busy_replies: int = 0
+    limit: float = 1.0  # requests it may have in flight now (the scheduler sets it)
+    in_flight: int = 0
+    last_failure: str = ""
+    repeats: int = 0  # how often last_failure came in a row
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def take_slot(self) -> bool:
+        """Whether one more request may go now (it then counts as in flight)."""
+        with self.lock:
+            if self.in_flight + 1 > self.limit:
+                return False
+            self.in_flight += 1
+            return True
+
+    def give_slot(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def busy(self) -> None:
+        """A busy reply: halve what is in flight (at least one)."""
+        with self.lock:
+            self.busy_replies += 1
+            self.limit = max(1.0, min(self.limit, self.in_flight) / 2)
+
+    def answered(self, latency_s: float, window: int) -> None:
+        with self.lock:
+            self.failures_in_a_row = 0
+            self.last_failure, self.repeats = "", 0
+            self.images += 1
+            self.busy_s += latency_s
+            self.limit = min(float(window), self.limit + 1 / self.limit)
+
+    def repeated(self, failure: str) -> int:
+        """Count `failure`; how many times in a row it has come now."""
+        with self.lock:
+            if failure == self.last_failure:
+                self.repeats += 1
+            else:
+                self.last_failure, self.repeats = failure, 1
+            return self.repeats
 
     def stats(self, wall_s: float) -> dict[str, Any]:
         return {
@@ -46,6 +97,7 @@ class Host:
             "errors": self.errors,
             "images_per_s": self.images / wall_s if wall_s > 0 else None,
             "busy_s": round(self.busy_s, 3),
+            "busy_replies": self.busy_replies,
         }
 
 
@@ -59,6 +111,7 @@ class Scheduler:
         window: int,
         deliver: Callable[[Outcome | BaseException], None],
         on_retry: Callable[[Job, str, float], None],
+        give_up_s: float = float("inf"),
     ) -> None:
         self.probe = probe
         self.retry = probe.retry
@@ -67,6 +120,11 @@ class Scheduler:
         self.deliver = deliver
         self.on_retry = on_retry
         self.stop = probe.stop
+        self.give_up_s = give_up_s
+        for host in hosts:
+            host.limit = float(window)
+        self._last_answer = time.time()  # wall clock, for the message
+        self._failing_since: float | None = None
         self._waiting: queue.Queue[Job] = queue.Queue(maxsize=window * len(hosts))
         self._again: deque[Job] = deque()
         self._lock = threading.Lock()
@@ -112,15 +170,24 @@ class Scheduler:
                 if wait > 0:
                     self.stop.wait(min(wait, POLL_S * 4))
                     continue
-                if host.failures_in_a_row and not self._answers(host):
-                    self._cool_down(host)
-                    continue
-                job = self._next()
-                if job is None:
+                if not host.take_slot():  # the window is full (it shrinks on busy replies)
                     if self._finished():
                         return
+                    self.stop.wait(POLL_S)
                     continue
-                self._ask(host, job)
+                try:
+                    if host.failures_in_a_row and not self._answers(host):
+                        self._cool_down(host)
+                        self._no_answer()
+                        continue
+                    job = self._next()
+                    if job is None:
+                        if self._finished():
+                            return
+                        continue
+                    self._ask(host, job)
+                finally:
+                    host.give_slot()
         except BaseException as error:  # surfaced in the main thread
             self.deliver(error)
 
@@ -129,24 +196,51 @@ class Scheduler:
             outcome = self.probe.send(job, host.backend)
         except BackendError as error:
             verdict = self.retry.verdict(error)
+            busy = error.status in BUSY_STATUS
+            if verdict is Verdict.RETRY and not busy and not isinstance(error, ServerUnreachable):
+                kind = f"{type(error).__name__} {error.status}" if error.status else str(error)
+                if self.retry.persists(host.repeated(kind)):
+                    verdict = Verdict.REJECT  # the same failure again and again: it stays
             if verdict is Verdict.FATAL:
                 self.stop.halt(error)
             elif verdict is Verdict.RETRY:
-                self._cool_down(host)
+                if busy:
+                    host.busy()
+                    self._pause(host)
+                else:
+                    self._cool_down(host)
                 job = replace(job, failures=job.failures + 1)
                 if self.retry.may_retry(job.failures):
                     delay = max(0.0, host.ready_at - time.monotonic())
                     self.on_retry(job, f"{host.url}: {error}", delay)
                     self.probe.stats.retried()
                     self._requeue(job)
+                    self._no_answer()
                     return
             self._hand_back(Outcome.failed(job, str(error)))
+            self._no_answer()
         else:
-            with host.lock:
-                host.failures_in_a_row = 0
-                host.images += 1
-                host.busy_s += outcome.answer.latency_s if outcome.answer else 0.0
+            host.answered(outcome.answer.latency_s if outcome.answer else 0.0, self.window)
+            with self._lock:
+                self._failing_since = None
+                self._last_answer = time.time()
             self._hand_back(outcome)
+
+    def _no_answer(self) -> None:
+        """A request or probe failed: give up once no server has answered for give_up_s."""
+        now = time.monotonic()
+        with self._lock:
+            if self._failing_since is None:
+                self._failing_since = now
+            if now - self._failing_since < self.give_up_s:
+                return
+            since = time.strftime("%H:%M", time.localtime(self._last_answer))
+        self.stop.abort(f"no server has answered since {since}; stopping")
+
+    def _pause(self, host: Host) -> None:
+        """A short wait after a busy reply (the server is alive: no probe, no doubling)."""
+        with host.lock:
+            host.ready_at = max(host.ready_at, time.monotonic() + self.retry.delay(0))
 
     def _cool_down(self, host: Host) -> None:
         with host.lock:

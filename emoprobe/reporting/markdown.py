@@ -222,7 +222,9 @@ def _status_line(metrics: Metrics, manifest: Manifest) -> str:
     failed = sessions[-1].failed if sessions else 0
     line = (
         f"{metrics.n} image{'' if metrics.n == 1 else 's'}: {metrics.n_scored} scored "
-        f"({metrics.n_ok} answered with a label, {metrics.n_unparsed} unparsed), "
+        f"({metrics.n_ok} answered with a label, {metrics.n_unparsed} unparsed"
+        + (f", {metrics.n_truncated} truncated" if metrics.n_truncated else "")
+        + "), "
         f"{metrics.n_error} unreadable. Sample: {manifest.dataset.sample_text()}."
     )
     if failed:

@@ -21,11 +21,16 @@ from typing import Any
 from emoprobe.errors import ConfigError
 from emoprobe.results.load import RunRecord
 from emoprobe.results.metrics import compute_metrics
-from emoprobe.results.predictions import ERROR, OK, UNPARSED_STATUS, Row, to_frame
+from emoprobe.results.predictions import (
+    ERROR,
+    SCORED_STATUSES,
+    Row,
+    to_frame,
+)
 from emoprobe.results.stats import agreement, cohen_kappa, mcnemar
 from emoprobe.task.definition import UNPARSED
 
-SCORED = (OK, UNPARSED_STATUS)
+SCORED = SCORED_STATUSES
 LINKED_NOTE = (
     "Images are linked by their paths: this page holds no image data, and shows a face only "
     "where its file is on this computer."

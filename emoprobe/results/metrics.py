@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from emoprobe.results.calibration import ScoreMetrics, score_metrics
-from emoprobe.results.predictions import ERROR, OK, SCORE_PREFIX, SCORED_STATUSES, UNPARSED_STATUS
+from emoprobe.results.predictions import (
+    ERROR,
+    OK,
+    SCORE_PREFIX,
+    SCORED_STATUSES,
+    TRUNCATED_STATUS,
+    UNPARSED_STATUS,
+)
 from emoprobe.task.definition import UNPARSED
 
 if TYPE_CHECKING:
@@ -65,6 +72,7 @@ class Metrics:
     n_ok: int
     n_unparsed: int
     n_error: int
+    n_truncated: int
     accuracy: float | None
     precision_weighted: float | None
     recall_weighted: float | None
@@ -111,7 +119,7 @@ def run_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
 
 
 def scored(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows the model answered (`ok` or `unparsed`): those the scores count."""
+    """The rows the model answered (`ok`, `unparsed`, `truncated`): those the scores count."""
     answered: pd.DataFrame = frame[frame["status"].isin(SCORED_STATUSES)]
     return answered
 
@@ -150,6 +158,7 @@ def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
         "n_ok": int((status == OK).sum()),
         "n_unparsed": int((status == UNPARSED_STATUS).sum()),
         "n_error": int((status == ERROR).sum()),
+        "n_truncated": int((status == TRUNCATED_STATUS).sum()),
         "labels": labels,
     }
     if answered.empty:

@@ -25,12 +25,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FILENAME = "predictions.csv"
-Status = Literal["ok", "unparsed", "error"]
+Status = Literal["ok", "unparsed", "truncated", "error"]
 OK: Status = "ok"
 UNPARSED_STATUS: Status = "unparsed"
+# The answer ran past emoprobe's cap and was cut off: scored as `unparsed` (a wrong answer).
+TRUNCATED_STATUS: Status = "truncated"
 ERROR: Status = "error"
-FINAL_STATUSES: frozenset[str] = frozenset({OK, UNPARSED_STATUS, ERROR})
-SCORED_STATUSES = (OK, UNPARSED_STATUS)  # answered: these rows count in the scores
+STATUSES: tuple[Status, ...] = (OK, UNPARSED_STATUS, TRUNCATED_STATUS, ERROR)
+FINAL_STATUSES: frozenset[str] = frozenset(STATUSES)
+# answered: these rows count in the scores
+SCORED_STATUSES = (OK, UNPARSED_STATUS, TRUNCATED_STATUS)
 FSYNC_EVERY_S = 2.0
 SCORE_PREFIX = "score_"
 
@@ -244,7 +248,7 @@ def to_frame(rows: Sequence[Row], labels: Sequence[str]) -> pd.DataFrame:
             "label": pd.Categorical([row.label for row in rows], categories),
             "prediction": pd.Categorical([row.prediction or None for row in rows], categories),
             "raw": [row.raw for row in rows],
-            "status": pd.Categorical([row.status for row in rows], [OK, UNPARSED_STATUS, ERROR]),
+            "status": pd.Categorical([row.status for row in rows], STATUSES),
             "error": [row.error for row in rows],
             "latency_s": pd.array([row.latency_s for row in rows], dtype="float64"),
             "cached": pd.array([row.cached for row in rows], dtype=bool),
