@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from click.testing import Result
 from factories import make_image_folder
 from ollama_double import OllamaDouble, answer_by_image
 
+import emoprobe
 from emoprobe.errors import ConfigError
 from emoprobe.pipeline.cache import RESPONSES, ResponseCache
 from emoprobe.results.predictions import HEADER, Row, read_rows, recover
@@ -334,3 +338,32 @@ def test_a_manifest_of_wrong_types_is_a_one_line_error(cli, ollama_double, faces
     (out / "manifest.json").write_text(json.dumps(manifest))
     for args in (("run", root, "--host", ollama_double.url, "--out", out), ("report", out)):
         one_line_error(cli(*args), "manifest.json")
+
+
+# -- 11: proxy settings break no Ollama command --------------------------------------------
+@pytest.mark.parametrize("variable", ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "http_proxy"])
+def test_a_socks_proxy_setting_breaks_no_ollama_command(ollama_double, faces, tmp_path, variable):
+    """In a fresh process (importing `ollama` is what failed): the commands work, and no
+    request goes through the proxy (nothing listens there)."""
+    root, truth = faces
+    ollama_double.answer = answer_by_image(truth)
+    env = {
+        **os.environ,
+        variable: "socks5://127.0.0.1:9",
+        "EMOPROBE_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    for args in (
+        ("models", "list", "--host", ollama_double.url),
+        ("run", str(root), "--host", ollama_double.url, "--out", str(tmp_path / "o"), "--quiet"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "emoprobe", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(emoprobe.__file__).resolve().parents[1],
+        )
+        assert done.returncode == 0, done.stderr
+        assert "internal error" not in done.stderr
+    assert len(ollama_double.chat_requests) == len(truth)

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import httpx
-import ollama
 
 from emoprobe.backends.base import (
     RETRYABLE_STATUS,
@@ -21,6 +20,7 @@ from emoprobe.backends.base import (
     ModelInfo,
     transport_failure,
 )
+from emoprobe.backends.ollama_client import ollama
 from emoprobe.errors import (
     BackendError,
     ModelNotFound,
