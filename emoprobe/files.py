@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,12 @@ from typing import IO, Any, cast
 from emoprobe.errors import WriteError
 
 Content = str | bytes | Callable[[IO[Any]], object]
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def writable_text(text: str) -> str:
+    """`text` with lone surrogates (valid JSON escapes, but no UTF-8) as U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _umask_mode() -> int:

@@ -2,19 +2,25 @@
 
 The data are students' faces, so emoprobe talks only to loopback hosts unless the user
 allows remote hosts (`allow_remote`; the CLI's `--allow-remote`); the check runs
-before any connection is opened.
+before any connection is opened. A loopback address is local; of names, only the
+usual names of this machine (`localhost`, `localhost.localdomain`, `ip6-localhost`…),
+and only when every address they resolve to is a loopback one: a name the resolver
+points elsewhere is refused, and no other name counts as local whatever DNS says.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from urllib.parse import urlsplit
 
 from emoprobe.errors import ConfigError
 from emoprobe.settings import DEFAULT_OLLAMA_HOST as DEFAULT_HOST
 from emoprobe.settings import OLLAMA_PORT as DEFAULT_PORT
 
-LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+LOCAL_NAMES = frozenset(
+    {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "localhost6"}
+)
 
 
 def normalize_host(raw: str) -> str:
@@ -47,22 +53,39 @@ def normalize_host(raw: str) -> str:
 
 
 def is_loopback(url: str) -> bool:
-    """Whether `url` names this machine (a loopback address or `localhost`)."""
-    hostname = (urlsplit(url).hostname or "").lower()
-    if hostname in LOCAL_NAMES:
-        return True
+    """Whether `url` names this machine: a loopback address, or a local name that
+    resolves to loopback addresses only."""
+    return not _not_local(url)
+
+
+def _not_local(url: str) -> str:
+    """'' when `url` is this machine, else why not (for the refusal)."""
+    parts = urlsplit(url)
+    hostname = (parts.hostname or "").lower().rstrip(".")
     try:
-        return ipaddress.ip_address(hostname).is_loopback
+        return "" if ipaddress.ip_address(hostname).is_loopback else "not this machine"
     except ValueError:
-        return False
+        pass
+    if hostname not in LOCAL_NAMES:
+        return "not this machine"
+    try:
+        found = socket.getaddrinfo(hostname, parts.port or DEFAULT_PORT, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return f"{hostname} does not resolve here"
+    addresses = sorted({str(entry[4][0]).split("%")[0] for entry in found})
+    outside = [a for a in addresses if not ipaddress.ip_address(a).is_loopback]
+    if outside or not addresses:
+        return f"{hostname} resolves to {', '.join(outside) or 'nothing'}, not this machine"
+    return ""
 
 
 def checked_host(raw: str, *, allow_remote: bool) -> str:
     """The normalised URL, refused unless local or explicitly allowed."""
     url = normalize_host(raw)
-    if not allow_remote and not is_loopback(url):
+    if not allow_remote and (why := _not_local(url)):
+        detail = "" if why == "not this machine" else f" ({why})"
         raise ConfigError(
-            f"refusing to send images to non-local host {url}: the data are faces; "
+            f"refusing to send images to non-local host {url}{detail}: the data are faces; "
             "allow remote hosts if you mean it",
             host=url,
             setting="allow_remote",

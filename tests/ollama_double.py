@@ -538,6 +538,9 @@ def _go_json(value: Any) -> bytes:
         ("\u2029", "\\u2029"),
     ):
         text = text.replace(char, escaped)
+    # A lone surrogate (only a hostile answer holds one; Go would send U+FFFD) goes out
+    # as the JSON escape it came as: valid JSON that no UTF-8 can hold.
+    text = re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
     return text.encode()
 
 

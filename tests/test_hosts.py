@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import socket
+
 import pytest
 
 from emoprobe.errors import ConfigError
@@ -98,3 +102,56 @@ def test_hosts_are_read_as_the_ollama_client_reads_them():
     assert len(pairs) >= 25
     for raw, url in pairs:
         assert normalize_host(raw) == url, raw
+
+
+# -- #16 item 12: a local name is resolved before it counts as local -----------------------
+def _resolver(addresses: dict[str, list[str]]):
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in addresses:
+            if not addresses[host]:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            family = {4: socket.AF_INET, 6: socket.AF_INET6}
+            return [
+                (family[ipaddress.ip_address(a).version], socket.SOCK_STREAM, 6, "", (a, port))
+                for a in addresses[host]
+            ]
+        return real(host, port, *args, **kwargs)
+
+    return getaddrinfo
+
+
+@pytest.mark.parametrize(
+    ("name", "addresses", "refusal"),
+    [
+        ("localhost.localdomain", ["127.0.0.1"], None),
+        ("ip6-localhost", ["::1"], None),
+        ("localhost.localdomain", ["10.0.0.5"], "resolves to 10.0.0.5, not this machine"),
+        ("ip6-localhost", ["::1", "2001:db8::1"], "resolves to 2001:db8::1"),
+        ("localhost", ["127.0.0.1", "192.168.1.9"], "resolves to 192.168.1.9"),
+        ("ip6-loopback", [], "ip6-loopback does not resolve here"),
+    ],
+)
+def test_a_local_name_counts_only_when_it_resolves_to_loopback_alone(
+    monkeypatch, name, addresses, refusal
+):
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver({name: addresses}))
+    url = f"http://{name}:11434"
+    assert is_loopback(url) is (refusal is None)
+    if refusal is None:
+        assert checked_host(url, allow_remote=False) == url
+    else:
+        with pytest.raises(ConfigError, match=re.escape(refusal)) as error:
+            checked_host(url, allow_remote=False)
+        assert error.value.host == url
+        assert checked_host(url, allow_remote=True) == url
+
+
+def test_no_other_name_is_local_whatever_the_resolver_says(monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver({"gpu-box": ["127.0.0.1"]}))
+    assert not is_loopback("http://gpu-box:11434")
+
+
+def test_the_real_resolver_says_localhost_is_this_machine():
+    assert is_loopback("http://localhost:11434")

@@ -160,7 +160,7 @@ def test_answers_cached_by_the_previous_version_are_still_hits(ollama_double, fa
     with ResponseCache(cache_dir) as cache:
         cache.set(key, old_value)
     with Probe.open(host=ollama_double.url, cache_dir=cache_dir) as probe:
-        assert probe.keys.key(sha(images[0])) == key
+        assert probe.keys.legacy_key(sha(images[0])) == key  # #16 item 6: v2 keys name the model
         result = probe.classify(images[0])
     assert (result.label, result.raw, result.cached, result.latency_s) == (
         "tired",

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from emoprobe.errors import BackendError, RequestRejected, TransientError
+from emoprobe.files import writable_text
 
 # HTTP statuses worth retrying besides 5xx: timeout, too early, rate limit, cancelled.
 RETRYABLE_STATUS = frozenset({408, 425, 429, 499})
@@ -81,6 +82,10 @@ class Answer:
     total_ms: float = 0.0
     logprobs: tuple[Mapping[str, Any], ...] = ()  # per answer token, when asked for
     scores: Mapping[str, float] | None = None  # a probability per label (logprobs mode)
+
+    def __post_init__(self) -> None:
+        # A lone surrogate ("\udc80", valid JSON) can be neither written nor cached.
+        object.__setattr__(self, "raw", writable_text(self.raw))
 
 
 def capped(answer: Answer) -> Answer:

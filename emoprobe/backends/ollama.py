@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import httpx
-import ollama
 
 from emoprobe.backends.base import (
     MAX_ANSWER_CHARS,
@@ -24,6 +23,7 @@ from emoprobe.backends.base import (
     transport_failure,
 )
 from emoprobe.backends.bounded import bounded_transport
+from emoprobe.backends.ollama_client import ollama
 from emoprobe.errors import (
     BackendError,
     ModelNotFound,

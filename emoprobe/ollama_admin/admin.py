@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ollama
-
 from emoprobe.backends.ollama import OllamaBackend, can_see, full_model_name
+from emoprobe.backends.ollama_client import ollama
 from emoprobe.errors import BackendError, EmoprobeError, ModelNotFound
 from emoprobe.ollama_admin import builds
 from emoprobe.ollama_admin.builds import BUILDS, Build, Lock, lock_path

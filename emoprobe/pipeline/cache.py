@@ -8,9 +8,11 @@ Only successful answers are stored; failures never are.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
+import math
 import os
 import re
 import sqlite3
@@ -29,10 +31,12 @@ from emoprobe.errors import CacheError
 from emoprobe.task.answers import cache_mode
 from emoprobe.task.definition import Task
 
+_UNREADABLE = object()
 RESPONSES = "responses"
 FILE_HASHES = "file-hashes"
 MODELS_PREFIX = "model:"
-KEY_VERSION = 1
+KEY_VERSION = 1  # emoprobe 0.1: no model name in the key
+MODEL_KEY_VERSION = 2
 
 
 def response_key(
@@ -44,10 +48,15 @@ def response_key(
     answer_mode: str,
     image_sha256: str,
     image_preparation: str,
+    model: str | None = None,
 ) -> str:
-    """A stable hex key for one request; it contains no image data."""
+    """A stable hex key for one request; it contains no image data.
+
+    With `model` (the name asked for) the key is of version 2; without it, the version 1
+    key of emoprobe 0.1, looked up only for answers whose value names the same model.
+    """
     material = {
-        "v": KEY_VERSION,
+        "v": KEY_VERSION if model is None else MODEL_KEY_VERSION,
         "backend": backend,
         "digest": model_digest,
         "messages": messages_text,
@@ -56,6 +65,8 @@ def response_key(
         "image": image_sha256,
         "prepare": image_preparation,
     }
+    if model is not None:
+        material["model"] = model
     canonical = json.dumps(material, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -70,8 +81,18 @@ class KeyMaker:
     options: Mapping[str, Any]
     answer_mode: str
     max_side: int | None
+    model: str = ""
 
     def key(self, image_sha256: str) -> str:
+        """The key an answer is stored under: the model's name and digest both in it."""
+        return self._key(image_sha256, self.model)
+
+    def legacy_key(self, image_sha256: str) -> str | None:
+        """The key emoprobe 0.1 stored this answer under (no model name), or None where
+        the digest is empty: then only the name tells models apart."""
+        return self._key(image_sha256, None) if self.model_digest else None
+
+    def _key(self, image_sha256: str, model: str | None) -> str:
         task = self.task
         return response_key(
             backend=self.backend,
@@ -81,6 +102,7 @@ class KeyMaker:
             answer_mode=cache_mode(self.answer_mode),
             image_sha256=image_sha256,
             image_preparation=f"{PREPARE_VERSION}:max_side={self.max_side}",
+            model=model,
         )
 
 
@@ -110,24 +132,40 @@ def answer_value(answer: Answer, model: str, digest: str) -> dict[str, Any]:
     return value
 
 
-def answer_from_value(value: Mapping[str, Any]) -> Answer:
-    """The Answer a cache value holds, whichever version of emoprobe wrote it."""
+def answer_from_value(value: Any) -> Answer:
+    """The Answer a cache value holds, whichever version of emoprobe wrote it.
+
+    ValueError for a value no emoprobe wrote (not a dict, no text answer, a timing or
+    score that is no number).
+    """
+    if not isinstance(value, Mapping) or not isinstance(value.get("raw"), str):
+        raise ValueError("no text answer")
     timings = value.get("timings") or {}
+    scores = value.get("scores")
+    if not isinstance(timings, Mapping) or not (scores is None or isinstance(scores, Mapping)):
+        raise ValueError("timings or scores that are no table")
     found: dict[str, Any] = {}
     for name, (legacy, scale) in _LEGACY_TIMINGS.items():
         if name in timings:
-            found[name] = timings[name]
+            found[name] = _number(timings[name])
         elif legacy in timings:
-            found[name] = timings[legacy] * scale
+            found[name] = _number(timings[legacy]) * scale
     for name in ("prompt_tokens", "output_tokens"):
         found[name] = int(found.get(name, 0))
+    done_reason = value.get("done_reason", "")
     return Answer(
         raw=value["raw"],
-        latency_s=float(value.get("latency_s") or 0.0),
-        done_reason=value.get("done_reason", ""),
-        scores=value.get("scores"),
+        latency_s=_number(value.get("latency_s") or 0.0),
+        done_reason=done_reason if isinstance(done_reason, str) else "",
+        scores=None if scores is None else {str(k): _number(v) for k, v in scores.items()},
         **found,
     )
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is no number")
+    return float(value)
 
 
 @contextmanager
@@ -135,6 +173,13 @@ def _translated(directory: Path) -> Iterator[None]:
     try:
         yield
     except (sqlite3.Error, OSError) as error:
+        if getattr(error, "errno", None) == errno.ENOSPC or "full" in str(error).lower():
+            raise CacheError(
+                f"cache at {directory} cannot grow: the disk is full; free some space (the "
+                "cached answers are kept), then run the same command again",
+                path=directory,
+                setting="cache_dir",
+            ) from None
         raise CacheError(
             f"cache at {directory} is unusable ({error}): delete it or choose another cache folder",
             path=directory,
@@ -147,6 +192,7 @@ class ResponseCache:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        self._unreadable: set[str] = set()  # keys of values no emoprobe wrote: misses
         with _translated(self.directory):
             if self.directory.exists() and not self.directory.is_dir():
                 raise NotADirectoryError(f"{self.directory} is not a folder")
@@ -159,17 +205,40 @@ class ResponseCache:
             self._responses.get("probe")  # fail here, not mid-run, on a corrupt database
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The value under `key`; None (counted in `unreadable`) for one that does not
+        unpickle to a dict."""
         with _translated(self.directory):
-            value = self._responses.get(key)
-        return value if isinstance(value, dict) else None
+            try:
+                value = self._responses.get(key)
+            except (sqlite3.Error, OSError):
+                raise
+            except Exception:  # a bad pickle: anything unpickling can raise
+                value = _UNREADABLE
+        if value is None or isinstance(value, dict):
+            return value
+        self._unreadable.add(key)
+        return None
+
+    @property
+    def unreadable(self) -> int:
+        """How many keys read so far held a value no emoprobe wrote (each a miss)."""
+        return len(self._unreadable)
 
     def set(self, key: str, value: dict[str, Any]) -> None:
         with _translated(self.directory):
             self._responses.set(key, value)
 
-    def answer(self, key: str) -> Answer | None:
+    def answer(self, key: str, *, model: str | None = None) -> Answer | None:
+        """The answer under `key` (with `model`: only if its value names that model);
+        None for a miss or a value no emoprobe wrote (counted in `unreadable`)."""
         value = self.get(key)
-        return None if value is None else answer_from_value(value)
+        if value is None or (model is not None and value.get("model") != model):
+            return None
+        try:
+            return answer_from_value(value)
+        except (ValueError, TypeError, OverflowError):
+            self._unreadable.add(key)
+            return None
 
     def store_answer(self, key: str, answer: Answer, *, model: str, digest: str) -> None:
         self.set(key, answer_value(answer, model, digest))
@@ -194,10 +263,11 @@ class ResponseCache:
     def answers(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every stored (key, value): answers and model records, never file hashes."""
         with _translated(self.directory):
-            for key in self._responses.iterkeys():
-                value = self._responses.get(key)
-                if value is not None:
-                    yield key, value
+            keys = list(self._responses.iterkeys())
+        for key in keys:
+            value = self.get(key)
+            if value is not None:
+                yield key, value
 
     def info(self) -> dict[str, Any]:
         """Counts and sizes for `emoprobe cache info`."""

@@ -7,6 +7,7 @@ Errors name the field at fault (`ConfigError.setting`), never a command-line fla
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ from emoprobe.task.model_options import DEFAULT_OPTIONS
 
 ANSWER_MODE = "text"
 MIN_SIDE = 28
+MAX_CONCURRENCY = 256  # requests in flight per host; each one a thread
+MAX_TIMEOUT_S = 86_400.0
+MAX_BACKOFF_S = 3_600.0
+MAX_RETRIES = 100
 
 
 @dataclass
@@ -64,18 +69,54 @@ class RunConfig:
         self.hosts = tuple(dict.fromkeys(checked))
         self.host = self.hosts[0]
         self.dataset = Path(self.dataset)
-        _at_least("concurrency", self.concurrency, 1)
         _at_least("per_class", self.per_class, 1)
         _at_least("max_side", self.max_side, MIN_SIDE, " pixels")
-        if self.retries < 0:
-            raise ConfigError("retries must be 0 or more", setting="retries")
-        if self.timeout <= 0:
-            raise ConfigError("timeout must be more than 0 seconds", setting="timeout")
+        check_model_name(self.model)
+        check_request_settings(self.timeout, self.retries, self.backoff, self.concurrency)
 
     @property
     def score_labels(self) -> tuple[str, ...]:
         """The labels predictions.csv holds a score column for (logprobs mode only)."""
         return self.task.labels if self.answer_mode == "logprobs" else ()
+
+
+def check_model_name(model: str) -> None:
+    """ConfigError for a model name no server can have (empty, spaces, control chars)."""
+    if not model.strip() or not model.isprintable() or any(c.isspace() for c in model):
+        raise ConfigError(
+            f"model {model!r} is no model name: expected e.g. {DEFAULT_MODEL}", setting="model"
+        )
+
+
+def check_request_settings(
+    timeout: float, retries: int, backoff: float = DEFAULT_BACKOFF_S, concurrency: int = 1
+) -> None:
+    """ConfigError unless each request setting is a finite number in its range."""
+    for setting, value, most, unit in (
+        ("timeout", timeout, MAX_TIMEOUT_S, " seconds"),
+        ("backoff", backoff, MAX_BACKOFF_S, " seconds"),
+    ):
+        if not math.isfinite(value):
+            raise ConfigError(
+                f"{setting} must be a finite number of{unit} (got {value})", setting=setting
+            )
+        if value > most:
+            raise ConfigError(f"{setting} must be at most {most:g}{unit}", setting=setting)
+    if timeout <= 0:
+        raise ConfigError("timeout must be more than 0 seconds", setting="timeout")
+    if backoff < 0:
+        raise ConfigError("backoff must be 0 or more seconds", setting="backoff")
+    if retries < 0:
+        raise ConfigError("retries must be 0 or more", setting="retries")
+    if retries > MAX_RETRIES:
+        raise ConfigError(f"retries must be at most {MAX_RETRIES}", setting="retries")
+    _at_least("concurrency", concurrency, 1)
+    if concurrency > MAX_CONCURRENCY:
+        raise ConfigError(
+            f"concurrency must be at most {MAX_CONCURRENCY} requests in flight per host "
+            f"(got {concurrency})",
+            setting="concurrency",
+        )
 
 
 def _at_least(setting: str, value: int | None, least: int, unit: str = "") -> None:

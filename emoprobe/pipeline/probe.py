@@ -23,6 +23,7 @@ from emoprobe.errors import BackendError, ConfigError, TransientError
 from emoprobe.files import os_error_text
 from emoprobe.hosts import checked_host
 from emoprobe.pipeline.cache import KeyMaker, ResponseCache
+from emoprobe.pipeline.config import check_model_name, check_request_settings
 from emoprobe.pipeline.retry import RetryPolicy, Stop, Verdict
 from emoprobe.pipeline.stats import RunStats
 from emoprobe.results.predictions import ERROR, OK, TRUNCATED_STATUS, UNPARSED_STATUS
@@ -124,7 +125,9 @@ class Probe:
         self.retry = retry or RetryPolicy()
         self.stop = stop or Stop()
         self.stats = RunStats()
-        self.keys = KeyMaker(info.backend, info.digest, task, self.options, answer_mode, max_side)
+        self.keys = KeyMaker(
+            info.backend, info.digest, task, self.options, answer_mode, max_side, model
+        )
         self._warn = on_warning or (lambda message: None)
         self._format = json_schema(task.labels) if answer_mode == "json" else None
         self._top_logprobs = TOP_LOGPROBS if answer_mode == "logprobs" else 0
@@ -154,6 +157,8 @@ class Probe:
         `host` defaults to `$OLLAMA_HOST` (else the local server); a host that is not
         this machine is refused unless `allow_remote` (the images are faces).
         """
+        check_model_name(model)
+        check_request_settings(timeout, retries)
         url = checked_host(host or default_host(backend), allow_remote=allow_remote)
         cache = ResponseCache(cache_dir or default_cache_dir())
         owned: list[ResponseCache | Backend] = [cache]
@@ -229,6 +234,9 @@ class Probe:
 
     def _cached(self, seq: int, path: Path, sha256: str) -> Outcome | None:
         answer = self.cache.answer(self.keys.key(sha256))
+        legacy = self.keys.legacy_key(sha256)
+        if answer is None and legacy is not None:  # stored by emoprobe 0.1, for this model
+            answer = self.cache.answer(legacy, model=self.model)
         return None if answer is None else Outcome(seq, path, sha256, answer, cached=True)
 
     def send(self, job: Job, backend: Backend) -> Outcome:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
 from emoprobe.errors import ConfigError
-from emoprobe.files import write_error
+from emoprobe.files import writable_text, write_error
 from emoprobe.task.definition import UNPARSED
 
 if TYPE_CHECKING:
@@ -37,6 +37,11 @@ FINAL_STATUSES: frozenset[str] = frozenset(STATUSES)
 SCORED_STATUSES = (OK, UNPARSED_STATUS, TRUNCATED_STATUS)
 FSYNC_EVERY_S = 2.0
 SCORE_PREFIX = "score_"
+# Answers may be long (num_predict=-1): no cell of ours is cut by csv's 131,072 limit.
+csv.field_size_limit(2**31 - 1)
+# A cell starting with one of these is a formula to a spreadsheet: it is stored with a
+# leading apostrophe (shown literally there) and read back without it.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +71,9 @@ class Row:
             self.sha256,
             self.label,
             self.prediction,
-            self.raw,
+            _inert(self.raw),
             self.status,
-            self.error,
+            _inert(self.error),
             "" if self.latency_s is None else f"{self.latency_s:.4f}",
             "true" if self.cached else "false",
             *(f"{scores[label]:.6f}" if label in scores else "" for label in score_labels),
@@ -84,13 +89,24 @@ class Row:
             sha256,
             label,
             prediction,
-            raw,
+            _restored(raw),
             cast(Status, status),
-            error,
+            _restored(error),
             float(latency) if latency else None,
             cached == "true",
             scores if score_labels else None,
         )
+
+
+def _inert(text: str) -> str:
+    """`text` safe to open in a spreadsheet: a formula start gets an apostrophe first."""
+    text = writable_text(text)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _restored(cell: str) -> str:
+    """The text `_inert` made the cell from."""
+    return cell[1:] if cell.startswith("'") else cell
 
 
 COLUMNS = [f.name for f in fields(Row) if f.name != "scores"]
@@ -115,49 +131,87 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
 
     Lines are split on "\n" alone (answers may hold "\r" or "\u2028"); a row counts
     only when its last line ended, so a half-written tail is never returned. Rows of
-    another status than the final ones are skipped.
+    another status than the final ones are skipped. A file that is not emoprobe's, or
+    a malformed row before the tail, is a `ConfigError` naming the file and line: no row
+    is ever dropped quietly. A symlink is refused (its target is not emoprobe's to touch).
     """
+    _refuse_symlink(path)
     if not path.exists():
         return [], 0
     consumed = [0]
+    ended = [False]  # the file ran out (a tail the writer never finished counts as out)
 
     def lines(handle: BinaryIO) -> Iterator[str]:
         for line in handle:
             if not line.endswith(b"\n"):
-                return  # a tail the writer never finished
+                break  # a tail the writer never finished
             consumed[0] += len(line)
             yield line.decode("utf-8", "replace")
+        ended[0] = True
+
+    def malformed(line: int, why: str) -> ConfigError:
+        return ConfigError(
+            f"{path}, line {line}: {why}; fix or remove that row, or choose another output folder",
+            path=path,
+            setting="out",
+        )
 
     rows: list[Row] = []
     good = 0
     width = fixed = len(COLUMNS)
-    score_labels: list[str] = []
+    score_labels: list[str] | None = None
     with open(path, "rb") as handle:
         reader = csv.reader(lines(handle), strict=True)
         try:
             for values in reader:
-                if reader.line_num == 1:
-                    if values[:fixed] != COLUMNS:
-                        break  # not a predictions.csv header: keep nothing
-                    width = len(values)
-                    score_labels = [name.removeprefix(SCORE_PREFIX) for name in values[fixed:]]
+                if score_labels is None:
+                    score_labels = _header_labels(path, values)
+                    width = fixed + len(score_labels)
                     good = consumed[0]
                     continue
                 if len(values) != width:
-                    break
+                    raise malformed(
+                        reader.line_num, f"{len(values)} cells where the header has {width}"
+                    )
                 try:
                     row = Row.from_cells(values, score_labels)
                 except ValueError:
-                    raise ConfigError(
-                        f"{path}, line {reader.line_num}: a latency or score that is no number",
-                        path=path,
+                    raise malformed(
+                        reader.line_num, "a latency or score that is no number"
                     ) from None
                 if row.status in FINAL_STATUSES:
                     rows.append(row)
                 good = consumed[0]
-        except csv.Error:
-            pass
+        except csv.Error as error:
+            if not ended[0]:  # not a half-written last row
+                raise malformed(reader.line_num, f"not CSV ({error})") from None
     return rows, good
+
+
+def _refuse_symlink(path: Path) -> None:
+    if path.is_symlink():
+        raise ConfigError(
+            f"{path} is a symlink: emoprobe reads and writes only a plain predictions.csv "
+            "of its own; choose another output folder",
+            path=path,
+            setting="out",
+        )
+
+
+def _header_labels(path: Path, values: Sequence[str]) -> list[str]:
+    """The score labels of a predictions.csv header; ConfigError for a header not ours."""
+    extra = list(values[len(COLUMNS) :])
+    if list(values[: len(COLUMNS)]) != COLUMNS or not all(
+        name.startswith(SCORE_PREFIX) for name in extra
+    ):
+        shown = ",".join(values)[:80]
+        raise ConfigError(
+            f"{path} is not an emoprobe predictions.csv (line 1 is {shown!r}); "
+            "emoprobe never replaces a file it did not write: choose another output folder",
+            path=path,
+            setting="out",
+        )
+    return [name.removeprefix(SCORE_PREFIX) for name in extra]
 
 
 def recover(path: Path) -> list[Row]:
@@ -189,8 +243,23 @@ class PredictionWriter:
     def __init__(self, path: Path, score_labels: Sequence[str] = ()) -> None:
         self.path = path
         self.score_labels = tuple(score_labels)
+        _refuse_symlink(path)
         new = not path.exists() or path.stat().st_size == 0
-        self._handle = open(path, "a", encoding="utf-8", newline="")
+        if not new:
+            with open(path, encoding="utf-8", errors="replace", newline="") as existing:
+                if existing.readline() != header_for(score_labels):
+                    raise ConfigError(
+                        f"{path} has other score columns than this run writes; choose "
+                        "another output folder",
+                        path=path,
+                        setting="out",
+                    )
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            descriptor = os.open(path, flags, 0o666)
+        except OSError as error:
+            raise write_error(path, error) from None
+        self._handle = open(descriptor, "a", encoding="utf-8", newline="")
         self._last_sync = time.monotonic()
         if new:
             self._handle.write(header_for(score_labels))
