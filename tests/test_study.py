@@ -80,6 +80,10 @@ def test_each_shipped_study_file_parses_and_runs_against_the_double(
         assert len(spec.variants) >= 3
         assert any(not v.task.list_definitions for v in spec.variants)
         assert len({v.task.labels for v in spec.variants}) >= 2
+        for variant in spec.variants:  # the instruction names the labels in the same order
+            text = variant.task.instruction
+            positions = [text.index(label) for label in variant.task.labels]
+            assert positions == sorted(positions), variant.name
     out = tmp_path / "study"
     with OllamaDouble(version="0.34.1", models=ALL_MODELS, answer=model_answer) as double:
         result = cli("study", EXAMPLES / f"{name}.toml", "--host", double.url, "--out", out)
