@@ -155,7 +155,8 @@ def test_out_not_writable(cli, ollama_double, tmp_path):
     result = cli(
         "run", tmp_path / "d", "--host", ollama_double.url, "--out", tmp_path / "file" / "out"
     )
-    assert_one_line_error(result, "cannot write to --out")
+    assert_one_line_error(result, "cannot write to ")
+    assert f"{tmp_path / 'file' / 'out'}: Not a directory (--out)" in result.stderr
 
 
 def test_corrupt_cache_directory(cli, ollama_double, tmp_path):

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from factories import make_image_folder
 from ollama_double import OllamaDouble, answer_by_image
 
 import emoprobe
+from emoprobe.backends.base import MAX_ANSWER_CHARS
 from emoprobe.errors import ConfigError
 from emoprobe.pipeline.cache import RESPONSES, ResponseCache
 from emoprobe.results.predictions import HEADER, Row, read_rows, recover
@@ -59,6 +61,8 @@ def answering(double: OllamaDouble, truth: dict[str, str], special: dict[int, st
 def test_an_answer_longer_than_the_csv_field_limit_keeps_every_row(
     cli, ollama_double, faces, tmp_path
 ):
+    """The backend cuts answers at MAX_ANSWER_CHARS (status truncated), so a longer field
+    comes only from a predictions.csv written otherwise: it is read whole, never cut."""
     root, truth = faces
     huge = "happy " + "very " * 40_000  # 200,006 characters
     answering(ollama_double, truth, {0: huge})
@@ -66,7 +70,12 @@ def test_an_answer_longer_than_the_csv_field_limit_keeps_every_row(
     unbounded = ("--option", "num_predict=-1")  # as a real model can get there
     first = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet", *unbounded)
     assert first.exit_code == 0, first.output
-    assert len(read_rows(out / "predictions.csv")) == len(truth)
+    rows = read_rows(out / "predictions.csv")
+    assert len(rows) == len(truth)
+    cut = [row for row in rows if row.raw.startswith("happy very")]
+    assert len(cut) == 1 and len(cut[0].raw) == MAX_ANSWER_CHARS and huge.startswith(cut[0].raw)
+    long_rows = [row if row is not cut[0] else replace(row, raw=huge) for row in rows]
+    write_csv(out / "predictions.csv", long_rows)
     again = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet", *unbounded)
     assert again.exit_code == 0, again.output
     rows = read_rows(out / "predictions.csv")
@@ -75,6 +84,12 @@ def test_an_answer_longer_than_the_csv_field_limit_keeps_every_row(
     shown = cli("report", out)
     assert shown.exit_code == 0, shown.output
     assert json.loads((out / "metrics.json").read_text())["n"] == len(truth)
+
+
+def write_csv(path: Path, rows: list[Row]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(HEADER)
+        csv.writer(handle, lineterminator="\n").writerows(row.cells() for row in rows)
 
 
 # -- 6: the model name is in the cache key ------------------------------------------------
