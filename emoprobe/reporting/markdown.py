@@ -129,7 +129,8 @@ def write_report(
     folder: Path, metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame
 ) -> Path:
     """Write the plots and report.md of one run into `folder`; return report.md's path."""
-    plots = write_run_plots(folder, metrics, paper_for(manifest))
+    subject = f"{manifest.model.name or '?'} on {dataset_name(manifest)}"
+    plots = write_run_plots(folder, metrics, paper_for(manifest), subject)
     path = folder / REPORT
     write_atomic(path, render_report(metrics, manifest, predictions, plots))
     return path
@@ -145,7 +146,9 @@ def rebuild_report(folder: Path) -> Metrics:
     return metrics
 
 
-def write_run_plots(folder: Path, metrics: Metrics, paper: PaperResult | None) -> dict[str, str]:
+def write_run_plots(
+    folder: Path, metrics: Metrics, paper: PaperResult | None, subject: str = ""
+) -> dict[str, str]:
     """{what: PNG file name} of the plots written beside the report ({} if none)."""
     if not metrics.n_scored:
         return {}
@@ -153,11 +156,12 @@ def write_run_plots(folder: Path, metrics: Metrics, paper: PaperResult | None) -
 
     try:
         files = {
-            "confusion": ("confusion_matrix.png", plots.confusion_matrix_png(metrics)),
-            "per_class": ("per_class_f1.png", plots.per_class_f1_png(metrics, paper)),
+            "confusion": ("confusion_matrix.png", plots.confusion_matrix_png(metrics, subject)),
+            "per_class": ("per_class_f1.png", plots.per_class_f1_png(metrics, paper, subject)),
         }
         if metrics.scores:
-            files["reliability"] = ("reliability.png", plots.reliability_png(metrics.scores))
+            reliability = plots.reliability_png(metrics.scores, subject)
+            files["reliability"] = ("reliability.png", reliability)
     except ImportError:  # matplotlib is a dependency; a broken install costs the plots only
         return {}
     for name, data in files.values():
