@@ -143,8 +143,11 @@ def answer_from_value(value: Any) -> Answer:
     if not isinstance(value, Mapping) or not isinstance(value.get("raw"), str):
         raise ValueError("no text answer")
     timings = value.get("timings") or {}
-    if not isinstance(timings, Mapping):
-        raise ValueError("timings that are no table")
+    scores = value.get("scores")  # scoring version 1 kept scores here (no longer read)
+    if not isinstance(timings, Mapping) or not (scores is None or isinstance(scores, Mapping)):
+        raise ValueError("timings or scores that are no table")
+    for score in (scores or {}).values():
+        _number(score)
     found: dict[str, Any] = {}
     for name, (legacy, scale) in _LEGACY_TIMINGS.items():
         if name in timings:

@@ -2,19 +2,17 @@
 predictions, many answers without a label, accuracy no better than always answering the
 most frequent class, a sample short of the request.
 
-Pure: a `Metrics` record in, a list of `Alarm`s out (metrics.json's `alarms`); the
+Pure: a `Metrics` record (`Figures`) in, a list of `Alarm`s out (metrics.json's `alarms`); the
 sentences are `emoprobe.reporting`'s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from emoprobe.results.predictions import NO_LABEL_STATUSES
-
-if TYPE_CHECKING:
-    from emoprobe.results.metrics import Metrics
 
 COLLAPSE_SHARE = 0.5  # one class in more than half of the predictions …
 COLLAPSE_OVER_TRUTH = 1.5  # … and more than 1.5 times its share of the true labels
@@ -25,6 +23,27 @@ COLLAPSE = "class_collapse"
 STATUS_SHARE = "status_share"
 NOT_ABOVE_BASELINE = "not_above_baseline"
 SHORT_SAMPLE = "short_sample"
+
+
+class Figures(Protocol):
+    """What the alarms read of a `metrics.Metrics` (named apart: metrics imports us)."""
+
+    @property
+    def labels(self) -> list[str]: ...
+    @property
+    def n_scored(self) -> int: ...
+    @property
+    def statuses(self) -> dict[str, int]: ...
+    @property
+    def accuracy(self) -> float | None: ...
+    @property
+    def per_class(self) -> Mapping[str, Any]: ...  # label → ClassScores (`support`)
+    @property
+    def confusion_matrix(self) -> Any: ...  # Confusion (`predicted()`)
+    @property
+    def majority_baseline(self) -> Any: ...  # Baseline | None
+    @property
+    def sample(self) -> Any: ...  # SampleCounts | None
 
 
 @dataclass(frozen=True)
@@ -38,7 +57,7 @@ class Alarm:
     threshold: float
 
 
-def alarms_for(metrics: Metrics) -> list[Alarm]:
+def alarms_for(metrics: Figures) -> list[Alarm]:
     """Every alarm a run's figures raise, in a fixed order."""
     found: list[Alarm] = []
     sample = metrics.sample

@@ -293,7 +293,11 @@ def _header_labels(path: Path, values: Sequence[str]) -> tuple[int, list[str]]:
     if list(values[: len(columns)]) != columns or not all(
         name.startswith(SCORE_PREFIX) for name in extra
     ):
+        unknown = [name for name in values if name not in COLUMNS]
+        unknown = [name for name in unknown if not name.startswith(SCORE_PREFIX)]
         shown = ",".join(values)[:80]
+        if unknown and list(values[: len(columns)]) == columns:
+            shown = "…," + ",".join(unknown)[:60]  # our columns, then others: name them
         raise ConfigError(
             f"{path} is not an emoprobe predictions.csv (line 1 is {shown!r}); "
             "emoprobe never replaces a file it did not write: choose another output folder",
