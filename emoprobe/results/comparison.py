@@ -194,6 +194,11 @@ def _differences(runs: list[RunRecord]) -> list[str]:
         "server version": lambda m: m.server.version or "?",
         "emoprobe (its parser reads the answers)": lambda m: m.emoprobe_version or "?",
         "sample": lambda m: m.dataset.sample_text(),
+        "sample drawn": lambda m: (
+            ", ".join(f"{label} {n}" for label, n in m.dataset.drawn.items())
+            if m.dataset.drawn is not None
+            else "not recorded"
+        ),
         "dataset": lambda m: f"{m.dataset.format or '?'} format, {m.dataset.n_items} images",
     }
     lines = []
