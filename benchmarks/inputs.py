@@ -107,6 +107,10 @@ def _row(
         "error": "",
         "latency_s": f"{rng.uniform(0.3, 2):.4f}",
         "cached": "false",
+        "prompt_tokens": str(rng.randint(700, 900)),
+        "output_tokens": str(rng.randint(1, 12)),
+        "prefill_ms": f"{rng.uniform(80, 300):.3f}",
+        "decode_ms": f"{rng.uniform(20, 200):.3f}",
     }
     missing = [name for name in header if name not in values]
     if missing:

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from emoprobe.results.calibration import reliability_bins, score_metrics
 from emoprobe.results.predictions import Row, to_frame
-from emoprobe.task.answers import json_label, json_schema, label_scores, unsupported
+from emoprobe.task.answers import json_label, json_schema, label_positions, scores_for, unsupported
 
 
 def position(*candidates: tuple[str, float]) -> dict:
@@ -48,7 +48,7 @@ def test_json_label_accepts_only_what_validates(raw, label):
     assert json_label(raw, LABELS) == label
 
 
-def test_label_scores_take_the_first_position_that_names_a_label():
+def test_label_scores_come_from_the_word_that_names_the_parsed_label():
     logprobs = [
         position(("**", -0.01), ("The", -5.0)),
         position(
@@ -57,9 +57,15 @@ def test_label_scores_take_the_first_position_that_names_a_label():
             ("Conf", math.log(0.1)),
             ("Sad", math.log(0.05)),
         ),
-        position(("tired", 0.0)),
+        position((" tired", 0.0)),
     ]
-    scores = label_scores(logprobs, LABELS)
+    positions = label_positions(logprobs, LABELS)
+    assert [named for named, _ in positions] == [("happy",), ("tired",)]
+    assert scores_for(positions, "tired") == pytest.approx(
+        {"happy": 0.0, "confused": 0.0, "distracted": 0.0, "tired": 1.0, "neutral": 0.0}
+    )
+    assert scores_for(positions, "distracted") is None
+    scores = scores_for(positions, "happy")
     assert scores == pytest.approx(
         {
             "happy": 0.6 / 0.9,
@@ -73,11 +79,10 @@ def test_label_scores_take_the_first_position_that_names_a_label():
 
 def test_label_scores_use_synonyms_and_say_none_when_no_label_is_named():
     logprobs = [position(("joy", math.log(0.5)), ("sad", math.log(0.5)))]
-    assert label_scores(logprobs, ["happiness", "sadness"], {"happiness": ["joy"]}) == {
-        "happiness": 0.5,
-        "sadness": 0.5,
-    }
-    assert label_scores([position(("I", -0.1), ("The", -2.0))], LABELS) is None
+    positions = label_positions(logprobs, ["happiness", "sadness"], {"happiness": ["joy"]})
+    assert scores_for(positions, "happiness") == {"happiness": 0.5, "sadness": 0.5}
+    assert label_positions([position(("I", -0.1), ("The", -2.0))], LABELS) == ()
+    assert scores_for((), "happy") is None
 
 
 def test_logprobs_need_a_recent_ollama_but_not_other_backends():
@@ -110,7 +115,7 @@ def test_score_metrics_agree_with_scikit_learn_and_a_hand_worked_ece():
                 "",
                 1.0,
                 False,
-                dict(zip(order, probabilities, strict=True)),
+                scores=dict(zip(order, probabilities, strict=True)),
             )
         )
     metrics = score_metrics(to_frame(rows, order), order)
@@ -238,4 +243,4 @@ def test_a_label_inside_a_word_is_no_label():
         position(("ermi", -0.1)),
         position(("ne", -0.1), ("happy", -3.0)),
     ]
-    assert label_scores(logprobs, LABELS) is None
+    assert label_positions(logprobs, LABELS) == ()

@@ -64,7 +64,7 @@ def test_a_notebook_session_runs_the_demo_set_and_reads_per_class_f1(
     record = emoprobe.load_run(result.out)
     frame = record.predictions
     assert len(frame) == 25
-    scored = frame[frame["status"] != "error"]
+    scored = frame[frame["status"] != "unreadable"]
     per_class = f1_score(
         scored["label"].astype(str),
         scored["prediction"].astype(str),

@@ -283,7 +283,7 @@ def test_odd_images_are_used_and_broken_ones_become_error_rows(
         shown = name.replace("\udce9", "\\xe9")
         assert found[shown]["status"] == "ok", (shown, found[shown])
     for name, (_, error) in BROKEN.items():
-        assert found[name]["status"] == "error" and error in found[name]["error"], found[name]
+        assert found[name]["status"] == "unreadable" and error in found[name]["error"], found[name]
     assert found["happy/loop.jpg"]["error"] == "symlink loop or unreadable path"
     assert found["neutral/secret.jpg"]["error"] == "permission denied"
     sent = [body for body in ollama_double.chat_requests if body.get("messages")]

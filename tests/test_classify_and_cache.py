@@ -40,8 +40,9 @@ def test_classify_json_has_one_object_per_line(cli, ollama_double, faces, tmp_pa
     result = cli("classify", images[0], bad, "--host", ollama_double.url, "--json")
     assert result.exit_code == 1  # one image could not be classified
     good, broken = (json.loads(line) for line in result.stdout.splitlines())
-    assert set(good) == {"path", "prediction", "raw", "latency_s", "cached"}
+    assert set(good) == {"path", "prediction", "raw", "status", "latency_s", "cached"}
     assert good["path"] == str(images[0]) and good["cached"] is False
+    assert good["status"] == "ok" and broken["status"] == "unreadable"
     assert good["latency_s"] > 0
     assert broken["prediction"] is None
     assert broken["error"] == "not an image: cannot identify image file"

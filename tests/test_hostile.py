@@ -225,7 +225,7 @@ def test_chunks_that_never_say_done_are_cut_off_as_truncated(cli, faces, tmp_pat
     assert all(len(row["raw"]) == MAX_ANSWER_CHARS for row in written)
     _bounded(server)
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert "15 truncated" in report
+    assert "ok 0, unparsed 0, refused 0, truncated 15" in report
 
 
 # -- #17.1 one connection per in-flight slot -------------------------------------------------

@@ -73,7 +73,7 @@ def test_offline_answers_only_from_the_cache_and_opens_no_connection(ollama_doub
         replayed = probe.classify(images[0])
         missing = probe.classify(images[1])
     assert (replayed.label, replayed.raw, replayed.cached) == (online.label, online.raw, True)
-    assert (missing.status, missing.error, missing.raw) == ("error", NOT_IN_CACHE, None)
+    assert (missing.status, missing.error, missing.raw) == ("not_in_cache", NOT_IN_CACHE, None)
 
 
 def test_offline_without_any_record_of_the_model_names_the_setting(tmp_path):
@@ -104,8 +104,8 @@ def test_an_unreadable_image_is_an_error_result_and_no_request(ollama_double, tm
     with Probe.open(host=ollama_double.url) as probe:
         missing = probe.classify(tmp_path / "nowhere.png")
         broken = probe.classify(tmp_path / "broken.png")
-    assert (missing.status, missing.error) == ("error", "file not found")
-    assert broken.status == "error" and broken.error.startswith("not an image")
+    assert (missing.status, missing.error) == ("unreadable", "file not found")
+    assert broken.status == "unreadable" and broken.error.startswith("not an image")
     assert ollama_double.chat_requests == []
 
 
@@ -166,8 +166,9 @@ def test_answers_cached_by_the_previous_version_are_still_hits(ollama_double, fa
         "tired",
         "Tired.",
         True,
-        1.25,
+        None,  # an answer from the cache brings no latency along: not measured now
     )
+    assert result.answer is not None and result.answer.latency_s == 1.25  # as recorded
     assert ollama_double.chat_requests == []
     answer = answer_from_value(old_value)
     assert (answer.prompt_tokens, answer.output_tokens) == (600, 2)
@@ -180,7 +181,20 @@ def test_answers_cached_by_the_previous_version_are_still_hits(ollama_double, fa
 
 
 def test_an_answer_reads_back_as_it_was_stored(tmp_path):
-    answer = Answer("happy", 0.5, "stop", 10, 1.5, 1, 0.25, 3.0, 5.0, scores={"happy": 1.0})
+    positions = ((("happy",), {"happy": 0.75, "tired": 0.25}), (("tired",), {"tired": 1.0}))
+    answer = Answer(
+        "happy",
+        0.5,
+        "stop",
+        10,
+        1.5,
+        1,
+        0.25,
+        3.0,
+        5.0,
+        label_positions=positions,
+        thinking_chars=7,
+    )
     keys = KeyMaker("ollama", "d" * 64, PAPER_TASK, {"seed": 1}, "logprobs", 448)
     with ResponseCache(tmp_path / "c") as cache:
         cache.store_answer(keys.key("a" * 64), answer, model="m", digest="d" * 64)

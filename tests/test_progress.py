@@ -21,7 +21,7 @@ def feed(progress: RunProgress) -> None:
     progress.row_written(row(cached=True))
     progress.retrying("b.png", "busy", 1, 0.1)
     progress.request_failed("b.png", "HTTP 500")
-    progress.row_written(row(status="error"))
+    progress.row_written(row(status="unreadable"))
     progress.row_written(row(cached=False))
     progress.warning("the disk is nearly full")
     progress.close()

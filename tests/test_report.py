@@ -67,7 +67,10 @@ def test_report_quotes_answers_counts_errors_and_says_how_unparsed_is_scored(fin
     assert "**Scoring.** An answer that names no label" in report
     assert "counts as a wrong prediction" in report
     assert "| `I'm sorry, I can't determine emotions from this image.` | 4 |" in report
-    assert "Unparsed: 4 of 20 scored answers (0.2000)" in report
+    # the four "I'm sorry" answers are refusals: their own status, scored as wrong
+    assert "Answers without a label: 4 of 20 scored answers (0.2000)" in report
+    assert "unparsed 0 (0.0000), refused 4 (0.2000)" in report
+    assert "- ⚠ 20% of the answers are `refused` (alarm above 10%)." in report
     assert re.search(r"\| [^|]*(image|decode|not)[^|]* \| 1 \|", report)  # the unreadable one
     for heading in ("## Speed", "## Model and setup", "## Confusion matrix", "## Per class"):
         assert heading in report

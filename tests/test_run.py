@@ -64,8 +64,8 @@ def test_run_writes_predictions_metrics_manifest_and_report(cli, model_server, d
     }
     for row in rows:
         assert row["label"] == truth[row["sha256"]]
-        assert row["status"] in {"ok", "unparsed"}
-        assert (row["prediction"] == "unparsed") == (row["status"] == "unparsed")
+        assert row["status"] in {"ok", "unparsed", "refused"}
+        assert (row["prediction"] == "unparsed") == (row["status"] != "ok")
         assert row["cached"] == "false"
         assert float(row["latency_s"]) > 0
 
@@ -82,7 +82,9 @@ def test_run_writes_predictions_metrics_manifest_and_report(cli, model_server, d
         pytest.approx(r),
         pytest.approx(f),
     )
-    assert metrics["n_unparsed"] == sum(row["status"] == "unparsed" for row in rows) > 0
+    assert metrics["n_unparsed"] == sum(row["status"] != "ok" for row in rows) > 0
+    assert metrics["statuses"]["refused"] == sum(row["status"] == "refused" for row in rows) > 0
+    assert metrics["statuses"]["unparsed"] == sum(row["status"] == "unparsed" for row in rows)
     assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 20
 
     manifest = json.loads((out / "manifest.json").read_text())
@@ -140,8 +142,12 @@ def test_a_second_run_is_answered_from_the_cache(cli, model_server, dataset, tmp
     assert second.exit_code == 0, second.output
     assert len(model_server.chat_requests) == sent
     assert all(row["cached"] == "true" for row in read_rows(tmp_path / "b"))
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "cached"} for r in rows]  # noqa: E731
+    measured = {"cached", "latency_s", "prompt_tokens", "output_tokens", "prefill_ms", "decode_ms"}
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in measured} for r in rows]  # noqa: E731
     assert strip(read_rows(tmp_path / "a")) == strip(read_rows(tmp_path / "b"))
+    # an answer from the cache brings no latency and no server timings along
+    assert all(float(row["latency_s"]) > 0 for row in read_rows(tmp_path / "a"))
+    assert all(row[k] == "" for row in read_rows(tmp_path / "b") for k in measured - {"cached"})
 
 
 def test_a_finished_run_re_run_needs_no_server(cli, model_server, dataset, tmp_path):
@@ -214,7 +220,7 @@ def test_unreadable_images_become_error_rows_and_the_run_goes_on(
     out = tmp_path / "o"
     result = cli("run", root, "--host", model_server.url, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
-    errors = {row["path"]: row["error"] for row in read_rows(out) if row["status"] == "error"}
+    errors = {row["path"]: row["error"] for row in read_rows(out) if row["status"] == "unreadable"}
     assert errors == {
         "happy/empty.jpg": "empty file (0 bytes)",
         "tired/notes.jpg": "not an image: cannot identify image file",

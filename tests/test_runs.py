@@ -47,7 +47,7 @@ def test_the_table_lists_every_run_and_every_unreadable_folder(reports):
     assert "broken: cannot be read: " in result.output
     assert "manifest.json is not JSON" in result.output
     assert "half: cannot be read: " in result.output and "no manifest.json" in result.output
-    assert "refused: – where no row has the status 'refused'" in result.output
+    assert "unparsed, refused: shares of the images with a row" in result.output
     assert "cache" not in result.output  # a folder without run files is no run
 
 
@@ -62,8 +62,9 @@ def test_json_gives_every_figure_of_every_folder(reports):
     assert llama["f1_weighted"] == metrics["f1_weighted"]
     assert llama["f1_ci95"] == metrics["ci95"]["f1_weighted"]
     assert (llama["done"], llama["sampled"]) == (20, 20)
-    assert llama["unparsed_share"] == metrics["n_unparsed"] / 20
-    assert llama["refused_share"] is None and llama["images_per_s"] > 0
+    assert llama["unparsed_share"] == metrics["statuses"]["unparsed"] / 20
+    assert llama["refused_share"] == metrics["statuses"]["refused"] / 20
+    assert llama["images_per_s"] > 0
     assert llama["model"] == "llama3.2-vision:11b" and llama["error"] == ""
     assert records["broken"]["error"] and records["broken"]["accuracy"] is None
 

@@ -81,7 +81,9 @@ class Answer:
     load_ms: float = 0.0
     total_ms: float = 0.0
     logprobs: tuple[Mapping[str, Any], ...] = ()  # per answer token, when asked for
-    scores: Mapping[str, float] | None = None  # a probability per label (logprobs mode)
+    # logprobs mode: per word that names a label, (its labels, a probability per label)
+    label_positions: tuple[tuple[tuple[str, ...], Mapping[str, float]], ...] = ()
+    thinking_chars: int = 0  # length of the thinking text the server sent beside the answer
 
     def __post_init__(self) -> None:
         # A lone surrogate ("\udc80", valid JSON) can be neither written nor cached.

@@ -153,6 +153,7 @@ class OllamaBackend:
         started = time.monotonic()
         pieces: list[str] = []
         length = 0
+        thinking = 0
         logprobs: list[dict[str, Any]] = []
         final = None
         asks_logprobs = request.top_logprobs > 0
@@ -178,6 +179,7 @@ class OllamaBackend:
                     piece = chunk.message.content or ""
                     pieces.append(piece)
                     length += len(piece)
+                    thinking += len(chunk.message.thinking or "")
                     logprobs += [entry.model_dump() for entry in chunk.logprobs or ()]
                     if chunk.done:
                         final = chunk
@@ -204,6 +206,7 @@ class OllamaBackend:
             load_ms=(final.load_duration or 0) / NS_PER_MS,
             total_ms=(final.total_duration or 0) / NS_PER_MS,
             logprobs=tuple(logprobs),
+            thinking_chars=thinking,
         )
 
     def close(self) -> None:

@@ -71,6 +71,7 @@ def _print_result(path: Path, result: ProbeResult, as_json: bool) -> None:
             "path": str(path),
             "prediction": result.label or None,
             "raw": result.raw,
+            "status": result.status,
             "latency_s": None if result.latency_s is None else round(result.latency_s, 4),
             "cached": result.cached,
         }

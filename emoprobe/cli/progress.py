@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.text import Text
 
 from emoprobe.pipeline.runner import RunEvents
-from emoprobe.results.predictions import Row
+from emoprobe.results.predictions import OK, STATUSES, Row, current_status
 
 if TYPE_CHECKING:
     from emoprobe.ollama_admin.admin import Progress as Step
@@ -56,6 +56,11 @@ def format_duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def status_name(status: str) -> str:
+    """A status as lines show it: `not in cache`, `empty after thinking`."""
+    return status.replace("_", " ")
 
 
 class _Rate(ProgressColumn):
@@ -91,7 +96,8 @@ class RunProgress(_Lines, RunEvents):
         self.quiet = quiet
         self.live = not quiet and self.console.is_terminal
         self.total = self.done = self.start_done = 0
-        self.counts = dict.fromkeys(("cached", "unreadable", "retries", "failed"), 0)
+        row_statuses = [status_name(status) for status in STATUSES if status != OK]
+        self.counts = dict.fromkeys(("cached", *row_statuses[:-1], "retries", "failed"), 0)
         self.started_at = time.monotonic()
         self._last_line = -math.inf
         self._task = TaskID(0)
@@ -122,7 +128,9 @@ class RunProgress(_Lines, RunEvents):
     def row_written(self, row: Row) -> None:
         self.done += 1
         self.counts["cached"] += row.cached
-        self.counts["unreadable"] += row.status == "error"
+        status = current_status(row.status, getattr(row, "error", ""))
+        if status != OK:
+            self.counts[status_name(status)] += 1
         self._draw()
 
     def request_failed(self, path: str, error: str) -> None:

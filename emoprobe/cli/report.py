@@ -20,14 +20,13 @@ def report(run_dirs: tuple[Path, ...]) -> None:
     Reads predictions.csv and manifest.json only: no server, no cache. Several run
     folders may be given.
     """
-    from emoprobe.reporting.markdown import rebuild_report
+    from emoprobe.reporting.markdown import rebuild_report, status_counts
 
     for run_dir in run_dirs:
         metrics = rebuild_report(run_dir)
         click.echo(
             f"{metrics.n} images  accuracy {_figure(metrics.accuracy)}  "
-            f"weighted F1 {_figure(metrics.f1_weighted)}  "
-            f"unparsed {metrics.n_unparsed}  unreadable {metrics.n_error}"
+            f"weighted F1 {_figure(metrics.f1_weighted)}  {status_counts(metrics)}"
         )
         click.echo(f"report: {run_dir / 'report.md'}")
 

@@ -193,6 +193,7 @@ def _run_models(models: tuple[str, ...], config: RunConfig, quiet: bool) -> int:
 
 def _print_summary(result: RunResult) -> None:
     from emoprobe.cli.progress import format_duration
+    from emoprobe.reporting.markdown import status_counts
 
     metrics, session = result.metrics, result.session
     wall = session.get("wall_s") or 0.0
@@ -204,14 +205,18 @@ def _print_summary(result: RunResult) -> None:
 
     click.echo(
         f"{result.finished}/{result.total} images  accuracy {figure('accuracy')}  "
-        f"weighted F1 {figure('f1_weighted')}  unparsed {metrics.n_unparsed}  "
-        f"unreadable {metrics.n_error}"
+        f"weighted F1 {figure('f1_weighted')}  {status_counts(metrics)}"
     )
     if fresh or session.get("failed"):
         click.echo(
             f"requests {session.get('requests', 0)}  cache hits {session.get('cache_hits', 0)}  "
             f"wall {format_duration(wall)}  {(fresh / wall if wall else 0):.1f} images/s"
         )
+    elif session.get("rows_written"):
+        line = f"no request sent: {session['rows_written']} images recorded without an answer"
+        if result.not_cached:
+            line += f" ({result.not_cached} not in the cache: a run without --offline answers them)"
+        click.echo(line)
     else:
         click.echo("nothing to do: every image already has a row (report rebuilt)")
     click.echo(f"report: {result.out / 'report.md'}")

@@ -27,7 +27,8 @@ COLUMNS = (
     "date",
 )
 REFUSED_NOTE = (
-    "refused: – where no row has the status 'refused' (this version counts refusals as unparsed)"
+    "unparsed, refused: shares of the images with a row; a refusal is its own status "
+    "(folders of older versions: read from the answers)"
 )
 
 

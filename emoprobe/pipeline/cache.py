@@ -127,8 +127,10 @@ def answer_value(answer: Answer, model: str, digest: str) -> dict[str, Any]:
         "model": model,
         "digest": digest,
     }
-    if answer.scores is not None:
-        value["scores"] = dict(answer.scores)
+    if answer.label_positions:
+        value["label_positions"] = [[list(named), dict(p)] for named, p in answer.label_positions]
+    if answer.thinking_chars:
+        value["thinking_chars"] = answer.thinking_chars
     return value
 
 
@@ -141,9 +143,11 @@ def answer_from_value(value: Any) -> Answer:
     if not isinstance(value, Mapping) or not isinstance(value.get("raw"), str):
         raise ValueError("no text answer")
     timings = value.get("timings") or {}
-    scores = value.get("scores")
+    scores = value.get("scores")  # scoring version 1 kept scores here (no longer read)
     if not isinstance(timings, Mapping) or not (scores is None or isinstance(scores, Mapping)):
         raise ValueError("timings or scores that are no table")
+    for score in (scores or {}).values():
+        _number(score)
     found: dict[str, Any] = {}
     for name, (legacy, scale) in _LEGACY_TIMINGS.items():
         if name in timings:
@@ -157,9 +161,27 @@ def answer_from_value(value: Any) -> Answer:
         raw=value["raw"],
         latency_s=_number(value.get("latency_s") or 0.0),
         done_reason=done_reason if isinstance(done_reason, str) else "",
-        scores=None if scores is None else {str(k): _number(v) for k, v in scores.items()},
+        label_positions=_positions(value.get("label_positions")),
+        thinking_chars=int(_number(value.get("thinking_chars") or 0)),
         **found,
     )
+
+
+def _positions(value: Any) -> tuple[tuple[tuple[str, ...], dict[str, float]], ...]:
+    """The label positions of a cached answer (`answers.label_positions`), checked."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ValueError("label positions that are no list")
+    positions = []
+    for entry in value:
+        if not (isinstance(entry, list) and len(entry) == 2):
+            raise ValueError("a label position that is no pair")
+        named, scores = entry
+        if not isinstance(named, list) or not isinstance(scores, Mapping):
+            raise ValueError("a label position of the wrong types")
+        positions.append((tuple(map(str, named)), {str(k): _number(v) for k, v in scores.items()}))
+    return tuple(positions)
 
 
 def _number(value: Any) -> float:

@@ -26,7 +26,17 @@ from emoprobe.pipeline.cache import KeyMaker, ResponseCache
 from emoprobe.pipeline.config import check_model_name, check_request_settings
 from emoprobe.pipeline.retry import RetryPolicy, Stop, Verdict
 from emoprobe.pipeline.stats import RunStats
-from emoprobe.results.predictions import ERROR, OK, TRUNCATED_STATUS, UNPARSED_STATUS
+from emoprobe.results.predictions import (
+    EMPTY_AFTER_THINKING,
+    FAILED,
+    NOT_IN_CACHE_TEXT,
+    OK,
+    REFUSED,
+    TRUNCATED_STATUS,
+    UNPARSED_STATUS,
+    UNREADABLE,
+)
+from emoprobe.results.predictions import NOT_IN_CACHE as NOT_IN_CACHE_STATUS
 from emoprobe.settings import (
     DEFAULT_BACKEND,
     DEFAULT_MODEL,
@@ -35,15 +45,23 @@ from emoprobe.settings import (
     default_cache_dir,
     default_host,
 )
-from emoprobe.task.answers import TOP_LOGPROBS, json_label, json_schema, label_scores, unsupported
+from emoprobe.task.answers import (
+    TOP_LOGPROBS,
+    json_label,
+    json_schema,
+    label_positions,
+    scores_for,
+    unsupported,
+)
 from emoprobe.task.definition import PAPER_TASK, UNPARSED, Task
 from emoprobe.task.model_options import DEFAULT_OPTIONS
-from emoprobe.task.parse import parse_answer
+from emoprobe.task.parse import is_refusal, parse_answer
 
 ANSWER_MODE = "text"
-NOT_IN_CACHE = "not in cache"
+NOT_IN_CACHE = NOT_IN_CACHE_TEXT
 STOPPED = "stopped"
-FAILED = "failed"  # a ProbeResult status: the request failed (an `ERROR` is the image's fault)
+# done_reason of an answer cut off: the server's length limit, or emoprobe's cap
+TRUNCATED_REASONS = frozenset({"length", TRUNCATED})
 
 
 @dataclass(frozen=True)
@@ -84,12 +102,13 @@ class ProbeResult:
     path: Path
     label: str  # a task label, `unparsed`, or "" without an answer
     raw: str | None  # the model's answer; None without one
-    status: str  # ok, unparsed, truncated, error (the image cannot be used), failed (request)
+    status: str  # one of `predictions.STATUSES`
     cached: bool = False
     latency_s: float | None = None
-    scores: Mapping[str, float] | None = None  # per label, in logprobs mode
+    scores: Mapping[str, float] | None = None  # per label, in logprobs mode (`ok` only)
     error: str = ""
     sha256: str = ""
+    answer: Answer | None = field(default=None, repr=False)  # timings, for this run's rows
 
 
 class Probe:
@@ -256,8 +275,8 @@ class Probe:
         )
         answer = capped(answer)
         if self._top_logprobs:
-            scores = label_scores(answer.logprobs, self.task.labels, self.task.synonyms)
-            answer = replace(answer, scores=scores, logprobs=())
+            positions = label_positions(answer.logprobs, self.task.labels, self.task.synonyms)
+            answer = replace(answer, label_positions=positions, logprobs=())
         self.cache.store_answer(job.key, answer, model=self.model, digest=self.info.digest)
         self.stats.answered(answer)
         return Outcome(job.seq, job.path, job.sha256, answer)
@@ -276,41 +295,42 @@ class Probe:
                 job = replace(job, failures=job.failures + 1)
                 if verdict is not Verdict.RETRY or not self.retry.may_retry(job.failures):
                     return Outcome.failed(job, str(error))
-                self.stats.retried()
+                self.stats.retried(str(error))
                 self.stop.wait(self.retry.delay(job.failures - 1))
         return Outcome.failed(job, STOPPED)
 
     def result(self, outcome: Outcome) -> ProbeResult:
         """The outcome read: the label its answer names (json answers that do not
-        validate are counted and read by the parser), or why there is none."""
+        validate are counted and read by the parser), or why there is none; its status
+        says which (`predictions.STATUSES`). Only an `ok` answer in logprobs mode gets
+        scores: those where the answer names the label the parser chose."""
         answer = capped(outcome.answer) if outcome.answer else None
         if answer is None:
-            status = ERROR if outcome.error else FAILED
+            if outcome.error == NOT_IN_CACHE:
+                status = NOT_IN_CACHE_STATUS
+            else:
+                status = UNREADABLE if outcome.error else FAILED
             problem = outcome.error or outcome.failure
             return ProbeResult(outcome.path, "", None, status, error=problem, sha256=outcome.sha256)
-        if answer.done_reason == TRUNCATED:  # cut off: no label is read from a part
-            return ProbeResult(
-                outcome.path,
-                UNPARSED,
-                answer.raw,
-                TRUNCATED_STATUS,
-                cached=outcome.cached,
-                latency_s=answer.latency_s,
-                sha256=outcome.sha256,
-            )
-        label = json_label(answer.raw, self.task.labels) if self._format else None
-        if self._format and label is None:
-            self.stats.json_rejected()
-        label = label or parse_answer(answer.raw, self.task.labels, self.task.synonyms)
+        label = UNPARSED  # cut off past the cap: no label is read from a part
+        if answer.done_reason != TRUNCATED:
+            valid = json_label(answer.raw, self.task.labels) if self._format else None
+            if self._format and valid is None:
+                self.stats.json_rejected()
+            label = valid or parse_answer(answer.raw, self.task.labels, self.task.synonyms)
+        scores = None
+        if label != UNPARSED and self._top_logprobs:
+            scores = scores_for(answer.label_positions, label)
         return ProbeResult(
             path=outcome.path,
             label=label,
             raw=answer.raw,
-            status=UNPARSED_STATUS if label == UNPARSED else OK,
+            status=answer_status(answer, label),
             cached=outcome.cached,
-            latency_s=answer.latency_s,
-            scores=answer.scores,
+            latency_s=None if outcome.cached else answer.latency_s,
+            scores=scores,
             sha256=outcome.sha256,
+            answer=answer,
         )
 
     def _ensure_loaded(self, backend: Backend) -> None:
@@ -323,6 +343,22 @@ class Probe:
             except TransientError as error:
                 self._warn(f"could not preload {self.model} ({error}); going on")
             self._loaded.add(id(backend))
+
+
+def answer_status(answer: Answer, label: str) -> str:
+    """`ok` for a label; else why there is none: only thinking, a refusal, cut off at the
+    length limit, or an answer that names no label."""
+    if label != UNPARSED:
+        return OK
+    if answer.done_reason == TRUNCATED:  # past emoprobe's cap: nothing else is read
+        return TRUNCATED_STATUS
+    if not answer.raw.strip() and answer.thinking_chars:
+        return EMPTY_AFTER_THINKING
+    if is_refusal(answer.raw):
+        return REFUSED
+    if answer.done_reason in TRUNCATED_REASONS:
+        return TRUNCATED_STATUS
+    return UNPARSED_STATUS
 
 
 def describe_model(

@@ -33,7 +33,6 @@ from emoprobe.errors import ConfigError
 from emoprobe.pipeline.cache import ResponseCache
 from emoprobe.pipeline.config import RunConfig
 from emoprobe.pipeline.probe import (
-    NOT_IN_CACHE,
     STOPPED,
     Job,
     Outcome,
@@ -43,6 +42,7 @@ from emoprobe.pipeline.probe import (
 )
 from emoprobe.pipeline.retry import RetryPolicy, Stop
 from emoprobe.pipeline.scheduler import Host, Scheduler
+from emoprobe.pipeline.stats import failure_kind
 from emoprobe.results.manifest import (
     DatasetRecord,
     Fingerprint,
@@ -56,6 +56,8 @@ from emoprobe.results.manifest import (
 from emoprobe.results.metrics import Metrics
 from emoprobe.results.predictions import (
     FINAL_STATUSES,
+    NOT_IN_CACHE,
+    STATUSES,
     PredictionWriter,
     Row,
     Status,
@@ -65,6 +67,7 @@ from emoprobe.results.predictions import (
 )
 from emoprobe.results.rundir import RunDir, default_out_dir
 from emoprobe.settings import DEFAULT_REPORTS_DIR, default_cache_dir
+from emoprobe.task.answers import SCORING_VERSION
 
 POLL_S = 0.1
 
@@ -156,6 +159,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                         setting="out",
                     )
                 manifest = manifest or _new_manifest(config, dataset, fingerprint, info)
+                if manifest.dataset.drawn is None:
+                    manifest.dataset.drawn = _per_class(sample)
                 rundir.write_manifest(manifest)
                 events.started(len(sample), len(sample) - len(todo), out)
                 probe = Probe(
@@ -182,6 +187,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                     )
         rows = _rows_in_sample_order(sample, recover(rundir.predictions))
         total = len(sample)
+        if manifest is not None and manifest.dataset.drawn is None:
+            manifest.dataset.drawn = _per_class(sample)  # older manifests lack it
         del sample, dataset, done, todo  # the report's libraries are large: make room first
         session["finished_at"] = _now()
         result_metrics = rundir.finish(manifest, rows, Session.from_stats(session), task.labels)
@@ -198,7 +205,7 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
             metrics=result_metrics,
             session=session,
             abort_reason=abort_reason,
-            not_cached=sum(row.error == NOT_IN_CACHE for row in rows),
+            not_cached=sum(row.status == NOT_IN_CACHE for row in rows),
         )
 
 
@@ -212,7 +219,7 @@ def _opened(config: RunConfig, host: str, resources: ExitStack) -> Backend:
 
 def is_final(row: Row) -> bool:
     """Whether a row settles its image; "not in cache" from an offline replay does not."""
-    return row.status in FINAL_STATUSES and row.error != NOT_IN_CACHE
+    return row.status in FINAL_STATUSES
 
 
 class _Pipeline:
@@ -241,7 +248,12 @@ class _Pipeline:
             on_retry=self._retrying,
             give_up_s=probe.retry.patience_s() + config.timeout,
         )
-        self._counts: dict[str, Any] = {"cache_hits": 0, "failed": 0, "rows_written": 0}
+        self._counts: dict[str, Any] = {
+            "cache_hits": 0,
+            "failed": 0,
+            "failure_kinds": {},
+            "rows_written": 0,
+        }
         self._started = time.monotonic()
 
     def run(self, writer: PredictionWriter, done: dict[str, Row]) -> tuple[int, str]:
@@ -315,6 +327,9 @@ class _Pipeline:
                     failed += 1
                     consecutive += 1
                     self._counts["failed"] += 1
+                    kinds = self._counts["failure_kinds"]
+                    kind = failure_kind(outcome.failure)
+                    kinds[kind] = kinds.get(kind, 0) + 1
                     self.events.request_failed(item.relpath, outcome.failure)
                     if consecutive >= self.config.max_consecutive_failures and not reason:
                         reason = (
@@ -346,6 +361,7 @@ class _Pipeline:
         labels = self.config.score_labels
         found = result.scores or {}
         scores = {label: found[label] for label in labels if label in found}
+        answer = None if result.cached else result.answer  # timings this run measured
         return Row(
             path=item.relpath,
             sha256=result.sha256,
@@ -356,12 +372,23 @@ class _Pipeline:
             error=result.error,
             latency_s=result.latency_s,
             cached=result.cached,
+            prompt_tokens=answer.prompt_tokens if answer and answer.prompt_tokens else None,
+            output_tokens=answer.output_tokens if answer and answer.output_tokens else None,
+            prefill_ms=answer.prompt_ms if answer and answer.prompt_ms else None,
+            decode_ms=answer.output_ms if answer and answer.output_ms else None,
             scores=scores if labels else None,
         )
 
 
+def _per_class(items: list[Item]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.label] = counts.get(item.label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def _rows_in_sample_order(sample: list[Item], rows: list[Row]) -> list[Row]:
-    by_path = {row.path: row for row in rows if row.status in FINAL_STATUSES}
+    by_path = {row.path: row for row in rows if row.status in STATUSES}
     return [by_path[item.relpath] for item in sample if item.relpath in by_path]
 
 
@@ -397,10 +424,16 @@ def _new_manifest(
         options=config.options,
         keep_alive=config.keep_alive,
         answer_mode=config.answer_mode,
+        scoring_version=SCORING_VERSION if config.answer_mode == "logprobs" else None,
         max_side=config.max_side,
         request=RequestSettings(config.concurrency, config.timeout, config.retries),
         dataset=DatasetRecord(
-            str(dataset.root), dataset.format, len(dataset.items), config.per_class, config.seed
+            str(dataset.root),
+            dataset.format,
+            len(dataset.items),
+            config.per_class,
+            config.seed,
+            available=_per_class(list(dataset.items)),
         ),
     )
 

@@ -213,7 +213,7 @@ class Scheduler:
                 if self.retry.may_retry(job.failures):
                     delay = max(0.0, host.ready_at - time.monotonic())
                     self.on_retry(job, f"{host.url}: {error}", delay)
-                    self.probe.stats.retried()
+                    self.probe.stats.retried(str(error))
                     self._requeue(job)
                     self._no_answer()
                     return

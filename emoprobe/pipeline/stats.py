@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ class RunStats:
     pixels_source: int = 0  # of the images sent, before and after max_side
     pixels_sent: int = 0
     json_invalid: int = 0  # json-mode answers that did not validate against the schema
+    retry_kinds: dict[str, int] = field(default_factory=dict)  # `failure_kind` → retries
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def answered(self, answer: Answer) -> None:
@@ -37,9 +39,11 @@ class RunStats:
             self.prompt_tokens += answer.prompt_tokens
             self.prompt_ms += answer.prompt_ms
 
-    def retried(self) -> None:
+    def retried(self, error: str = "") -> None:
         with self._lock:
             self.retries += 1
+            kind = failure_kind(error)
+            self.retry_kinds[kind] = self.retry_kinds.get(kind, 0) + 1
 
     def json_rejected(self) -> None:
         with self._lock:
@@ -69,4 +73,25 @@ class RunStats:
                 "pixels_source": self.pixels_source,
                 "pixels_sent": self.pixels_sent,
                 "json_invalid": self.json_invalid,
+                "retry_kinds": dict(self.retry_kinds),
             }
+
+
+_KINDS = (
+    (re.compile(r"\bHTTP (\d{3})\b"), ""),
+    (re.compile(r"timed out|no complete answer within"), "timeout"),
+    (re.compile(r"connection dropped"), "connection dropped"),
+    (re.compile(r"malformed reply"), "malformed reply"),
+    (re.compile(r"truncated reply"), "truncated reply"),
+    (re.compile(r"server error"), "server error"),
+    (re.compile(r"cannot reach"), "server unreachable"),
+)
+
+
+def failure_kind(error: str) -> str:
+    """A failed request's kind, for counting: `HTTP 503`, `timeout`, `connection
+    dropped`, `malformed reply`, `truncated reply`, `server error`, … or `other`."""
+    for pattern, kind in _KINDS:
+        if match := pattern.search(error):
+            return kind or f"HTTP {match.group(1)}"
+    return "other"

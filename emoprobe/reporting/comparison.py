@@ -8,11 +8,20 @@ from pathlib import Path
 from typing import Any
 
 from emoprobe.files import write_atomic
-from emoprobe.reporting.markdown import PValue, dataset_name, fixed, interval, signed, table
+from emoprobe.reporting.markdown import (
+    PValue,
+    alarm_text,
+    dataset_name,
+    fixed,
+    interval,
+    signed,
+    table,
+)
 from emoprobe.results.comparison import Comparison
 
 COMPARISON = "comparison.md"
 PLOT = "comparison.png"
+PER_CLASS_PLOT = "comparison_per_class_f1.png"
 
 
 def runs_table(comparison: Comparison) -> str:
@@ -122,12 +131,45 @@ def coverage_line(comparison: Comparison) -> str:
     return line
 
 
-def render_comparison(comparison: Comparison, plot: str | None = None) -> str:
+def alarms_text(comparison: Comparison) -> str:
+    """Each run's alarms on the shared images, or one line saying there are none."""
+    lines = [
+        f"- **{name}**: {alarm_text(alarm)}"
+        for name, alarms in zip(comparison.names, comparison.alarms, strict=True)
+        for alarm in alarms
+    ]
+    if not lines:
+        return (
+            "**Alarms** (on the shared images): none — no run leaves a class unpredicted, "
+            "puts more than half of its answers on one class, has many answers without a "
+            "label, or scores no better than always answering the most frequent class."
+        )
+    return "**Alarms** (on the shared images):\n\n" + "\n".join(lines)
+
+
+def differences_text(comparison: Comparison) -> str:
+    """What differs between the runs, and how many images they share."""
+    lines = [
+        f"- images: {comparison.shared:,} shared by every run (each run scored "
+        + ", ".join(f"{n:,}" for n in comparison.scored)
+        + ")"
+    ]
+    lines += [f"- {line}" for line in comparison.differences]
+    if not comparison.differences:
+        lines.append("- no recorded setting differs")
+    return "## What differs between the runs\n\n" + "\n".join(lines)
+
+
+def render_comparison(
+    comparison: Comparison, plot: str | None = None, per_class_plot: str | None = None
+) -> str:
     first = comparison.names[0]
     runs = comparison.runs
     parts = [
         f"# emoprobe comparison: {len(runs)} runs on {dataset_name(runs[0].manifest)}",
         coverage_line(comparison),
+        alarms_text(comparison),
+        differences_text(comparison),
         "**Scoring**, as in each run's report: an unparsed answer counts as wrong and stays "
         "in every denominator; unreadable images are left out. Metrics are scikit-learn's, "
         "weighted averages as in the paper's Table 1.",
@@ -136,13 +178,10 @@ def render_comparison(comparison: Comparison, plot: str | None = None) -> str:
         "tokens by the server's timings). F1 95% CI: percentile bootstrap over the "
         "shared images.\n\n" + runs_table(comparison),
         f"## Each run against {first}\n\n" + paired_table(comparison),
-        "## Per-class F1\n\n" + per_class_table(comparison),
+        "## Per-class F1\n\n"
+        + per_class_table(comparison)
+        + (f"\n\n![Per-class F1 of every run]({per_class_plot})" if per_class_plot else ""),
     ]
-    if comparison.differences:
-        parts.append(
-            "## What differs between the runs\n\n"
-            + "\n".join(f"- {line}" for line in comparison.differences)
-        )
     parts.append(_how_to_read(comparison))
     if plot:
         parts.append(f"![Weighted F1 with its 95% interval, against model size and speed]({plot})")
@@ -179,16 +218,28 @@ def write_comparison(out: Path, comparison: Comparison) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     sizes = [run.manifest.model.size_bytes / 1e9 or None for run in comparison.runs]
+    subject = (
+        f"{len(comparison.runs)} runs (key below) on {comparison.shared:,} shared images "
+        f"of {dataset_name(comparison.runs[0].manifest)}"
+    )
     data = plots.comparison_png(
         comparison.names,
         [metrics.f1_weighted or 0.0 for metrics in comparison.metrics],
         comparison.f1_intervals,
         sizes,
         [speed.images_per_s for speed in comparison.speed],
+        subject=subject,
     )
     write_atomic(out / PLOT, data)
+    per_class = plots.per_class_f1_comparison_png(
+        comparison.names,
+        comparison.labels,
+        [[m.per_class[label].f1 for label in comparison.labels] for m in comparison.metrics],
+        subject=subject,
+    )
+    write_atomic(out / PER_CLASS_PLOT, per_class)
     path = out / COMPARISON
-    write_atomic(path, render_comparison(comparison, PLOT))
+    write_atomic(path, render_comparison(comparison, PLOT, PER_CLASS_PLOT))
     return path
 
 

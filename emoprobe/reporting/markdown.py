@@ -14,11 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 from emoprobe.files import write_atomic
 from emoprobe.reporting.paper import PaperResult, paper_result_for
+from emoprobe.results import alarms as alarm_kinds
+from emoprobe.results.alarms import Alarm
 from emoprobe.results.manifest import Manifest, ModelRecord
 from emoprobe.results.metrics import Metrics
-from emoprobe.results.predictions import ERROR, UNPARSED_STATUS
+from emoprobe.results.predictions import (
+    NO_LABEL_STATUSES,
+    OK,
+    SCORED_STATUSES,
+    STATUSES,
+    UNANSWERED_STATUSES,
+    UNPARSED_STATUS,
+    UNREADABLE,
+)
 from emoprobe.results.rundir import RunDir
-from emoprobe.results.speed import speed_summary
+from emoprobe.results.speed import request_costs, speed_summary
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,9 +38,27 @@ QUOTED_ANSWERS = 5
 QUOTE_LENGTH = 80
 UNPARSED_RULE = (
     "An answer that names no label (or several without a clear choice) is `unparsed`: "
-    "it counts as a wrong prediction and stays in every denominator. Unreadable images "
-    "(`error` rows) are left out of the scores and counted below."
+    "it counts as a wrong prediction and stays in every denominator, as do the other "
+    "answers without a label: `refused` (the model declined), `truncated` (cut off at "
+    "the length limit before a label) and `empty_after_thinking` (only thinking text, no "
+    "answer); all of them fall in the confusion matrix's *unparsed* column. Images "
+    "without an answer are left out of the scores and counted: `unreadable` (the image "
+    "cannot be used), `not_in_cache` (an offline run had no cached answer; a run "
+    "without --offline answers them) and `failed` (the request failed after its "
+    "retries; no row is written, re-running retries them)."
 )
+STATUS_NAMES = {status: status.replace("_", " ") for status in STATUSES}
+
+
+def status_counts(metrics: Metrics) -> str:
+    """The statuses as one line: unparsed and unreadable always, the others where any."""
+    shown = [
+        f"{STATUS_NAMES[status]} {metrics.statuses.get(status, 0)}"
+        for status in STATUSES
+        if status != OK
+        and (metrics.statuses.get(status) or status in (UNPARSED_STATUS, UNREADABLE))
+    ]
+    return "  ".join(shown)
 
 
 class Shown(float):
@@ -101,7 +129,8 @@ def write_report(
     folder: Path, metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame
 ) -> Path:
     """Write the plots and report.md of one run into `folder`; return report.md's path."""
-    plots = write_run_plots(folder, metrics, paper_for(manifest))
+    subject = f"{manifest.model.name or '?'} on {dataset_name(manifest)}"
+    plots = write_run_plots(folder, metrics, paper_for(manifest), subject)
     path = folder / REPORT
     write_atomic(path, render_report(metrics, manifest, predictions, plots))
     return path
@@ -117,7 +146,9 @@ def rebuild_report(folder: Path) -> Metrics:
     return metrics
 
 
-def write_run_plots(folder: Path, metrics: Metrics, paper: PaperResult | None) -> dict[str, str]:
+def write_run_plots(
+    folder: Path, metrics: Metrics, paper: PaperResult | None, subject: str = ""
+) -> dict[str, str]:
     """{what: PNG file name} of the plots written beside the report ({} if none)."""
     if not metrics.n_scored:
         return {}
@@ -125,11 +156,12 @@ def write_run_plots(folder: Path, metrics: Metrics, paper: PaperResult | None) -
 
     try:
         files = {
-            "confusion": ("confusion_matrix.png", plots.confusion_matrix_png(metrics)),
-            "per_class": ("per_class_f1.png", plots.per_class_f1_png(metrics, paper)),
+            "confusion": ("confusion_matrix.png", plots.confusion_matrix_png(metrics, subject)),
+            "per_class": ("per_class_f1.png", plots.per_class_f1_png(metrics, paper, subject)),
         }
         if metrics.scores:
-            files["reliability"] = ("reliability.png", plots.reliability_png(metrics.scores))
+            reliability = plots.reliability_png(metrics.scores, subject)
+            files["reliability"] = ("reliability.png", reliability)
     except ImportError:  # matplotlib is a dependency; a broken install costs the plots only
         return {}
     for name, data in files.values():
@@ -158,14 +190,16 @@ def render_report(
     paper = paper_for(manifest)
     sections = [
         f"# emoprobe: {model.name or '?'} on {dataset_name(manifest)}",
+        _sample_line(metrics, manifest),
         _status_line(metrics, manifest),
+        alarms_section(metrics.alarms),
         f"**Scoring.** {UNPARSED_RULE} Metrics are scikit-learn's.",
         _overall(metrics, model, paper),
         _per_class(metrics, paper, plots.get("per_class")),
         _confusion(metrics, plots.get("confusion")),
         _answers(metrics, manifest, predictions),
         _answer_mode(metrics, manifest, plots.get("reliability")),
-        _speed(metrics, manifest),
+        _speed(metrics, manifest, predictions),
         _setup(manifest),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
@@ -175,26 +209,53 @@ def _answer_mode(metrics: Metrics, manifest: Manifest, plot: str | None) -> str:
     """How the answers were asked for; schema failures (json), scores (logprobs)."""
     mode = manifest.answer_mode
     if mode == "json":
-        invalid = sum(s.json_invalid for s in manifest.sessions)
+        forms = metrics.answer_forms
+        invalid = (forms.json_repaired or 0) + (forms.json_invalid or 0) if forms else 0
         return (
             "## Answer mode: json\n\nEach request's `format` was a JSON schema whose one "
             "property, `label`, is an `enum` of the labels. "
             f"Answers that still failed to validate: {invalid} (read by the free-text "
-            "parser instead)."
+            "parser instead; see *Answers* for how many it could read)."
         )
     scores = metrics.scores
     if mode != "logprobs":
         return ""
+    made = (
+        "Each label's score is the probability the model gave the tokens that begin it at "
+        "the word where the answer names the label the parser chose (its first token's top "
+        "20 alternatives), normalised over the labels. Only answers with a label get scores; "
+        "an answer whose label has no log-probabilities at that word keeps its prediction "
+        "and gets none."
+        if manifest.scoring_version and manifest.scoring_version >= 2
+        else "These scores were made by an older emoprobe (scoring version 1): at the first "
+        "word that begins any label, whatever label the parser chose, so they can disagree "
+        "with the prediction. Scores on answers without a label are ignored here; re-run "
+        "with this version (new cache entries) for scores that belong to the answer."
+    )
     if not scores:
-        return "## Answer mode: logprobs\n\nNo answer carried scores for the labels."
+        return f"## Answer mode: logprobs\n\n{made}\n\nNo answer with a label carried scores."
     per_class = [[label, value] for label, value in scores.roc_auc_ovr.items()]
+    coverage = (
+        f"ROC-AUC, ECE and the reliability diagram cover **{scores.n_with_scores} of "
+        f"{scores.n_answered} answers**: {metrics.n_ok} named a label"
+        + (
+            f" ({scores.n_ok_without_scores} of them without scores)"
+            if scores.n_ok_without_scores
+            else ""
+        )
+        + f", {metrics.n_unparsed} named none and get no scores."
+    )
+    differs = (
+        f" Answers whose top score is not their parsed label: **{scores.n_top_differs}** "
+        f"of {scores.n_with_scores}"
+        + (
+            " (the other labels' tokens at that word, summed, outweigh the chosen one)."
+            if scores.n_top_differs
+            else "."
+        )
+    )
     text = (
-        "## Answer mode: logprobs\n\nEach label's score is the probability the model gave "
-        "the tokens that begin it at the first answer position that names a label "
-        "(top 20 alternatives), normalised over the labels. "
-        f"{scores.n_with_scores} answers carried scores"
-        + (f", {scores.n_without_scores} did not" if scores.n_without_scores else "")
-        + ".\n\n"
+        f"## Answer mode: logprobs\n\n{made}\n\n{coverage}{differs}\n\n"
         + table(
             ["measure", "value"],
             [
@@ -203,8 +264,8 @@ def _answer_mode(metrics: Metrics, manifest: Manifest, plot: str | None) -> str:
                 ["expected calibration error (10 bins)", scores.ece],
             ],
         )
-        + "\n\nROC-AUC per class (– where the sample has no image of it or only it):\n\n"
-        + table(["class", "ROC-AUC"], per_class)
+        + "\n\nROC-AUC per class (– where the scored answers hold no image of it or only it):"
+        "\n\n" + table(["class", "ROC-AUC"], per_class)
     )
     if plot:
         text += f"\n\n![Reliability diagram]({plot})"
@@ -217,22 +278,77 @@ def dataset_name(manifest: Manifest) -> str:
     return re.split(r"[/\\]", root)[-1] or root
 
 
-def _status_line(metrics: Metrics, manifest: Manifest) -> str:
-    sessions = manifest.sessions
-    failed = sessions[-1].failed if sessions else 0
-    line = (
-        f"{metrics.n} image{'' if metrics.n == 1 else 's'}: {metrics.n_scored} scored "
-        f"({metrics.n_ok} answered with a label, {metrics.n_unparsed} unparsed"
-        + (f", {metrics.n_truncated} truncated" if metrics.n_truncated else "")
-        + "), "
-        f"{metrics.n_error} unreadable. Sample: {manifest.dataset.sample_text()}."
+def _sample_line(metrics: Metrics, manifest: Manifest) -> str:
+    """The sample as asked for and as drawn, per class; a warning where it is short."""
+    sample = metrics.sample
+    if sample is None:
+        return f"**Sample:** {manifest.dataset.sample_text()}."
+    asked = (
+        f"{sample.per_class} per class requested, seed {sample.seed}"
+        if sample.per_class
+        else "every image requested"
     )
-    if failed:
+    drawn = ", ".join(f"{label} {n}" for label, n in sample.drawn.items())
+    where = "drawn" if sample.drawn_recorded else "rows in this folder (the draw is not recorded)"
+    line = f"**Sample:** {asked}; {where}: {drawn} ({sample.n_drawn} images"
+    line += f" of {sample.n_requested} requested)." if sample.n_requested else ")."
+    if sample.short:
+        short = ", ".join(f"{label} {sample.drawn[label]}" for label in sample.short)
         line += (
-            f" **Incomplete:** {failed} requests failed in the last session; "
-            "re-running the same command retries them."
+            f" **Warning: the sample is short of the request** ({short} of "
+            f"{sample.per_class} asked): the dataset has no more images of "
+            f"{'this class' if len(sample.short) == 1 else 'these classes'}."
         )
     return line
+
+
+def _status_line(metrics: Metrics, manifest: Manifest) -> str:
+    counts = metrics.statuses
+    answered = ", ".join(f"{STATUS_NAMES[s]} {counts.get(s, 0)}" for s in SCORED_STATUSES)
+    left_out = ", ".join(f"{STATUS_NAMES[s]} {counts.get(s, 0)}" for s in UNANSWERED_STATUSES)
+    line = (
+        f"**Images:** {metrics.n} with a row; {metrics.n_scored} scored ({answered}); "
+        f"not scored: {left_out} (failed: requests of the last session, without a row)."
+    )
+    if counts.get("failed"):
+        line += " **Incomplete:** re-running the same command retries the failed requests."
+    return line
+
+
+def alarm_text(alarm: Alarm) -> str:
+    """One alarm as a sentence."""
+    if alarm.kind == alarm_kinds.NEVER_PREDICTED:
+        return f"the model never answered *{alarm.subject}*."
+    if alarm.kind == alarm_kinds.COLLAPSE:
+        return (
+            f"class collapse: *{alarm.subject}* takes {alarm.value:.0%} of the predictions "
+            f"(alarm above {alarm.threshold:.0%})."
+        )
+    if alarm.kind == alarm_kinds.STATUS_SHARE:
+        return (
+            f"{alarm.value:.0%} of the answers are `{alarm.subject}` "
+            f"(alarm above {alarm.threshold:.0%})."
+        )
+    if alarm.kind == alarm_kinds.NOT_ABOVE_BASELINE:
+        return (
+            f"accuracy {alarm.value:.4f} is not above the majority-class baseline "
+            f"{alarm.threshold:.4f} (always answering *{alarm.subject}*)."
+        )
+    if alarm.kind == alarm_kinds.SHORT_SAMPLE:
+        return f"only {alarm.value:g} images of *{alarm.subject}* drawn, {alarm.threshold:g} asked."
+    return f"{alarm.kind}: {alarm.subject}."
+
+
+def alarms_section(alarms: Sequence[Alarm]) -> str:
+    """The alarms as a list under a bold heading, or one line saying none was raised."""
+    if not alarms:
+        return (
+            "**Alarms:** none (checked: a class never predicted, one class in more than "
+            "half of the predictions, any status without a label above "
+            f"{alarm_kinds.NO_LABEL_SHARE:.0%} of the answers, accuracy not above the "
+            "majority-class baseline, a short sample)."
+        )
+    return "**Alarms:**\n\n" + "\n".join(f"- ⚠ {alarm_text(alarm)}" for alarm in alarms)
 
 
 def _overall(metrics: Metrics, model: ModelRecord, paper: PaperResult | None) -> str:
@@ -265,6 +381,20 @@ def _overall(metrics: Metrics, model: ModelRecord, paper: PaperResult | None) ->
         text += " " + _paper_caveat(model, paper)
     else:
         text += " The paper tested no model of this family, so no paper row is shown."
+    baseline = m.majority_baseline
+    text += "\n\n" + table(
+        ["beside the paper's figures", "value"],
+        [
+            ["macro F1", m.f1_macro],
+            ["balanced accuracy (mean recall over the classes present)", m.balanced_accuracy],
+            ["Cohen's κ against the true labels", m.cohen_kappa],
+            [
+                "majority-class baseline accuracy"
+                + (f" (always *{baseline.label}*)" if baseline else ""),
+                baseline.accuracy if baseline else None,
+            ],
+        ],
+    )
     return text
 
 
@@ -374,39 +504,46 @@ def _confusion(metrics: Metrics, plot: str | None) -> str:
 
 def _answers(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) -> str:
     scored = metrics.n_scored
-    rate = metrics.n_unparsed / scored if scored else None
-    lines = [
-        "## Answers",
-        "",
-        f"Unparsed: {metrics.n_unparsed} of {scored} scored answers ({figure(rate)}).",
+    counts = metrics.statuses
+    lines = ["## Answers", ""]
+    no_label = [
+        f"{STATUS_NAMES[s]} {counts.get(s, 0)} ({figure(counts.get(s, 0) / scored)})"
+        for s in NO_LABEL_STATUSES
+        if scored
     ]
-    labels = {label.casefold() for label in metrics.labels}
-    status, raw = predictions["status"], predictions["raw"]
-    bare = sum(
-        text.strip().rstrip(".!").strip().casefold() in labels for text in raw[status != ERROR]
+    lines.append(
+        f"Answers without a label: {metrics.n_unparsed} of {scored} scored answers"
+        + (f" ({figure(metrics.n_unparsed / scored)}): {', '.join(no_label)}." if scored else ".")
     )
-    if scored:
-        lines[-1] += (
-            f" Answers that were exactly one label, as the prompt asks: {bare} "
-            f"({figure(bare / scored)})."
-        )
-    quotes = Counter(_shorten(text) for text in raw[status == UNPARSED_STATUS])
+    lines[-1] += " " + _forms_text(metrics)
+    status, raw = predictions["status"], predictions["raw"]
+    quotes = Counter(_shorten(text) for text in raw[status.isin(NO_LABEL_STATUSES)])
     if quotes:
-        lines += ["", "Most frequent unparsed answers (shortened):", ""]
+        lines += ["", "Most frequent answers without a label (shortened):", ""]
         common = quotes.most_common(QUOTED_ANSWERS)
         lines.append(table(["answer", "times"], [[f"`{quote}`", n] for quote, n in common]))
-    reasons = Counter(predictions["error"][status == ERROR])
-    if reasons:
-        lines += ["", f"Unreadable images: {metrics.n_error}.", ""]
-        lines += [table(["reason", "images"], reasons.most_common())]
-    failed = sum(s.failed for s in manifest.sessions)
-    if failed:
-        lines += [
-            "",
-            f"Requests that failed after their retries, over all sessions: {failed} "
-            "(never written as predictions; re-running the command retries them).",
-        ]
+    for kind in UNANSWERED_STATUSES:
+        reasons = Counter(predictions["error"][status == kind])
+        if reasons:
+            lines += ["", f"Images {STATUS_NAMES[kind]}: {counts.get(kind, 0)}.", ""]
+            lines += [table(["reason", "images"], reasons.most_common())]
     return "\n".join(lines)
+
+
+def _forms_text(metrics: Metrics) -> str:
+    """The answers' form, as the answer mode asks for it."""
+    forms = metrics.answer_forms
+    if forms is None or not forms.answered:
+        return ""
+    n = forms.answered
+    if forms.json_valid is not None:
+        return (
+            f"JSON answers ({n}): valid per the schema {forms.json_valid} "
+            f"({figure(forms.json_valid / n)}), not valid but read by the free-text parser "
+            f"{forms.json_repaired}, invalid {forms.json_invalid}."
+        )
+    bare = forms.exactly_one_label or 0
+    return f"Answers that were exactly one label, as the prompt asks: {bare} ({figure(bare / n)})."
 
 
 def _shorten(text: str) -> str:
@@ -414,25 +551,41 @@ def _shorten(text: str) -> str:
     return flat if len(flat) <= QUOTE_LENGTH else flat[: QUOTE_LENGTH - 1] + "…"
 
 
-def _speed(metrics: Metrics, manifest: Manifest) -> str:
+def _speed(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) -> str:
     speed = speed_summary(manifest, metrics.latency_median_s, metrics.latency_p95_s)
+    costs = request_costs(predictions)
     rows: list[list[Any]] = [
         ["requests sent (all sessions)", speed.requests],
-        ["answers from the cache", speed.cache_hits],
+        ["answers from the cache (not timed)", speed.cache_hits],
         ["images/s while requesting", fixed(speed.images_per_s, 2)],
-        ["median latency (s)", fixed(speed.latency_median_s, 3)],
+        [f"median latency (s), {costs.measured} requests", fixed(speed.latency_median_s, 3)],
         ["95th percentile latency (s)", fixed(speed.latency_p95_s, 3)],
         ["generated tokens/s (server timings)", fixed(speed.generated_tokens_per_s, 1)],
         ["prompt tokens/s (server timings)", fixed(speed.prompt_tokens_per_s, 1)],
-        ["prompt tokens per request", fixed(speed.prompt_tokens_per_request, 0)],
+        ["prompt tokens per image (median; image tokens included)", fixed(costs.prompt_tokens, 0)],
+        ["generated tokens per image (median)", fixed(costs.output_tokens, 0)],
+        ["prefill ms per image (median, server timings)", fixed(costs.prefill_ms, 1)],
+        ["decode ms per image (median, server timings)", fixed(costs.decode_ms, 1)],
         ["model load (s)", fixed(speed.load_s, 2)],
+        ["retries (all sessions)", speed.retries],
+        ["images whose request failed after its retries (all sessions)", speed.failures],
     ]
     concurrency = manifest.request.concurrency
     note = (
-        "\n\nLatency is per request as the client saw it, queueing included"
+        "\n\nOnly what this run measured: latency is per request as the client saw it, "
+        "queueing included"
         + (f" ({concurrency} requests in flight)" if concurrency else "")
-        + "; an answer from the cache keeps the latency of the request that made it."
+        + "; answers from the cache bring no latency or timings (a folder of an older "
+        "emoprobe may hold their first request's latency in predictions.csv: it is left "
+        "out here). Ollama counts image tokens within the prompt tokens."
     )
+    kinds = [
+        [what, kind, n]
+        for what, counted in (("retry", speed.retry_kinds), ("failure", speed.failure_kinds))
+        for kind, n in counted.items()
+    ]
+    if kinds:
+        note += "\n\nRetries and failures by kind:\n\n" + table(["", "kind", "times"], kinds)
     return (
         "## Speed\n\n"
         + table(["measure", "value"], rows)

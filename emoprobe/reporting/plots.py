@@ -9,6 +9,7 @@ PNGs carry no timestamp (and no "Software" tag), so the same figures give the sa
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,16 @@ if TYPE_CHECKING:
 
 RUN_COLOUR = "#1f77b4"
 PAPER_COLOUR = "#bbbbbb"
+KEY_WIDTH = 48  # characters per line of a run's name in a plot's key
+
+
+def run_keys(count: int) -> list[str]:
+    """Short keys for runs on a plot: A, B, …, Z, then A2, B2, …"""
+    return [chr(65 + i % 26) + (str(i // 26 + 1) if i >= 26 else "") for i in range(count)]
+
+
+def _key_label(key: str, name: str) -> str:
+    return textwrap.fill(f"{key}: {name}", KEY_WIDTH, subsequent_indent="    ")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -38,9 +49,9 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def confusion_matrix_png(metrics: Metrics) -> bytes:
+def confusion_matrix_png(metrics: Metrics, subject: str = "") -> bytes:
     """Heat-map of row shares (each true class sums to 1), every cell annotated with its
-    count and share; the `unparsed` column included."""
+    count and share; the `unparsed` column included. `subject`: model and dataset."""
     confusion = metrics.confusion_matrix
     labels, columns, matrix = confusion.labels, confusion.columns, confusion.matrix
     shares = [[value / sum(row) if sum(row) else 0.0 for value in row] for row in matrix]
@@ -63,12 +74,19 @@ def confusion_matrix_png(metrics: Metrics) -> bytes:
     axes.set_yticks(range(len(labels)), labels)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title("Confusion matrix (colour: share of the true class; numbers: images)")
+    axes.set_title(
+        _titled("Confusion matrix (colour: share of the true class; numbers: images)", subject),
+        fontsize=10,
+    )
     figure.colorbar(image, ax=axes, label="share of row", fraction=0.05)
     return _png(figure)
 
 
-def per_class_f1_png(metrics: Metrics, paper: PaperResult | None) -> bytes:
+def _titled(title: str, subject: str) -> str:
+    return f"{textwrap.fill(subject, 70)}\n{title}" if subject else title
+
+
+def per_class_f1_png(metrics: Metrics, paper: PaperResult | None, subject: str = "") -> bytes:
     """Per-class F1 bars: this run, and the paper's (two decimals, from its text) beside."""
     labels = list(metrics.per_class)
     mine = [metrics.per_class[label].f1 for label in labels]
@@ -95,9 +113,51 @@ def per_class_f1_png(metrics: Metrics, paper: PaperResult | None) -> bytes:
     axes.set_xticks(list(positions), labels)
     axes.set_ylim(0, 1.1)
     axes.set_ylabel("F1")
-    axes.set_title("Per-class F1")
+    axes.set_title(_titled("Per-class F1", subject), fontsize=10)
     figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return _png(figure)
+
+
+def per_class_f1_comparison_png(
+    names: Sequence[str],
+    labels: Sequence[str],
+    f1: Sequence[Sequence[float]],
+    subject: str = "",
+) -> bytes:
+    """Per-class F1 of every compared run: one group of bars per class, one bar per run
+    (keyed A, B, … with the runs' names in the key below)."""
+    return _png(per_class_f1_comparison_figure(names, labels, f1, subject))
+
+
+def per_class_f1_comparison_figure(
+    names: Sequence[str],
+    labels: Sequence[str],
+    f1: Sequence[Sequence[float]],
+    subject: str = "",
+) -> Figure:
+    keys = run_keys(len(names))
+    key_lines = sum(_key_label(k, n).count("\n") + 1 for k, n in zip(keys, names, strict=True))
+    columns = 1 if len(names) < 3 else 2
+    figure = _figure(
+        min(12.0, max(7.0, 0.35 * len(labels) * len(names) + 2.0)), 3.6 + 0.2 * key_lines
+    )
+    axes = figure.add_subplot()
+    width = 0.8 / len(names)
+    for r, (key, name) in enumerate(zip(keys, names, strict=True)):
+        positions = [x - 0.4 + width * (r + 0.5) for x in range(len(labels))]
+        bars = axes.bar(
+            positions, f1[r], width * 0.95, color=f"C{r % 10}", label=_key_label(key, name)
+        )
+        shown = [f"{v:.2f}" for v in f1[r]] if len(names) <= 3 else [key] * len(labels)
+        axes.bar_label(bars, labels=shown, fontsize=6, padding=1)
+    axes.set_xticks(range(len(labels)), labels)
+    axes.set_ylim(0, 1.1)
+    axes.set_ylabel("F1")
+    axes.set_title(_titled("Per-class F1 of each run", subject), fontsize=10)
+    figure.legend(
+        loc="outside lower center", ncols=columns, fontsize=7, frameon=False, title="runs"
+    )
+    return figure
 
 
 def comparison_png(
@@ -106,12 +166,26 @@ def comparison_png(
     f1_intervals: Sequence[tuple[float, float]],
     sizes_gb: Sequence[float | None],
     images_per_s: Sequence[float | None],
+    subject: str = "",
 ) -> bytes:
-    """Weighted F1 (with its 95% interval) against model size and against speed.
+    """Weighted F1 (with its 95% interval) against model size and against speed."""
+    return _png(comparison_figure(names, f1, f1_intervals, sizes_gb, images_per_s, subject))
 
-    A panel is drawn only where at least one run knows the quantity; with neither,
-    the runs' F1 are drawn side by side.
-    """
+
+def comparison_figure(
+    names: Sequence[str],
+    f1: Sequence[float],
+    f1_intervals: Sequence[tuple[float, float]],
+    sizes_gb: Sequence[float | None],
+    images_per_s: Sequence[float | None],
+    subject: str = "",
+) -> Figure:
+    """`comparison_png`'s figure. A panel is drawn only where at least one run knows the
+    quantity (a run whose speed this run did not measure is left out of that panel and
+    says so in the key); with neither, the runs' F1 are drawn side by side. Points carry
+    short keys (A, B, …); the key under the panels names each run, wrapped."""
+    from matplotlib.lines import Line2D
+
     panels = [
         (values, label)
         for values, label in (
@@ -120,19 +194,34 @@ def comparison_png(
         )
         if any(v for v in values)
     ]
-    figure = _figure(5.2 * max(1, len(panels)), 4.0)
+    keys = run_keys(len(names))
+    labels = []
+    for i, (key, name) in enumerate(zip(keys, names, strict=True)):
+        missing = [what for values, what in panels if not values[i]]
+        note = " (no " + ", ".join(w.split(" (")[0] for w in missing) + ")" if missing else ""
+        labels.append(_key_label(key, name + note))
+    key_lines = sum(label.count("\n") + 1 for label in labels)
+    columns = 1 if len(names) < 3 else 2
+    height = 4.0 + 0.2 * (key_lines / columns + 2)
+    figure = _figure(5.2 * max(1, len(panels)) + (1.5 if columns > 1 else 0), height)
     axes_list = figure.subplots(1, max(1, len(panels)), squeeze=False)[0]
     low = [value - bounds[0] for value, bounds in zip(f1, f1_intervals, strict=True)]
     high = [bounds[1] - value for value, bounds in zip(f1, f1_intervals, strict=True)]
     if not panels:
         axes = axes_list[0]
         positions = list(range(len(names)))
-        axes.bar(positions, f1, yerr=[low, high], color=RUN_COLOUR, capsize=4)
-        axes.set_xticks(positions, names, rotation=20, ha="right")
+        axes.bar(
+            positions,
+            f1,
+            yerr=[low, high],
+            color=[f"C{i % 10}" for i in positions],
+            capsize=4,
+        )
+        axes.set_xticks(positions, keys)
         axes.set_ylabel("weighted F1 (95% CI)")
         axes.set_ylim(0, 1)
     for axes, (values, label) in zip(axes_list, panels, strict=True):
-        for i, name in enumerate(names):
+        for i, key in enumerate(keys):
             if not values[i]:
                 continue
             axes.errorbar(
@@ -144,17 +233,36 @@ def comparison_png(
                 color=f"C{i % 10}",
             )
             axes.annotate(
-                name, (values[i], f1[i]), textcoords="offset points", xytext=(6, 6), fontsize=8
+                key,
+                (values[i], f1[i]),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=9,
+                fontweight="bold",
+                color=f"C{i % 10}",
             )
         axes.margins(x=0.3, y=0.15)
         axes.set_xlabel(label)
         axes.set_ylabel("weighted F1 (95% CI)")
         axes.grid(alpha=0.3)
-    figure.suptitle("Weighted F1 on the shared images")
-    return _png(figure)
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=f"C{i % 10}") for i in range(len(names))
+    ]
+    figure.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=columns,
+        fontsize=7,
+        frameon=False,
+        title="runs",
+        title_fontsize=8,
+    )
+    figure.suptitle(_titled("Weighted F1", subject or "the shared images"), fontsize=10)
+    return figure
 
 
-def reliability_png(scores: ScoreMetrics) -> bytes:
+def reliability_png(scores: ScoreMetrics, subject: str = "") -> bytes:
     """Reliability diagram: accuracy against confidence per bin, the diagonal is perfect."""
     bins = scores.reliability
     figure = _figure(4.6, 4.2)
@@ -190,6 +298,9 @@ def reliability_png(scores: ScoreMetrics) -> bytes:
     axes.set_ylim(0, 1.05)
     axes.set_xlabel("confidence (top label score)")
     axes.set_ylabel("accuracy")
-    axes.set_title(f"Reliability (ECE {scores.ece:.3f})")
+    axes.set_title(
+        _titled(f"Reliability (ECE {scores.ece:.3f}, {scores.n_with_scores} answers)", subject),
+        fontsize=9,
+    )
     axes.legend(fontsize=7, loc="upper left", frameon=False)
     return _png(figure)

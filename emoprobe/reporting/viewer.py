@@ -21,16 +21,12 @@ from typing import Any
 from emoprobe.errors import ConfigError
 from emoprobe.results.load import RunRecord
 from emoprobe.results.metrics import compute_metrics
-from emoprobe.results.predictions import (
-    ERROR,
-    SCORED_STATUSES,
-    Row,
-    to_frame,
-)
+from emoprobe.results.predictions import SCORED_STATUSES, UNANSWERED_STATUSES, Row, to_frame
 from emoprobe.results.stats import agreement, cohen_kappa, mcnemar
 from emoprobe.task.definition import UNPARSED
 
 SCORED = SCORED_STATUSES
+NO_ANSWER = "error"  # the page's column for images without an answer
 LINKED_NOTE = (
     "Images are linked by their paths: this page holds no image data, and shows a face only "
     "where its file is on this computer."
@@ -94,7 +90,7 @@ def view_data(
 ) -> dict[str, Any]:
     """The page's data: columns of codes plus one table of distinct answer texts."""
     labels = runs[0].labels
-    columns = [*labels, UNPARSED, ERROR]
+    columns = [*labels, UNPARSED, NO_ANSWER]
     code = {name: index for index, name in enumerate(columns)}
     strings: dict[str, int] = {}
 
@@ -132,12 +128,12 @@ def view_data(
 
 
 def _shown_answer(row: Row) -> str:
-    return row.error if row.status == ERROR else row.raw
+    return row.error if row.status in UNANSWERED_STATUSES else row.raw
 
 
 def _prediction_code(row: Row, code: dict[str, int]) -> int:
-    if row.status == ERROR:
-        return code[ERROR]
+    if row.status in UNANSWERED_STATUSES:
+        return code[NO_ANSWER]
     return code.get(row.prediction or UNPARSED, code[UNPARSED])
 
 

@@ -1,8 +1,11 @@
 """Scores per label (`--answer logprobs`) → ROC-AUC, calibration error, reliability bins.
 
-Pure: a predictions table in, a record out. Only rows the model answered and that
-carry a score for every label are used; the top score's label is the scores' own
-prediction, which can differ from the parsed text answer.
+Pure: a predictions table in, a record out. Only `ok` rows (answers with a label) that
+carry a score for every label are used: this version scores only those, from where the
+answer names its label. The top score's label can still differ from the parsed label
+(the probability of the other labels' tokens there, summed, can exceed the chosen one's;
+folders of emoprobe < 0.3 took the first label-like token instead): such rows are
+counted (`n_top_differs`). Scores on rows without a label (older folders) are ignored.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from emoprobe.results.predictions import SCORE_PREFIX, SCORED_STATUSES
+from emoprobe.results.predictions import OK, SCORE_PREFIX, SCORED_STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,8 +33,15 @@ class ReliabilityBin:
 
 @dataclass(frozen=True)
 class ScoreMetrics:
+    """`n_with_scores` of `n_answered` answers are covered: `n_ok_without_scores` answers
+    named a label where no score could be read (no log-probabilities at that word), the
+    other answers named no label and get none."""
+
     n_with_scores: int
-    n_without_scores: int
+    n_without_scores: int  # answered rows without scores: ok ones and those with no label
+    n_answered: int
+    n_ok_without_scores: int
+    n_top_differs: int  # scored rows whose top score is not the parsed label
     roc_auc_ovr_macro: float | None
     roc_auc_ovr: dict[str, float | None]
     top_score_accuracy: float
@@ -46,7 +56,9 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
     answered = frame[frame["status"].isin(SCORED_STATUSES)]
     if not set(columns) <= set(frame.columns):
         return None
-    usable = answered[answered[columns].notna().all(axis=1) & answered["label"].isin(labels)]
+    ok = answered[answered["status"] == OK]
+    with_scores = ok[columns].notna().all(axis=1)
+    usable = ok[with_scores & ok["label"].isin(labels)]
     if usable.empty:
         return None
     import numpy as np
@@ -63,12 +75,18 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
             per_class[label] = float(roc_auc_score(positive, probabilities[:, index]))
     known = [value for value in per_class.values() if value is not None]
     confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == truth
+    top = probabilities.argmax(axis=1)
+    correct = top == truth
+    predicted = usable["prediction"].astype(str).to_numpy()
+    differs = int(sum(labels[i] != p for i, p in zip(top, predicted, strict=True)))
     bins = reliability_bins(confidence, correct)
     ece = sum(b.count * abs(b.accuracy - b.confidence) for b in bins) / len(usable)
     return ScoreMetrics(
         n_with_scores=len(usable),
         n_without_scores=len(answered) - len(usable),
+        n_answered=len(answered),
+        n_ok_without_scores=int((~with_scores).sum()),
+        n_top_differs=differs,
         roc_auc_ovr_macro=float(np.mean(known)) if known else None,
         roc_auc_ovr=per_class,
         top_score_accuracy=float(correct.mean()),

@@ -19,6 +19,7 @@ import numpy as np
 
 from emoprobe.errors import ConfigError
 from emoprobe.results import stats
+from emoprobe.results.alarms import Alarm, alarms_for
 from emoprobe.results.load import RunRecord, load_run
 from emoprobe.results.manifest import Manifest
 from emoprobe.results.metrics import Metrics, compute_metrics, encode, latency_stats, scored
@@ -59,6 +60,7 @@ class Comparison:
     resamples: int
     seed: int
     differences: list[str] = field(default_factory=list)
+    alarms: list[list[Alarm]] = field(default_factory=list)  # per run, on the shared images
 
 
 def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) -> Comparison:
@@ -112,6 +114,7 @@ def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) ->
         resamples=resamples,
         seed=seed,
         differences=_differences(runs),
+        alarms=[alarms_for(m) for m in metrics],
     )
 
 
@@ -170,18 +173,33 @@ def _names(runs: list[RunRecord]) -> list[str]:
 
 
 def _differences(runs: list[RunRecord]) -> list[str]:
-    """The settings that are not the same in every run, each as one short line."""
+    """The settings that are not the same in every run, each as one short line: all
+    that changes answers (the build, how it was asked, what it was shown, which images)."""
     settings: dict[str, Callable[[Manifest], object]] = {
         "model": lambda m: m.model.name,
-        "model digest": lambda m: m.model.digest[:12],
-        "quantization": lambda m: m.model.quantization,
+        "model digest": lambda m: m.model.digest[:12] or "?",
+        "quantization": lambda m: m.model.quantization or "?",
+        "answer mode": lambda m: (
+            m.answer_mode
+            + (f" (scoring v{m.scoring_version or 1})" if m.answer_mode == "logprobs" else "")
+        ),
+        "task": lambda m: f"{m.task.name} ({', '.join(m.task.labels)})",
+        "prompt sha256": lambda m: m.task.prompt_sha256[:12],
+        "user text": lambda m: m.task.user_text or "none",
         "options": lambda m: (
             ", ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "defaults"
         ),
-        "prompt sha256": lambda m: m.task.prompt_sha256[:12],
         "images sent": lambda m: m.max_side or "as stored",
+        "backend": lambda m: m.backend,
+        "server version": lambda m: m.server.version or "?",
+        "emoprobe (its parser reads the answers)": lambda m: m.emoprobe_version or "?",
         "sample": lambda m: m.dataset.sample_text(),
-        "Ollama": lambda m: m.server.version,
+        "sample drawn": lambda m: (
+            ", ".join(f"{label} {n}" for label, n in m.dataset.drawn.items())
+            if m.dataset.drawn is not None
+            else "not recorded"
+        ),
+        "dataset": lambda m: f"{m.dataset.format or '?'} format, {m.dataset.n_items} images",
     }
     lines = []
     for what, value in settings.items():

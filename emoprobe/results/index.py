@@ -18,9 +18,9 @@ from emoprobe.files import os_error_text
 from emoprobe.results.load import RunRecord, load_run
 from emoprobe.results.manifest import FILENAME as MANIFEST
 from emoprobe.results.manifest import Session
-from emoprobe.results.predictions import FILENAME, UNPARSED_STATUS, Row
+from emoprobe.results.predictions import FILENAME, FINAL_STATUSES, REFUSED, UNPARSED_STATUS, Row
 
-REFUSED_STATUS = "refused"  # not a status yet: rows may carry it once parsing tells refusals
+REFUSED_STATUS = REFUSED
 
 
 def read_run(path: Path) -> RunRecord:
@@ -43,7 +43,7 @@ class RunSummary:
     f1_weighted: float | None = None
     f1_ci95: tuple[float, float] | None = None
     unparsed_share: float | None = None
-    refused_share: float | None = None  # None: no row says "refused" (no such status yet)
+    refused_share: float | None = None
     images_per_s: float | None = None
     date: str | None = None
     error: str = ""
@@ -77,13 +77,15 @@ def summarize(run: RunRecord) -> RunSummary:
         quantization=manifest.model.quantization or None,
         answer_mode=manifest.answer_mode,
         task=manifest.task.name,
-        done=len(rows),
-        sampled=None if dataset.per_class else dataset.n_items,
+        done=sum(row.status in FINAL_STATUSES for row in rows),
+        sampled=sum(dataset.drawn.values())
+        if dataset.drawn is not None
+        else (None if dataset.per_class else dataset.n_items),
         accuracy=metrics.accuracy,
         f1_weighted=metrics.f1_weighted,
         f1_ci95=(float(interval[0]), float(interval[1])) if interval else None,
         unparsed_share=_share(rows, UNPARSED_STATUS),
-        refused_share=_share(rows, REFUSED_STATUS) if _has_status(rows, REFUSED_STATUS) else None,
+        refused_share=_share(rows, REFUSED_STATUS),
         images_per_s=images_per_second(manifest.sessions),
         date=manifest.updated_at or manifest.created_at,
     )
@@ -91,10 +93,6 @@ def summarize(run: RunRecord) -> RunSummary:
 
 def _share(rows: Sequence[Row], status: str) -> float | None:
     return sum(row.status == status for row in rows) / len(rows) if rows else None
-
-
-def _has_status(rows: Sequence[Row], status: str) -> bool:
-    return any(row.status == status for row in rows)
 
 
 def images_per_second(sessions: Sequence[Session]) -> float | None:

@@ -39,7 +39,7 @@ class RunRecord:
     @cached_property
     def metrics(self) -> Metrics:
         """metrics.json's figures, recomputed from the predictions."""
-        return run_metrics(self.predictions, self.labels)
+        return run_metrics(self.predictions, self.labels, self.manifest)
 
 
 def load_run(path: Path | str) -> RunRecord:

@@ -89,9 +89,11 @@ class DatasetRecord:
     n_items: int | None = None
     per_class: int | None = None
     seed: int | None = None
+    available: dict[str, int] | None = None  # images per class in the dataset
+    drawn: dict[str, int] | None = None  # images per class in the sample (None: older runs)
 
     def sample_text(self) -> str:
-        """How the images were drawn: `n per class, seed s` or `all N images`."""
+        """How the images were asked for: `n per class, seed s` or `all N images`."""
         if self.per_class:
             return f"{self.per_class} per class, seed {self.seed}"
         return f"all {'?' if self.n_items is None else self.n_items} images"
@@ -125,8 +127,10 @@ class Session:
     pixels_source: int = 0
     pixels_sent: int = 0
     json_invalid: int = 0
+    retry_kinds: dict[str, int] = field(default_factory=dict)  # retries by kind of failure
     cache_hits: int = 0
     failed: int = 0
+    failure_kinds: dict[str, int] = field(default_factory=dict)  # images failed, by kind
     wall_s: float = 0.0
     hosts: list[HostRecord] = field(default_factory=list)
     finished_at: str | None = None
@@ -159,6 +163,7 @@ class Manifest:
     options: dict[str, Any] = field(default_factory=dict)
     keep_alive: Scalar = None
     answer_mode: str = "text"
+    scoring_version: int | None = None  # logprobs: how label scores were made (None: v1)
     max_side: int | None = None
     request: RequestSettings = field(default_factory=RequestSettings)
     dataset: DatasetRecord = field(default_factory=DatasetRecord)

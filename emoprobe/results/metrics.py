@@ -1,9 +1,10 @@
 """Predictions → the paper's metrics, with scikit-learn. Pure: a predictions table in,
 a `Metrics` record out; `Metrics.to_json` is metrics.json.
 
-Every image the model answered is scored; an `unparsed` answer counts as a wrong
-prediction and stays in the denominator. Unreadable images (`error` rows) are left
-out of the scores and counted.
+Every image the model answered is scored (`SCORED_STATUSES`): an answer with no label
+(unparsed, refused, truncated, empty after thinking) counts as a wrong prediction and
+stays in the denominator. Images without an answer (unreadable, not in the cache, failed
+requests) are left out of the scores and counted.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from emoprobe.results.alarms import Alarm, alarms_for
+from emoprobe.results.answer_forms import AnswerForms, answer_forms
 from emoprobe.results.calibration import ScoreMetrics, score_metrics
 from emoprobe.results.predictions import (
-    ERROR,
+    FAILED,
     OK,
     SCORE_PREFIX,
     SCORED_STATUSES,
+    STATUSES,
     TRUNCATED_STATUS,
-    UNPARSED_STATUS,
+    UNANSWERED_STATUSES,
 )
+from emoprobe.results.sample import SampleCounts, sample_counts
 from emoprobe.task.definition import UNPARSED
 
 if TYPE_CHECKING:
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 
     import numpy as np
     import pandas as pd
+
+    from emoprobe.results.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -64,8 +71,21 @@ class Intervals:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """Always answering the most frequent true class of the scored images."""
+
+    label: str
+    accuracy: float
+
+
+@dataclass(frozen=True)
 class Metrics:
-    """One run's (or one subset's) figures; field order is metrics.json's key order."""
+    """One run's (or one subset's) figures; field order is metrics.json's key order.
+
+    `n_unparsed` counts answers with no label of any kind (unparsed, refused, truncated,
+    empty after thinking: the confusion matrix's `unparsed` column); `n_error` images
+    without an answer (unreadable, not in cache; `statuses` splits both, with failed
+    requests, which have no row, from the manifest's last session)."""
 
     n: int
     n_scored: int
@@ -73,6 +93,7 @@ class Metrics:
     n_unparsed: int
     n_error: int
     n_truncated: int
+    statuses: dict[str, int]
     accuracy: float | None
     precision_weighted: float | None
     recall_weighted: float | None
@@ -83,6 +104,12 @@ class Metrics:
     labels: list[str]
     per_class: dict[str, ClassScores]
     confusion_matrix: Confusion
+    balanced_accuracy: float | None = None
+    cohen_kappa: float | None = None  # against the true labels, `unparsed` included
+    majority_baseline: Baseline | None = None
+    sample: SampleCounts | None = None
+    alarms: list[Alarm] = field(default_factory=list)
+    answer_forms: AnswerForms | None = None
     latency_median_s: float | None = None
     latency_p95_s: float | None = None
     ci95: Intervals | None = None
@@ -103,19 +130,32 @@ class Metrics:
         return data
 
 
-def run_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
-    """metrics.json of a run: `compute_metrics`, latency, 95% intervals, label scores."""
+def run_metrics(
+    frame: pd.DataFrame, labels: Sequence[str], manifest: Manifest | None = None
+) -> Metrics:
+    """metrics.json of a run: `compute_metrics`, latency, 95% intervals, label scores;
+    with the manifest, failed requests, the sample as drawn and the alarms."""
     from dataclasses import replace
 
     with_scores = any(str(column).startswith(SCORE_PREFIX) for column in frame.columns)
     latency: dict[str, Any] = latency_stats(frame)
-    return replace(
-        compute_metrics(frame, labels),
+    metrics = compute_metrics(frame, labels)
+    statuses = dict(metrics.statuses)
+    if manifest is not None and manifest.sessions:
+        statuses[FAILED] = manifest.sessions[-1].failed
+    sample = sample_counts(manifest, frame, labels) if manifest is not None else None
+    mode = manifest.answer_mode if manifest is not None else "text"
+    metrics = replace(
+        metrics,
+        statuses=statuses,
+        sample=sample,
+        answer_forms=answer_forms(frame, labels, mode),
         **latency,
         ci95=confidence_intervals(frame, labels),
         scores=score_metrics(frame, labels) if with_scores else None,
         has_score_columns=with_scores,
     )
+    return replace(metrics, alarms=alarms_for(metrics))
 
 
 def scored(frame: pd.DataFrame) -> pd.DataFrame:
@@ -152,13 +192,15 @@ def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
     status = frame["status"]
     answered = scored(frame)
     columns = [*labels, UNPARSED]
+    statuses = {name: int((status == name).sum()) for name in STATUSES}
     counts: dict[str, Any] = {
         "n": len(frame),
         "n_scored": len(answered),
-        "n_ok": int((status == OK).sum()),
-        "n_unparsed": int((status == UNPARSED_STATUS).sum()),
-        "n_error": int((status == ERROR).sum()),
-        "n_truncated": int((status == TRUNCATED_STATUS).sum()),
+        "n_ok": statuses[OK],
+        "n_unparsed": len(answered) - statuses[OK],
+        "n_error": sum(statuses[name] for name in UNANSWERED_STATUSES),
+        "n_truncated": statuses[TRUNCATED_STATUS],
+        "statuses": statuses,
         "labels": labels,
     }
     if answered.empty:
@@ -174,6 +216,7 @@ def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
     y_true, y_pred = encode(answered, labels)
     codes = list(range(len(labels)))
     figures: dict[str, Any] = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    figures |= _agreement(y_true, y_pred, labels)
     for average in ("weighted", "macro"):
         precision, recall, f1, _ = precision_recall_fscore_support(
             y_true, y_pred, labels=codes, average=average, zero_division=0
@@ -197,6 +240,26 @@ def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
         per_class=per_class,
         confusion_matrix=Confusion(labels, columns, matrix.tolist()),
     )
+
+
+def _agreement(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Balanced accuracy, Cohen's kappa against the truth, the majority-class baseline."""
+    import warnings
+
+    import numpy as np
+    from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score
+
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")
+        balanced = float(balanced_accuracy_score(y_true, y_pred))
+        kappa = float(cohen_kappa_score(y_true, y_pred))
+    support = np.bincount(y_true, minlength=len(labels))[: len(labels)]
+    majority = int(np.argmax(support))  # the first of equals, in the task's order
+    return {
+        "balanced_accuracy": balanced,
+        "cohen_kappa": None if np.isnan(kappa) else kappa,
+        "majority_baseline": Baseline(labels[majority], float(support[majority] / len(y_true))),
+    }
 
 
 def encode(frame: pd.DataFrame, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -225,8 +288,9 @@ _SCORE_KEYS = (
 
 
 def latency_stats(frame: pd.DataFrame) -> dict[str, float | None]:
-    """Median and 95th-percentile request latency over the rows that have one."""
-    latencies = sorted(float(value) for value in frame["latency_s"].dropna())
+    """Median and 95th-percentile request latency over this run's own requests: rows
+    answered from the cache are left out (older folders kept the first request's)."""
+    latencies = sorted(float(value) for value in frame["latency_s"][~frame["cached"]].dropna())
     if not latencies:
         return {"latency_median_s": None, "latency_p95_s": None}
     p95_index = min(len(latencies) - 1, max(0, round(0.95 * len(latencies)) - 1))

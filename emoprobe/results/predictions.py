@@ -13,7 +13,7 @@ import io
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
@@ -25,16 +25,60 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FILENAME = "predictions.csv"
-Status = Literal["ok", "unparsed", "truncated", "error"]
+Status = Literal[
+    "ok",
+    "unparsed",
+    "refused",
+    "truncated",
+    "empty_after_thinking",
+    "unreadable",
+    "not_in_cache",
+    "failed",
+]
 OK: Status = "ok"
-UNPARSED_STATUS: Status = "unparsed"
-# The answer ran past emoprobe's cap and was cut off: scored as `unparsed` (a wrong answer).
+UNPARSED_STATUS: Status = "unparsed"  # an answer that names no label
+REFUSED: Status = "refused"  # an answer that declines the task ("I'm sorry, I can't…")
+# Cut off before naming a label: at the server's length limit (`num_predict`), or past
+# emoprobe's own cap on an answer's size (then no label is read from the part).
 TRUNCATED_STATUS: Status = "truncated"
-ERROR: Status = "error"
-STATUSES: tuple[Status, ...] = (OK, UNPARSED_STATUS, TRUNCATED_STATUS, ERROR)
-FINAL_STATUSES: frozenset[str] = frozenset(STATUSES)
-# answered: these rows count in the scores
-SCORED_STATUSES = (OK, UNPARSED_STATUS, TRUNCATED_STATUS)
+TRUNCATED = TRUNCATED_STATUS
+EMPTY_AFTER_THINKING: Status = "empty_after_thinking"  # only thinking text, no answer
+UNREADABLE: Status = "unreadable"  # the image cannot be used (empty, broken, too large)
+NOT_IN_CACHE: Status = "not_in_cache"  # offline, and no cached answer: retried later
+FAILED: Status = "failed"  # the request failed after its retries: retried later
+STATUSES: tuple[Status, ...] = (
+    OK,
+    UNPARSED_STATUS,
+    REFUSED,
+    TRUNCATED,
+    EMPTY_AFTER_THINKING,
+    UNREADABLE,
+    NOT_IN_CACHE,
+    FAILED,
+)
+# Answered: these rows count in the scores (all but `ok` as wrong predictions).
+SCORED_STATUSES: tuple[Status, ...] = (
+    OK,
+    UNPARSED_STATUS,
+    REFUSED,
+    TRUNCATED,
+    EMPTY_AFTER_THINKING,
+)
+NO_LABEL_STATUSES: tuple[Status, ...] = SCORED_STATUSES[1:]  # answered, but with no label
+UNANSWERED_STATUSES: tuple[Status, ...] = (UNREADABLE, NOT_IN_CACHE, FAILED)  # left out
+FINAL_STATUSES: frozenset[str] = frozenset(STATUSES) - {NOT_IN_CACHE, FAILED}
+LEGACY_ERROR = "error"  # emoprobe < 0.3: unreadable and not-in-cache rows alike
+NOT_IN_CACHE_TEXT = "not in cache"  # the error text of a not-in-cache row
+
+
+def current_status(status: str, error: str = "") -> str:
+    """A status as this version names it: an older folder's `error` row becomes
+    `not_in_cache` (its error says so) or `unreadable`."""
+    if status == LEGACY_ERROR:
+        return NOT_IN_CACHE if error == NOT_IN_CACHE_TEXT else UNREADABLE
+    return status
+
+
 FSYNC_EVERY_S = 2.0
 SCORE_PREFIX = "score_"
 # Answers may be long (num_predict=-1): no cell of ours is cut by csv's 131,072 limit.
@@ -59,8 +103,12 @@ class Row:
     raw: str
     status: Status
     error: str = ""
-    latency_s: float | None = None
+    latency_s: float | None = None  # None for an answer from the cache: not measured here
     cached: bool = False
+    prompt_tokens: int | None = None  # the server's timings of this run's request
+    output_tokens: int | None = None
+    prefill_ms: float | None = None
+    decode_ms: float | None = None
     scores: Mapping[str, float] | None = None
 
     def cells(self, score_labels: Sequence[str] = ()) -> list[str]:
@@ -74,26 +122,40 @@ class Row:
             _inert(self.raw),
             self.status,
             _inert(self.error),
-            "" if self.latency_s is None else f"{self.latency_s:.4f}",
+            _number(self.latency_s, 4),
             "true" if self.cached else "false",
+            _number(self.prompt_tokens, 0),
+            _number(self.output_tokens, 0),
+            _number(self.prefill_ms, 3),
+            _number(self.decode_ms, 3),
             *(f"{scores[label]:.6f}" if label in scores else "" for label in score_labels),
         ]
 
     @classmethod
-    def from_cells(cls, cells: Sequence[str], score_labels: Sequence[str] = ()) -> Row:
-        """The row of a line's cells (ValueError for a cell that is no number)."""
+    def from_cells(
+        cls, cells: Sequence[str], score_labels: Sequence[str] = (), fixed: int | None = None
+    ) -> Row:
+        """The row of a line's cells (ValueError for a cell that is no number); `fixed`:
+        how many columns precede the scores (fewer in an older file)."""
+        fixed = len(COLUMNS) if fixed is None else fixed
         path, sha256, label, prediction, raw, status, error, latency, cached = cells[:9]
-        scores = {lab: float(v) for lab, v in zip(score_labels, cells[9:], strict=True) if v}
+        timings = [*cells[9:fixed], "", "", "", ""][:4]
+        scores = {lab: float(v) for lab, v in zip(score_labels, cells[fixed:], strict=True) if v}
+        error = _restored(error)
         return cls(
             path,
             sha256,
             label,
             prediction,
             _restored(raw),
-            cast(Status, status),
-            _restored(error),
+            cast(Status, current_status(status, error)),
+            error,
             float(latency) if latency else None,
             cached == "true",
+            int(timings[0]) if timings[0] else None,
+            int(timings[1]) if timings[1] else None,
+            float(timings[2]) if timings[2] else None,
+            float(timings[3]) if timings[3] else None,
             scores if score_labels else None,
         )
 
@@ -109,7 +171,12 @@ def _restored(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
 
 
+def _number(value: float | None, decimals: int) -> str:
+    return "" if value is None else f"{value:.{decimals}f}"
+
+
 COLUMNS = [f.name for f in fields(Row) if f.name != "scores"]
+LEGACY_COLUMNS = COLUMNS[:9]  # emoprobe < 0.3: no per-request timings
 
 
 def header_for(score_labels: Sequence[str] = ()) -> str:
@@ -131,13 +198,20 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
 
     Lines are split on "\n" alone (answers may hold "\r" or "\u2028"); a row counts
     only when its last line ended, so a half-written tail is never returned. Rows of
-    another status than the final ones are skipped. A file that is not emoprobe's, or
+    an unknown status are skipped; older statuses are renamed (`current_status`, and an
+    older file's refusals are `refused`). A file that is not emoprobe's, or
     a malformed row before the tail, is a `ConfigError` naming the file and line: no row
     is ever dropped quietly. A symlink is refused (its target is not emoprobe's to touch).
     """
+    rows, good, _, _ = _read(path)
+    return rows, good
+
+
+def _read(path: Path) -> tuple[list[Row], int, bool, list[str]]:
+    """`read_complete`, and whether the header is an older one, and the scored labels."""
     _refuse_symlink(path)
     if not path.exists():
-        return [], 0
+        return [], 0, False, []
     consumed = [0]
     ended = [False]  # the file ran out (a tail the writer never finished counts as out)
 
@@ -165,7 +239,7 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
         try:
             for values in reader:
                 if score_labels is None:
-                    score_labels = _header_labels(path, values)
+                    fixed, score_labels = _header_labels(path, values)
                     width = fixed + len(score_labels)
                     good = consumed[0]
                     continue
@@ -174,18 +248,31 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
                         reader.line_num, f"{len(values)} cells where the header has {width}"
                     )
                 try:
-                    row = Row.from_cells(values, score_labels)
+                    row = Row.from_cells(values, score_labels, fixed)
                 except ValueError:
                     raise malformed(
                         reader.line_num, "a latency or score that is no number"
                     ) from None
-                if row.status in FINAL_STATUSES:
+                if row.status in STATUSES:
                     rows.append(row)
                 good = consumed[0]
         except csv.Error as error:
             if not ended[0]:  # not a half-written last row
                 raise malformed(reader.line_num, f"not CSV ({error})") from None
-    return rows, good
+    legacy = fixed == len(LEGACY_COLUMNS)
+    if legacy:
+        rows = [_renamed(row) for row in rows]
+    return rows, good, legacy, score_labels or []
+
+
+def _renamed(row: Row) -> Row:
+    """A row of an older file with this version's status: its refusals, which it
+    counted as unparsed, are `refused` (read from the answer, as the run would)."""
+    from emoprobe.task.parse import is_refusal
+
+    if row.status == UNPARSED_STATUS and is_refusal(row.raw):
+        return replace(row, status=REFUSED)
+    return row
 
 
 def _refuse_symlink(path: Path) -> None:
@@ -198,26 +285,35 @@ def _refuse_symlink(path: Path) -> None:
         )
 
 
-def _header_labels(path: Path, values: Sequence[str]) -> list[str]:
-    """The score labels of a predictions.csv header; ConfigError for a header not ours."""
-    extra = list(values[len(COLUMNS) :])
-    if list(values[: len(COLUMNS)]) != COLUMNS or not all(
+def _header_labels(path: Path, values: Sequence[str]) -> tuple[int, list[str]]:
+    """How many fixed columns a predictions.csv header has (fewer in an older file) and
+    its score labels; ConfigError for a header not ours."""
+    columns = COLUMNS if list(values[: len(COLUMNS)]) == COLUMNS else LEGACY_COLUMNS
+    extra = list(values[len(columns) :])
+    if list(values[: len(columns)]) != columns or not all(
         name.startswith(SCORE_PREFIX) for name in extra
     ):
+        unknown = [name for name in values if name not in COLUMNS]
+        unknown = [name for name in unknown if not name.startswith(SCORE_PREFIX)]
         shown = ",".join(values)[:80]
+        if unknown and list(values[: len(columns)]) == columns:
+            shown = "…," + ",".join(unknown)[:60]  # our columns, then others: name them
         raise ConfigError(
             f"{path} is not an emoprobe predictions.csv (line 1 is {shown!r}); "
             "emoprobe never replaces a file it did not write: choose another output folder",
             path=path,
             setting="out",
         )
-    return [name.removeprefix(SCORE_PREFIX) for name in extra]
+    return len(columns), [name.removeprefix(SCORE_PREFIX) for name in extra]
 
 
 def recover(path: Path) -> list[Row]:
-    """Every complete row in `path`, after cutting off a half-written tail in place."""
-    rows, good = read_complete(path)
-    if path.exists() and path.stat().st_size != good:
+    """Every complete row in `path`, after cutting off a half-written tail in place; an
+    older file is rewritten in this version's columns, so that new rows fit it."""
+    rows, good, legacy, score_labels = _read(path)
+    if legacy:
+        keep_only(path, rows, score_labels)
+    elif path.exists() and path.stat().st_size != good:
         with open(path, "r+b") as handle:
             handle.truncate(good)
     return rows
@@ -293,7 +389,7 @@ class PredictionWriter:
 
 
 def read_rows(path: Path) -> list[Row]:
-    """The complete rows with a final status in a predictions.csv, reading only.
+    """The complete rows with a known status in a predictions.csv, reading only.
 
     A half-written last row is skipped, not cut off (`recover` does that when the run
     that owns the file resumes).
@@ -303,8 +399,9 @@ def read_rows(path: Path) -> list[Row]:
 
 def to_frame(rows: Sequence[Row], labels: Sequence[str]) -> pd.DataFrame:
     """The rows as a table: label and prediction categorical (the task's labels, then
-    `unparsed`, then any other name), status categorical, latency float (NaN where
-    none), cached bool, and a float `score_<label>` per label where rows carry scores."""
+    `unparsed`, then any other name), status categorical (`STATUSES`), latency, prefill
+    and decode ms float (NaN where none), token counts nullable ints, cached bool, and
+    a float `score_<label>` per label where rows carry scores."""
     import pandas as pd
 
     names = [*labels, UNPARSED]
@@ -317,10 +414,16 @@ def to_frame(rows: Sequence[Row], labels: Sequence[str]) -> pd.DataFrame:
             "label": pd.Categorical([row.label for row in rows], categories),
             "prediction": pd.Categorical([row.prediction or None for row in rows], categories),
             "raw": [row.raw for row in rows],
-            "status": pd.Categorical([row.status for row in rows], STATUSES),
+            "status": pd.Categorical(
+                [current_status(row.status, row.error) for row in rows], STATUSES
+            ),
             "error": [row.error for row in rows],
             "latency_s": pd.array([row.latency_s for row in rows], dtype="float64"),
             "cached": pd.array([row.cached for row in rows], dtype=bool),
+            "prompt_tokens": pd.array([row.prompt_tokens for row in rows], dtype="Int64"),
+            "output_tokens": pd.array([row.output_tokens for row in rows], dtype="Int64"),
+            "prefill_ms": pd.array([row.prefill_ms for row in rows], dtype="float64"),
+            "decode_ms": pd.array([row.decode_ms for row in rows], dtype="float64"),
         }
     )
     if any(row.scores is not None for row in rows):

@@ -31,7 +31,7 @@ from typing import Any
 
 from emoprobe.task.definition import UNPARSED
 
-__all__ = ["UNPARSED", "parse_answer", "parse_json_answer"]
+__all__ = ["UNPARSED", "is_refusal", "label_forms", "parse_answer", "parse_json_answer"]
 
 # Word forms that name the same thing: a label in a group is also matched by the group's
 # other words (whole words only). Deliberately small: only clear inflections.
@@ -384,3 +384,18 @@ def parse_answer(
         return UNPARSED
     affirmed = _affirmed(text, matcher)
     return affirmed.pop() if len(affirmed) == 1 else UNPARSED
+
+
+def is_refusal(raw: str) -> bool:
+    """Whether a free-text answer declines the task ("I'm sorry, I can't …")."""
+    if not isinstance(raw, str):
+        return False
+    return bool(_REFUSAL.search(_decorate(_preclean(raw))))
+
+
+def label_forms(
+    labels: Sequence[str], synonyms: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, str]:
+    """Every word form the parser reads as a label (casefolded) → that label: the labels,
+    their synonyms and their inflections (`happiness` → `happy`)."""
+    return dict(_matcher_for(labels, synonyms).forms)
