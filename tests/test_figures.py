@@ -39,6 +39,7 @@ from emoprobe.reporting import plots
 from emoprobe.results import alarms as kinds
 from emoprobe.results.alarms import alarms_for
 from emoprobe.results.answer_forms import answer_forms
+from emoprobe.results.calibration import score_metrics
 from emoprobe.results.manifest import DatasetRecord, Manifest, Session
 from emoprobe.results.metrics import run_metrics
 from emoprobe.results.predictions import (
@@ -152,6 +153,23 @@ def test_logprobs_run_scores_only_labelled_answers_and_every_top_score_is_the_pr
     assert "Answers whose top score is not their parsed label: **0** of 30." in report
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["scoring_version"] == 2
+
+
+def test_top_scores_that_differ_from_the_prediction_are_counted_by_pair():
+    labels = ["happy", "neutral"]
+    rows = [
+        Row("a", "", "happy", "happy", "x", "ok", scores={"happy": 0.2, "neutral": 0.8}),
+        Row("b", "", "happy", "happy", "x", "ok", scores={"happy": 0.9, "neutral": 0.1}),
+        Row("c", "", "neutral", "happy", "x", "ok", scores={"happy": 0.4, "neutral": 0.6}),
+        Row("d", "", "neutral", "neutral", "x", "ok", scores={"happy": 0.7, "neutral": 0.3}),
+        Row("e", "", "neutral", UNPARSED, "x", "unparsed", scores={"happy": 0.7, "neutral": 0.3}),
+        Row("f", "", "happy", "happy", "x", "ok", scores={"happy": 1.0}),  # a score missing
+    ]
+    scores = score_metrics(to_frame(rows, labels), labels)
+    assert scores is not None
+    assert (scores.n_with_scores, scores.n_answered, scores.n_ok_without_scores) == (4, 6, 1)
+    assert scores.n_top_differs == 3
+    assert scores.top_differs == {"happy → neutral": 2, "neutral → happy": 1}
 
 
 # -- 2. statuses ----------------------------------------------------------------------------

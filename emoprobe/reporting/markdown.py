@@ -245,15 +245,20 @@ def _answer_mode(metrics: Metrics, manifest: Manifest, plot: str | None) -> str:
         )
         + f", {metrics.n_unparsed} named none and get no scores."
     )
+    current = bool(manifest.scoring_version and manifest.scoring_version >= 2)
+    why = (
+        " (the other labels' tokens at that word, summed, outweigh the chosen one)"
+        if current
+        else " (scoring version 1 read them at another word)"
+    )
     differs = (
         f" Answers whose top score is not their parsed label: **{scores.n_top_differs}** "
-        f"of {scores.n_with_scores}"
-        + (
-            " (the other labels' tokens at that word, summed, outweigh the chosen one)."
-            if scores.n_top_differs
-            else "."
-        )
+        f"of {scores.n_with_scores}" + (why if scores.n_top_differs else "") + "."
     )
+    if scores.top_differs:
+        differs += "\n\n" + table(
+            ["parsed label → top score", "answers"], list(map(list, scores.top_differs.items()))
+        )
     text = (
         f"## Answer mode: logprobs\n\n{made}\n\n{coverage}{differs}\n\n"
         + table(

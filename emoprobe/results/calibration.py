@@ -11,7 +11,7 @@ counted (`n_top_differs`). Scores on rows without a label (older folders) are ig
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from emoprobe.results.predictions import OK, SCORE_PREFIX, SCORED_STATUSES
@@ -47,6 +47,7 @@ class ScoreMetrics:
     top_score_accuracy: float
     ece: float
     reliability: list[ReliabilityBin]
+    top_differs: dict[str, int] = field(default_factory=dict)  # "prediction → top": rows
 
 
 def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | None:
@@ -78,7 +79,11 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
     top = probabilities.argmax(axis=1)
     correct = top == truth
     predicted = usable["prediction"].astype(str).to_numpy()
-    differs = int(sum(labels[i] != p for i, p in zip(top, predicted, strict=True)))
+    pairs: dict[str, int] = {}
+    for i, p in zip(top, predicted, strict=True):
+        if labels[i] != p:
+            pairs[f"{p} → {labels[i]}"] = pairs.get(f"{p} → {labels[i]}", 0) + 1
+    differs = sum(pairs.values())
     bins = reliability_bins(confidence, correct)
     ece = sum(b.count * abs(b.accuracy - b.confidence) for b in bins) / len(usable)
     return ScoreMetrics(
@@ -92,6 +97,7 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
         top_score_accuracy=float(correct.mean()),
         ece=float(ece),
         reliability=bins,
+        top_differs=dict(sorted(pairs.items(), key=lambda item: (-item[1], item[0]))),
     )
 
 
