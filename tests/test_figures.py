@@ -231,6 +231,24 @@ def test_a_thinking_model_with_no_answer_left_is_empty_after_thinking():
     assert answer_status(answer, parse_answer(answer.raw, LABEL_LIST)) == "empty_after_thinking"
 
 
+@pytest.mark.parametrize(
+    ("message", "chars"),
+    [
+        ({"content": "", "reasoning_content": "Let me look at the face"}, 23),  # vLLM
+        ({"content": "", "reasoning": "Hmm"}, 3),  # OpenRouter
+        ({"content": "happy"}, 0),
+    ],
+)
+def test_an_openai_compatible_reply_says_how_much_it_thought(message, chars):
+    from emoprobe.backends.openai import _answer
+
+    reply = {"choices": [{"message": {"role": "assistant", **message}, "finish_reason": "length"}]}
+    answer = _answer(reply, 0.1)
+    assert answer.thinking_chars == chars
+    expected = "empty_after_thinking" if chars else "ok"
+    assert answer_status(answer, parse_answer(answer.raw, LABEL_LIST)) == expected
+
+
 def test_offline_rows_are_not_in_cache_counted_everywhere_and_answered_later(cli, tricky, tmp_path):
     root, answers, _ = tricky
     cache = tmp_path / "cache"

@@ -69,3 +69,16 @@ def test_durations() -> None:
         "1m01s",
         "2h02m",
     ]
+
+
+def test_every_status_is_counted_in_the_progress_line() -> None:
+    progress = RunProgress(console=Console(file=io.StringIO()))
+    progress.started(9, 0, Path("out"))
+    for status in ("ok", "unparsed", "refused", "refused", "truncated"):
+        progress.row_written(row(status=status))
+    for status in ("empty_after_thinking", "unreadable", "not_in_cache", "error"):
+        progress.row_written(row(status=status))  # "error": an older run's unreadable row
+    assert progress.counts_text() == (
+        "cached 0  unparsed 1  refused 2  truncated 1  empty after thinking 1  "
+        "unreadable 2  not in cache 1"
+    )

@@ -411,7 +411,15 @@ def _answer(reply: Any, latency: float) -> Answer:
         output_ms=output_ms,
         total_ms=prompt_ms + output_ms,  # llama.cpp's `timings`; others say nothing
         logprobs=_logprobs(choice),
+        thinking_chars=_thinking_chars(message),
     )
+
+
+def _thinking_chars(message: dict[str, Any]) -> int:
+    """Length of the reasoning text beside the answer (vLLM's and llama.cpp's
+    `reasoning_content`, OpenRouter's `reasoning`); 0 without one."""
+    text = message.get("reasoning_content") or message.get("reasoning")
+    return len(text) if isinstance(text, str) else 0
 
 
 def _logprobs(choice: Any) -> tuple[dict[str, Any], ...]:
