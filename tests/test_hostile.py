@@ -22,7 +22,7 @@ from ollama_double import OllamaDouble
 from emoprobe.backends.base import MAX_ANSWER_CHARS
 from emoprobe.backends.bounded import MAX_REPLY_BYTES
 
-GUARD_S = 120.0  # not a timing assertion: a run that never ends must fail, not hang
+GUARD_S = 100.0  # not a timing assertion: a run that never ends must fail, not hang
 SLACK = 8 * 1024 * 1024  # socket buffers between the server's writes and the client's reads
 
 
@@ -169,6 +169,18 @@ def test_a_wide_window_against_one_slot_shrinks_on_busy_replies_and_finishes(cli
     # the first burst halves the window down to 1; then it grows back, one over the
     # server's 4 places now and then (today: a busy reply for most images, several each)
     assert busy <= 28 + 20, busy
+
+
+def test_a_server_busy_for_ever_ends_the_run(cli, faces, tmp_path, ollama_double):
+    ollama_double.inject("busy503")
+    result = ended(
+        cli, "run", faces, "--host", ollama_double.url, "--out", tmp_path / "o",
+        "--concurrency", "8", "--timeout", "1", *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert "images in a row failed" in last or "no server has answered since" in last, last
+    assert len(ollama_double.chat_requests) <= 1 + 4 * 15
 
 
 # -- 9. bounded reads --------------------------------------------------------------------
