@@ -253,3 +253,17 @@ def test_connections_are_kept_alive_one_per_slot(cli, tmp_path, ollama_double):
     assert len(chats) >= 200
     ports = {record.peer for record in ollama_double.requests}
     assert len(ports) <= 3 + 1, len(ports)  # today: one connection per request
+
+
+def test_the_openai_backend_keeps_to_the_same_caps():
+    from emoprobe.backends.openai import OpenAIBackend
+    from emoprobe.errors import BackendError
+
+    with HostileServer(**{"/v1/models": "huge"}) as server:
+        backend = OpenAIBackend(server.url, timeout=5)
+        try:
+            with pytest.raises(BackendError, match="larger than 16 MiB"):
+                backend.describe("some-model")
+        finally:
+            backend.close()
+    _bounded(server)
