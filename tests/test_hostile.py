@@ -22,7 +22,7 @@ from ollama_double import OllamaDouble
 from emoprobe.backends.base import MAX_ANSWER_CHARS
 from emoprobe.backends.bounded import MAX_REPLY_BYTES
 
-GUARD_S = 120.0  # not a timing assertion: a run that never ends must fail, not hang
+GUARD_S = 100.0  # not a timing assertion: a run that never ends must fail, not hang
 SLACK = 8 * 1024 * 1024  # socket buffers between the server's writes and the client's reads
 
 
@@ -171,6 +171,18 @@ def test_a_wide_window_against_one_slot_shrinks_on_busy_replies_and_finishes(cli
     assert busy <= 28 + 20, busy
 
 
+def test_a_server_busy_for_ever_ends_the_run(cli, faces, tmp_path, ollama_double):
+    ollama_double.inject("busy503")
+    result = ended(
+        cli, "run", faces, "--host", ollama_double.url, "--out", tmp_path / "o",
+        "--concurrency", "8", "--timeout", "1", *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 3, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert "images in a row failed" in last or "no server has answered since" in last, last
+    assert len(ollama_double.chat_requests) <= 1 + 4 * 15
+
+
 # -- 9. bounded reads --------------------------------------------------------------------
 def _bounded(server: HostileServer) -> None:
     assert server.bytes_sent, "the server was never asked"
@@ -241,3 +253,17 @@ def test_connections_are_kept_alive_one_per_slot(cli, tmp_path, ollama_double):
     assert len(chats) >= 200
     ports = {record.peer for record in ollama_double.requests}
     assert len(ports) <= 3 + 1, len(ports)  # today: one connection per request
+
+
+def test_the_openai_backend_keeps_to_the_same_caps():
+    from emoprobe.backends.openai import OpenAIBackend
+    from emoprobe.errors import BackendError
+
+    with HostileServer(**{"/v1/models": "huge"}) as server:
+        backend = OpenAIBackend(server.url, timeout=5)
+        try:
+            with pytest.raises(BackendError, match="larger than 16 MiB"):
+                backend.describe("some-model")
+        finally:
+            backend.close()
+    _bounded(server)

@@ -87,7 +87,7 @@ timeout_option = click.option(
     type=float,
     default=180.0,
     show_default=True,
-    help="Seconds one request may take.",
+    help="Seconds one request may take in all (connecting, loading the model, the whole answer).",
 )
 retries_option = click.option(
     "--retries",

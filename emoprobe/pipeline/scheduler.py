@@ -71,6 +71,7 @@ class Host:
         """A busy reply: halve what is in flight (at least one)."""
         with self.lock:
             self.busy_replies += 1
+            self.errors += 1
             self.limit = max(1.0, min(self.limit, self.in_flight) / 2)
 
     def answered(self, latency_s: float, window: int) -> None:
@@ -204,9 +205,8 @@ class Scheduler:
             if verdict is Verdict.FATAL:
                 self.stop.halt(error)
             elif verdict is Verdict.RETRY:
-                if busy:
+                if busy:  # alive and full: fewer in flight is the wait (no cooldown, no probe)
                     host.busy()
-                    self._pause(host)
                 else:
                     self._cool_down(host)
                 job = replace(job, failures=job.failures + 1)
@@ -236,11 +236,6 @@ class Scheduler:
                 return
             since = time.strftime("%H:%M", time.localtime(self._last_answer))
         self.stop.abort(f"no server has answered since {since}; stopping")
-
-    def _pause(self, host: Host) -> None:
-        """A short wait after a busy reply (the server is alive: no probe, no doubling)."""
-        with host.lock:
-            host.ready_at = max(host.ready_at, time.monotonic() + self.retry.delay(0))
 
     def _cool_down(self, host: Host) -> None:
         with host.lock:
