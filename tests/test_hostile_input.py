@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 from factories import make_image_folder
-from ollama_double import OllamaDouble, answer_by_image
+from ollama_double import ModelSpec, OllamaDouble, answer_by_image
 
 import emoprobe
 from emoprobe.errors import ConfigError
@@ -367,3 +367,32 @@ def test_a_socks_proxy_setting_breaks_no_ollama_command(ollama_double, faces, tm
         assert done.returncode == 0, done.stderr
         assert "internal error" not in done.stderr
     assert len(ollama_double.chat_requests) == len(truth)
+
+
+# -- 10: server-supplied model details in report.md ---------------------------------------
+HOSTILE_DETAILS = {
+    "family": "<img src=x onerror=alert(1)>",
+    "parameter_size": "[8B](javascript:alert(1))",
+    "quantization_level": "Q4_K_M\n\n---\n# pwned <script>alert(1)</script> `x` \\`",
+}
+
+
+def test_model_details_from_the_server_are_inert_in_the_report(cli, faces, tmp_path):
+    root, truth = faces
+    spec = ModelSpec(name="sly:7b", capabilities=["completion", "vision"], **HOSTILE_DETAILS)
+    with OllamaDouble(models=[spec], answer=answer_by_image(truth)) as double:
+        out = tmp_path / "out"
+        result = cli("run", root, "--host", double.url, "--model", "sly:7b", "--out", out)
+        assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "<img" not in report and "<script" not in report
+    assert "](javascript:" not in report
+    lines = report.splitlines()
+    assert "# pwned" not in "\n".join(line[:7] for line in lines)
+    assert not any(line.strip() == "---" for line in lines)
+    setup = report[report.index("## Model and setup") :]
+    assert "&lt;img src=x onerror=alert(1)&gt;" in setup
+    assert "[8B]\\(javascript:alert(1))" in setup
+    assert "Q4_K_M --- # pwned &lt;script&gt;alert(1)&lt;/script&gt; \\`x\\` \\\\\\`" in setup
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["family"] == HOSTILE_DETAILS["family"]  # kept as the server said

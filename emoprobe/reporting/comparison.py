@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from emoprobe.files import write_atomic
-from emoprobe.reporting.markdown import PValue, dataset_name, fixed, interval, signed, table
+from emoprobe.reporting.markdown import (
+    PValue,
+    dataset_name,
+    fixed,
+    inert,
+    interval,
+    signed,
+    table,
+)
 from emoprobe.results.comparison import Comparison
 
 COMPARISON = "comparison.md"
@@ -108,7 +116,7 @@ def _signed_interval(bounds: tuple[float, float]) -> str:
 
 def coverage_line(comparison: Comparison) -> str:
     counts = ", ".join(
-        f"{name}: {n:,}" for name, n in zip(comparison.names, comparison.scored, strict=True)
+        f"{inert(name)}: {n:,}" for name, n in zip(comparison.names, comparison.scored, strict=True)
     )
     line = (
         f"Compared on **{comparison.shared:,} images** that every run scored, matched by sha256 "
@@ -126,7 +134,7 @@ def render_comparison(comparison: Comparison, plot: str | None = None) -> str:
     first = comparison.names[0]
     runs = comparison.runs
     parts = [
-        f"# emoprobe comparison: {len(runs)} runs on {dataset_name(runs[0].manifest)}",
+        f"# emoprobe comparison: {len(runs)} runs on {inert(dataset_name(runs[0].manifest))}",
         coverage_line(comparison),
         "**Scoring**, as in each run's report: an unparsed answer counts as wrong and stays "
         "in every denominator; unreadable images are left out. Metrics are scikit-learn's, "
@@ -135,13 +143,13 @@ def render_comparison(comparison: Comparison, plot: str | None = None) -> str:
         "(answers from the cache cost nothing and are not timed; tokens/s are generated "
         "tokens by the server's timings). F1 95% CI: percentile bootstrap over the "
         "shared images.\n\n" + runs_table(comparison),
-        f"## Each run against {first}\n\n" + paired_table(comparison),
+        f"## Each run against {inert(first)}\n\n" + paired_table(comparison),
         "## Per-class F1\n\n" + per_class_table(comparison),
     ]
     if comparison.differences:
         parts.append(
             "## What differs between the runs\n\n"
-            + "\n".join(f"- {line}" for line in comparison.differences)
+            + "\n".join(f"- {inert(line)}" for line in comparison.differences)
         )
     parts.append(_how_to_read(comparison))
     if plot:
@@ -152,7 +160,7 @@ def render_comparison(comparison: Comparison, plot: str | None = None) -> str:
 def _how_to_read(comparison: Comparison) -> str:
     return (
         "## How to read this\n\n"
-        f"- **Δ and its 95% CI** (each run minus {comparison.names[0]}): the images are "
+        f"- **Δ and its 95% CI** (each run minus {inert(comparison.names[0])}): the images are "
         f"resampled with replacement {comparison.resamples:,} times (seed {comparison.seed}), "
         "the same images for both runs, and the difference recomputed each time; the "
         "interval holds the middle 95%. Pairing removes the luck of which images were "

@@ -69,7 +69,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         else "---"
         for i in range(len(header))
     ]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    names = [_cell(name) for name in header]
+    lines = ["| " + " | ".join(names) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
 
@@ -85,7 +86,24 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    if isinstance(value, Code):
+        return "`" + " ".join(value.replace("`", "'").split()).replace("|", "\\|") + "`"
+    return inert(str(value)).replace("|", "\\|")
+
+
+class Code(str):
+    """A table cell shown as a code span (an answer quoted as the model gave it)."""
+
+
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "\\`"})
+_ESCAPING_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~])")  # one that would escape the next
+
+
+def inert(text: str) -> str:
+    """Text from a server, a dataset or a file, shown as itself in Markdown: one line,
+    no HTML, no links, no code spans (what breaks a report or runs in a viewer)."""
+    flat = _ESCAPING_BACKSLASH.sub(r"\\\\", " ".join(text.split()))
+    return flat.translate(_MARKUP).replace("](", "]\\(")
 
 
 def figure(value: float | None) -> str:
@@ -157,7 +175,7 @@ def render_report(
     model = manifest.model
     paper = paper_for(manifest)
     sections = [
-        f"# emoprobe: {model.name or '?'} on {dataset_name(manifest)}",
+        f"# emoprobe: {inert(model.name or '?')} on {inert(dataset_name(manifest))}",
         _status_line(metrics, manifest),
         f"**Scoring.** {UNPARSED_RULE} Metrics are scikit-learn's.",
         _overall(metrics, model, paper),
@@ -274,7 +292,7 @@ def _paper_caveat(model: ModelRecord, paper: PaperResult) -> str:
         "(1,000 per class); it does not say how the model was served or quantized"
     )
     quantization = model.quantization
-    text += f" (this run: {quantization} through Ollama)." if quantization else "."
+    text += f" (this run: {inert(quantization)} through Ollama)." if quantization else "."
     size = _size_in_name(model.name)
     if size is not None and paper.parameters_b and abs(size - paper.parameters_b) > 0.5:
         text += (
@@ -394,7 +412,7 @@ def _answers(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) ->
     if quotes:
         lines += ["", "Most frequent unparsed answers (shortened):", ""]
         common = quotes.most_common(QUOTED_ANSWERS)
-        lines.append(table(["answer", "times"], [[f"`{quote}`", n] for quote, n in common]))
+        lines.append(table(["answer", "times"], [[Code(quote), n] for quote, n in common]))
     reasons = Counter(predictions["error"][status == ERROR])
     if reasons:
         lines += ["", f"Unreadable images: {metrics.n_error}.", ""]
