@@ -396,3 +396,58 @@ def test_model_details_from_the_server_are_inert_in_the_report(cli, faces, tmp_p
     assert "Q4_K_M --- # pwned &lt;script&gt;alert(1)&lt;/script&gt; \\`x\\` \\\\\\`" in setup
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["family"] == HOSTILE_DETAILS["family"]  # kept as the server said
+
+
+# -- 15: a model typo, and failed starts that leave nothing --------------------------------
+def test_a_model_typo_offers_the_close_names_the_server_has(cli, ollama_double, faces, tmp_path):
+    root, _ = faces
+    out = tmp_path / "reports" / "typo"
+    result = cli("run", root, "--host", ollama_double.url, "--model", "qwen2.5-vl:7b", "--out", out)
+    message = one_line_error(result, "'qwen2.5-vl:7b' is not on the Ollama server")
+    assert "did you mean qwen2.5vl:7b?" in message
+    assert "pull" not in message  # qwen2.5-vl:7b is no tag to pull
+    assert not (tmp_path / "reports").exists()  # a failed start leaves no folder
+
+
+def test_an_unknown_model_far_from_any_still_says_how_to_pull_it(cli, ollama_double, faces):
+    root, _ = faces
+    result = cli("run", root, "--host", ollama_double.url, "--model", "zzz-unknown:1b")
+    one_line_error(result, "emoprobe models pull zzz-unknown:1b")
+
+
+def test_a_failed_start_in_an_existing_empty_folder_leaves_it_empty(cli, faces, tmp_path):
+    root, _ = faces
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli("run", root, "--host", "http://127.0.0.1:9", "--out", out, "--retries", "0")
+    assert result.exit_code != 0
+    assert list(out.iterdir()) == []
+
+
+# -- 16: cache export and cache info with typos --------------------------------------------
+def test_cache_export_of_a_model_typo_fails_and_writes_no_bundle(
+    cli, ollama_double, faces, tmp_path
+):
+    root, truth = faces
+    ollama_double.answer = answer_by_image(truth)
+    assert cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "o").exit_code == 0
+    bundle = tmp_path / "bundle.jsonl.gz"
+    result = cli("cache", "export", bundle, "--model", "qwen2.5vl:7")
+    one_line_error(result, "no answers of model 'qwen2.5vl:7'", "did you mean qwen2.5vl:7b?")
+    assert not bundle.exists()
+    assert cli("cache", "export", bundle, "--model", "qwen2.5vl:7b").exit_code == 0
+    assert bundle.exists()
+
+
+def test_cache_export_of_an_empty_cache_fails(cli, tmp_path):
+    result = cli("cache", "export", tmp_path / "b.gz")
+    one_line_error(result, "holds no answers")
+    assert not (tmp_path / "b.gz").exists()
+
+
+@pytest.mark.parametrize("command", [("info",), ("clear", "--yes"), ("export", "x.gz")])
+def test_a_cache_dir_typo_creates_no_folder(cli, tmp_path, command):
+    typo = tmp_path / "typo" / "path"
+    result = cli("cache", *command, "--cache-dir", typo)
+    one_line_error(result, f"no cache at {typo}: the folder does not exist", "(--cache-dir)")
+    assert not (tmp_path / "typo").exists()
