@@ -129,8 +129,9 @@ class OllamaBackend:
         if not close:
             return error
         return ModelNotFound(
-            f"model {model!r} is not on the Ollama server at {self.host}; it has "
-            f"{' and '.join(close)}: did you mean {close[0]}?",
+            f"model {model!r} is not on the Ollama server at {self.host}; did you mean "
+            f"{' or '.join(close)} (the server has {'them' if len(close) > 1 else 'it'})? "
+            f"If {model!r} is a tag you want, `emoprobe models pull {model}`",
             host=self.host,
             model=model,
         )
