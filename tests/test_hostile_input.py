@@ -453,3 +453,52 @@ def test_a_cache_dir_typo_creates_no_folder(cli, tmp_path, command):
     result = cli("cache", *command, "--cache-dir", typo)
     one_line_error(result, f"no cache at {typo}: the folder does not exist", "(--cache-dir)")
     assert not (tmp_path / "typo").exists()
+
+
+# -- 19: synonyms of the task file, used by the parser and shown in the report -------------
+@pytest.mark.parametrize(
+    ("answer", "label", "word"),
+    [
+        ("Fatigue", "tired", "fatigue"),
+        ("Fatigued.", "tired", "fatigued"),
+        ("**Sleepy**", "tired", "sleepy"),
+        ("The student is yawning.", "tired", "yawning"),
+        ("Puzzled", "confused", "puzzled"),
+        ("Looking away", "distracted", "looking away"),
+        ("Smiling.", "happy", "smiling"),
+        ("Tired.", "tired", None),
+        ("Not sleepy at all; happy.", "happy", None),
+    ],
+)
+def test_the_paper_tasks_synonyms_are_read_and_named(answer, label, word):
+    from emoprobe.task.definition import PAPER_TASK
+    from emoprobe.task.parse import parse_answer, synonym_used
+
+    task = PAPER_TASK
+    assert parse_answer(answer, task.labels, task.synonyms) == label
+    assert synonym_used(answer, task.labels, task.synonyms) == word
+
+
+def test_the_shipped_task_file_has_the_same_synonyms():
+    from emoprobe.task.definition import PAPER_TASK, load_task
+
+    shipped = Path(__file__).resolve().parents[1] / "examples/tasks/academic-emotion.toml"
+    assert load_task(shipped).synonyms == PAPER_TASK.synonyms
+    assert PAPER_TASK.synonyms["tired"][:3] == ("fatigue", "fatigued", "sleepy")
+
+
+def test_the_report_shows_which_answers_a_synonym_mapped(cli, ollama_double, faces, tmp_path):
+    root, truth = faces
+    tired = sorted(sha for sha, label in truth.items() if label == "tired")
+    answers = {**truth, tired[0]: "Fatigued.", tired[1]: "Sleepy"}
+    ollama_double.answer = answer_by_image(answers)
+    out = tmp_path / "out"
+    assert cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet").exit_code == 0
+    rows = {row.raw: row for row in read_rows(out / "predictions.csv")}
+    assert rows["Fatigued."].prediction == rows["Sleepy"].prediction == "tired"
+    report = (out / "report.md").read_text()
+    n = len(truth)
+    assert f"Answers read through a synonym of the task file: 2 of {n} parsed" in report
+    assert "| `fatigued` | tired | 1 |" in report and "| `sleepy` | tired | 1 |" in report
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["task"]["synonyms"]["tired"][:3] == ["fatigue", "fatigued", "sleepy"]

@@ -392,7 +392,12 @@ def _new_manifest(
         server=Server(config.hosts[0], list(config.hosts), info.server_version),
         model=ModelRecord(**info.to_dict()),
         task=TaskRecord(
-            task.name, list(task.labels), task.system_prompt, task.prompt_sha256, task.user_text
+            task.name,
+            list(task.labels),
+            task.system_prompt,
+            task.prompt_sha256,
+            task.user_text,
+            {label: list(words) for label, words in task.synonyms.items()},
         ),
         options=config.options,
         keep_alive=config.keep_alive,

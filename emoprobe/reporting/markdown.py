@@ -16,9 +16,10 @@ from emoprobe.files import write_atomic
 from emoprobe.reporting.paper import PaperResult, paper_result_for
 from emoprobe.results.manifest import Manifest, ModelRecord
 from emoprobe.results.metrics import Metrics
-from emoprobe.results.predictions import ERROR, UNPARSED_STATUS
+from emoprobe.results.predictions import ERROR, OK, UNPARSED_STATUS
 from emoprobe.results.rundir import RunDir
 from emoprobe.results.speed import speed_summary
+from emoprobe.task.parse import synonym_used
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -408,6 +409,7 @@ def _answers(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) ->
             f" Answers that were exactly one label, as the prompt asks: {bare} "
             f"({figure(bare / scored)})."
         )
+    lines += _synonyms(manifest, predictions)
     quotes = Counter(_shorten(text) for text in raw[status == UNPARSED_STATUS])
     if quotes:
         lines += ["", "Most frequent unparsed answers (shortened):", ""]
@@ -425,6 +427,28 @@ def _answers(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) ->
             "(never written as predictions; re-running the command retries them).",
         ]
     return "\n".join(lines)
+
+
+def _synonyms(manifest: Manifest, predictions: pd.DataFrame) -> list[str]:
+    """Which answers named their label only through a synonym of the task file."""
+    synonyms, labels = manifest.task.synonyms, manifest.task.labels
+    if not synonyms:
+        return []
+    ok = predictions[predictions["status"] == OK]
+    used = Counter(
+        (word, str(label))
+        for text, label in zip(ok["raw"], ok["prediction"], strict=True)
+        if (word := synonym_used(text, labels, synonyms))
+    )
+    total = sum(used.values())
+    text = (
+        f"Answers read through a synonym of the task file: {total} of {len(ok)} parsed "
+        f"({figure(total / len(ok) if len(ok) else None)})"
+    )
+    if not used:
+        return ["", text + "."]
+    rows = [[Code(word), label, n] for (word, label), n in used.most_common()]
+    return ["", text + ":", "", table(["synonym", "read as", "answers"], rows)]
 
 
 def _shorten(text: str) -> str:
