@@ -502,3 +502,29 @@ def test_the_report_shows_which_answers_a_synonym_mapped(cli, ollama_double, fac
     assert "| `fatigued` | tired | 1 |" in report and "| `sleepy` | tired | 1 |" in report
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["task"]["synonyms"]["tired"][:3] == ["fatigue", "fatigued", "sleepy"]
+
+
+# -- 18: one file mode for every file of a run, the user's umask's --------------------------
+@pytest.fixture
+def umask(request):
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002], indirect=True)
+def test_every_file_of_a_run_gets_the_mode_the_umask_gives(
+    cli, ollama_double, faces, tmp_path, umask
+):
+    root, truth = faces
+    ollama_double.answer = answer_by_image(truth)
+    out = tmp_path / "out"
+    assert cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet").exit_code == 0
+    assert cli("report", out).exit_code == 0  # rewritten files keep the same mode
+    files = {path.name: path.stat().st_mode & 0o777 for path in out.iterdir() if path.is_file()}
+    files.pop(".emoprobe.lock", None)
+    wanted = {"report.md", "metrics.json", "manifest.json", "predictions.csv"}
+    assert wanted <= set(files) and any(name.endswith(".png") for name in files), files
+    assert files == dict.fromkeys(files, 0o666 & ~umask)
