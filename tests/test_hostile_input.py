@@ -528,3 +528,18 @@ def test_every_file_of_a_run_gets_the_mode_the_umask_gives(
     wanted = {"report.md", "metrics.json", "manifest.json", "predictions.csv"}
     assert wanted <= set(files) and any(name.endswith(".png") for name in files), files
     assert files == dict.fromkeys(files, 0o666 & ~umask)
+
+
+def test_classify_reads_a_poisoned_cache_value_as_a_counted_miss(
+    cli, ollama_double, faces, isolated_env
+):
+    root, truth = faces
+    ollama_double.answer = answer_by_image(truth)
+    image = sorted(root.rglob("*.png"))[0]
+    assert cli("classify", image, "--host", ollama_double.url).exit_code == 0
+    assert _overwrite_answers(isolated_env, {"raw": 12345}) == 1
+    again = cli("classify", image, "--host", ollama_double.url)
+    assert again.exit_code == 0, again.output
+    assert "cached" not in again.stdout
+    assert "warning: 1 cached value(s)" in again.stderr
+    assert len(ollama_double.chat_requests) == 2

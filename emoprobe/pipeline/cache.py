@@ -224,6 +224,15 @@ class ResponseCache:
         """How many keys read so far held a value no emoprobe wrote (each a miss)."""
         return len(self._unreadable)
 
+    def unreadable_warning(self) -> str:
+        """The one warning about unreadable values read so far; "" if there were none."""
+        if not self._unreadable:
+            return ""
+        return (
+            f"{self.unreadable} cached value(s) in {self.directory} were no answer emoprobe "
+            "wrote: read as cache misses (asked again online)"
+        )
+
     def set(self, key: str, value: dict[str, Any]) -> None:
         with _translated(self.directory):
             self._responses.set(key, value)

@@ -175,11 +175,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                 with PredictionWriter(rundir.predictions, config.score_labels) as writer:
                     failed, abort_reason = pipeline.run(writer, done)
                 session.update(pipeline.stats())
-                if cache.unreadable:
-                    events.warning(
-                        f"{cache.unreadable} cached value(s) in {cache.directory} were no "
-                        "answer emoprobe wrote: read as cache misses (asked again online)"
-                    )
+                if warning := cache.unreadable_warning():
+                    events.warning(warning)
         rows = _rows_in_sample_order(sample, recover(rundir.predictions))
         total = len(sample)
         del sample, dataset, done, todo  # the report's libraries are large: make room first
