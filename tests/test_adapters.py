@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import daisee, fer_csv, pixels, write_image
 from PIL import Image
 
 from emoprobe.data.dataset import DATASET_FORMATS, detect_format, load_dataset
@@ -19,12 +20,6 @@ from emoprobe.task.definition import PAPER_TASK, load_task
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "tasks"
 BASIC = load_task(EXAMPLES / "basic-emotions.toml")
 DAISEE = load_task(EXAMPLES / "daisee-engagement.toml")
-
-
-def write_image(path: Path, shade: int = 100) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (16, 16), (shade, 80, 40)).save(path, "JPEG")
-    return path
 
 
 def one_line(exc: pytest.ExceptionInfo[Exception]) -> str:
@@ -39,21 +34,6 @@ def labels_of(dataset) -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------------------------------
 # FER2013
-
-
-def pixels(seed: int) -> str:
-    return " ".join(str((seed * 37 + i) % 256) for i in range(48 * 48))
-
-
-def fer_csv(path: Path, header: str = "emotion,pixels,Usage", codes=(0, 3, 6)) -> Path:
-    columns = [cell.strip() for cell in header.split(",")]
-    lines = [header]
-    usages = ["Training", "PublicTest", "PrivateTest"]
-    for row, code in enumerate(codes):
-        cells = {"emotion": str(code), "pixels": pixels(row), "Usage": usages[row % 3]}
-        lines.append(",".join(cells[column] for column in columns))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def fer_folder(cache: Path, csv_path: Path) -> Path:
@@ -276,24 +256,6 @@ def test_kaggle_affectnet_class_folders_are_an_image_folder(tmp_path: Path) -> N
 
 # ---------------------------------------------------------------------------------------
 # DAiSEE
-
-
-def daisee(root: Path) -> Path:
-    (root / "Labels").mkdir(parents=True)
-    (root / "Labels" / "AllLabels.csv").write_text(
-        "ClipID,Boredom,Engagement,Confusion,Frustration \n"
-        "1100011002.avi,0,3,0,0\n"  # engagement
-        "1100011003.avi,2,2,1,0\n"  # tie boredom/engagement -> boredom
-        "1100011004.mp4,0,2,2,2\n"  # tie of three -> confusion
-        "1100011005.avi,0,1,0,3\n"  # frustration, but no frames extracted
-    )
-    subject = root / "DataSet" / "Train" / "110001"
-    for clip, frames in (("1100011002", 2), ("1100011003", 1), ("1100011004", 1)):
-        for number in range(frames):
-            write_image(subject / clip / f"{clip}{number + 1}.jpg")
-    (subject / "1100011005").mkdir()
-    (subject / "1100011005" / "1100011005.avi").write_bytes(b"video")
-    return root
 
 
 def test_daisee_frames_get_their_clips_dominant_state(tmp_path: Path) -> None:

@@ -7,24 +7,23 @@ hook, odd model details through its `ModelSpec`s) or feeds the library a hostile
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import sqlite3
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import Result
 from factories import make_image_folder
-from ollama_double import OllamaDouble, answer_by_image
+from ollama_double import ModelSpec, OllamaDouble, answer_by_image
 
 import emoprobe
-from emoprobe.backends.base import MAX_ANSWER_CHARS
 from emoprobe.errors import ConfigError
 from emoprobe.pipeline.cache import RESPONSES, ResponseCache
-from emoprobe.results.predictions import HEADER, Row, read_rows, recover
+from emoprobe.results.predictions import HEADER, Row, keep_only, read_rows, recover
 
 
 def one_line_error(result: Result, *needles: str, code: int = 1) -> str:
@@ -61,35 +60,23 @@ def answering(double: OllamaDouble, truth: dict[str, str], special: dict[int, st
 def test_an_answer_longer_than_the_csv_field_limit_keeps_every_row(
     cli, ollama_double, faces, tmp_path
 ):
-    """The backend cuts answers at MAX_ANSWER_CHARS (status truncated), so a longer field
-    comes only from a predictions.csv written otherwise: it is read whole, never cut."""
+    """Answers are capped now, but an older emoprobe's file (or a cap raised) holds one:
+    recover() must neither cut the file there nor report fewer images."""
     root, truth = faces
-    huge = "happy " + "very " * 40_000  # 200,006 characters
-    answering(ollama_double, truth, {0: huge})
+    ollama_double.answer = answer_by_image(truth)
     out = tmp_path / "out"
-    unbounded = ("--option", "num_predict=-1")  # as a real model can get there
-    first = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet", *unbounded)
-    assert first.exit_code == 0, first.output
+    assert cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet").exit_code == 0
     rows = read_rows(out / "predictions.csv")
-    assert len(rows) == len(truth)
-    cut = [row for row in rows if row.raw.startswith("happy very")]
-    assert len(cut) == 1 and len(cut[0].raw) == MAX_ANSWER_CHARS and huge.startswith(cut[0].raw)
-    long_rows = [row if row is not cut[0] else replace(row, raw=huge) for row in rows]
-    write_csv(out / "predictions.csv", long_rows)
-    again = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet", *unbounded)
+    huge = "happy " + "very " * 40_000  # 200,006 characters
+    rows[0] = dataclasses.replace(rows[0], raw=huge)
+    keep_only(out / "predictions.csv", rows)
+    again = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet")
     assert again.exit_code == 0, again.output
-    rows = read_rows(out / "predictions.csv")
-    assert len(rows) == len(truth)
-    assert huge in {row.raw for row in rows}
+    kept = read_rows(out / "predictions.csv")
+    assert kept == rows
     shown = cli("report", out)
     assert shown.exit_code == 0, shown.output
     assert json.loads((out / "metrics.json").read_text())["n"] == len(truth)
-
-
-def write_csv(path: Path, rows: list[Row]) -> None:
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(HEADER)
-        csv.writer(handle, lineterminator="\n").writerows(row.cells() for row in rows)
 
 
 # -- 6: the model name is in the cache key ------------------------------------------------
@@ -382,3 +369,177 @@ def test_a_socks_proxy_setting_breaks_no_ollama_command(ollama_double, faces, tm
         assert done.returncode == 0, done.stderr
         assert "internal error" not in done.stderr
     assert len(ollama_double.chat_requests) == len(truth)
+
+
+# -- 10: server-supplied model details in report.md ---------------------------------------
+HOSTILE_DETAILS = {
+    "family": "<img src=x onerror=alert(1)>",
+    "parameter_size": "[8B](javascript:alert(1))",
+    "quantization_level": "Q4_K_M\n\n---\n# pwned <script>alert(1)</script> `x` \\`",
+}
+
+
+def test_model_details_from_the_server_are_inert_in_the_report(cli, faces, tmp_path):
+    root, truth = faces
+    spec = ModelSpec(name="sly:7b", capabilities=["completion", "vision"], **HOSTILE_DETAILS)
+    with OllamaDouble(models=[spec], answer=answer_by_image(truth)) as double:
+        out = tmp_path / "out"
+        result = cli("run", root, "--host", double.url, "--model", "sly:7b", "--out", out)
+        assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "<img" not in report and "<script" not in report
+    assert "](javascript:" not in report
+    lines = report.splitlines()
+    assert "# pwned" not in "\n".join(line[:7] for line in lines)
+    assert not any(line.strip() == "---" for line in lines)
+    setup = report[report.index("## Model and setup") :]
+    assert "&lt;img src=x onerror=alert(1)&gt;" in setup
+    assert "[8B]\\(javascript:alert(1))" in setup
+    assert "Q4_K_M --- # pwned &lt;script&gt;alert(1)&lt;/script&gt; \\`x\\` \\\\\\`" in setup
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["family"] == HOSTILE_DETAILS["family"]  # kept as the server said
+
+
+# -- 15: a model typo, and failed starts that leave nothing --------------------------------
+def test_a_model_typo_offers_the_close_names_the_server_has(cli, ollama_double, faces, tmp_path):
+    root, _ = faces
+    out = tmp_path / "reports" / "typo"
+    result = cli("run", root, "--host", ollama_double.url, "--model", "qwen2.5-vl:7b", "--out", out)
+    message = one_line_error(result, "'qwen2.5-vl:7b' is not on the Ollama server")
+    assert "did you mean qwen2.5vl:7b (the server has it)?" in message
+    assert message.index("did you mean") < message.index("pull")  # the likely fix first
+    assert not (tmp_path / "reports").exists()  # a failed start leaves no folder
+
+
+def test_an_unknown_model_far_from_any_still_says_how_to_pull_it(cli, ollama_double, faces):
+    root, _ = faces
+    result = cli("run", root, "--host", ollama_double.url, "--model", "zzz-unknown:1b")
+    one_line_error(result, "emoprobe models pull zzz-unknown:1b")
+
+
+def test_a_failed_start_in_an_existing_empty_folder_leaves_it_empty(cli, faces, tmp_path):
+    root, _ = faces
+    out = tmp_path / "out"
+    out.mkdir()
+    result = cli("run", root, "--host", "http://127.0.0.1:9", "--out", out, "--retries", "0")
+    assert result.exit_code != 0
+    assert list(out.iterdir()) == []
+
+
+# -- 16: cache export and cache info with typos --------------------------------------------
+def test_cache_export_of_a_model_typo_fails_and_writes_no_bundle(
+    cli, ollama_double, faces, tmp_path
+):
+    root, truth = faces
+    ollama_double.answer = answer_by_image(truth)
+    assert cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "o").exit_code == 0
+    bundle = tmp_path / "bundle.jsonl.gz"
+    result = cli("cache", "export", bundle, "--model", "qwen2.5vl:7")
+    one_line_error(result, "no answers of model 'qwen2.5vl:7'", "did you mean qwen2.5vl:7b?")
+    assert not bundle.exists()
+    assert cli("cache", "export", bundle, "--model", "qwen2.5vl:7b").exit_code == 0
+    assert bundle.exists()
+
+
+def test_cache_export_of_an_empty_cache_fails(cli, tmp_path):
+    result = cli("cache", "export", tmp_path / "b.gz")
+    one_line_error(result, "holds no answers")
+    assert not (tmp_path / "b.gz").exists()
+
+
+@pytest.mark.parametrize("command", [("info",), ("clear", "--yes"), ("export", "x.gz")])
+def test_a_cache_dir_typo_creates_no_folder(cli, tmp_path, command):
+    typo = tmp_path / "typo" / "path"
+    result = cli("cache", *command, "--cache-dir", typo)
+    one_line_error(result, f"no cache at {typo}: the folder does not exist", "(--cache-dir)")
+    assert not (tmp_path / "typo").exists()
+
+
+# -- 19: synonyms of the task file, used by the parser and shown in the report -------------
+@pytest.mark.parametrize(
+    ("answer", "label", "word"),
+    [
+        ("Fatigue", "tired", "fatigue"),
+        ("Fatigued.", "tired", "fatigued"),
+        ("**Sleepy**", "tired", "sleepy"),
+        ("The student is yawning.", "tired", "yawning"),
+        ("Puzzled", "confused", "puzzled"),
+        ("Looking away", "distracted", "looking away"),
+        ("Smiling.", "happy", "smiling"),
+        ("Tired.", "tired", None),
+        ("Not sleepy at all; happy.", "happy", None),
+    ],
+)
+def test_the_paper_tasks_synonyms_are_read_and_named(answer, label, word):
+    from emoprobe.task.definition import PAPER_TASK
+    from emoprobe.task.parse import parse_answer, synonym_used
+
+    task = PAPER_TASK
+    assert parse_answer(answer, task.labels, task.synonyms) == label
+    assert synonym_used(answer, task.labels, task.synonyms) == word
+
+
+def test_the_shipped_task_file_has_the_same_synonyms():
+    from emoprobe.task.definition import PAPER_TASK, load_task
+
+    shipped = Path(__file__).resolve().parents[1] / "examples/tasks/academic-emotion.toml"
+    assert load_task(shipped).synonyms == PAPER_TASK.synonyms
+    assert PAPER_TASK.synonyms["tired"][:3] == ("fatigue", "fatigued", "sleepy")
+
+
+def test_the_report_shows_which_answers_a_synonym_mapped(cli, ollama_double, faces, tmp_path):
+    root, truth = faces
+    tired = sorted(sha for sha, label in truth.items() if label == "tired")
+    answers = {**truth, tired[0]: "Fatigued.", tired[1]: "Sleepy"}
+    ollama_double.answer = answer_by_image(answers)
+    out = tmp_path / "out"
+    assert cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet").exit_code == 0
+    rows = {row.raw: row for row in read_rows(out / "predictions.csv")}
+    assert rows["Fatigued."].prediction == rows["Sleepy"].prediction == "tired"
+    report = (out / "report.md").read_text()
+    n = len(truth)
+    assert f"Answers read through a synonym of the task file: 2 of {n} parsed" in report
+    assert "| `fatigued` | tired | 1 |" in report and "| `sleepy` | tired | 1 |" in report
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["task"]["synonyms"]["tired"][:3] == ["fatigue", "fatigued", "sleepy"]
+
+
+# -- 18: one file mode for every file of a run, the user's umask's --------------------------
+@pytest.fixture
+def umask(request):
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002], indirect=True)
+def test_every_file_of_a_run_gets_the_mode_the_umask_gives(
+    cli, ollama_double, faces, tmp_path, umask
+):
+    root, truth = faces
+    ollama_double.answer = answer_by_image(truth)
+    out = tmp_path / "out"
+    assert cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet").exit_code == 0
+    assert cli("report", out).exit_code == 0  # rewritten files keep the same mode
+    files = {path.name: path.stat().st_mode & 0o777 for path in out.iterdir() if path.is_file()}
+    files.pop(".emoprobe.lock", None)
+    wanted = {"report.md", "metrics.json", "manifest.json", "predictions.csv"}
+    assert wanted <= set(files) and any(name.endswith(".png") for name in files), files
+    assert files == dict.fromkeys(files, 0o666 & ~umask)
+
+
+def test_classify_reads_a_poisoned_cache_value_as_a_counted_miss(
+    cli, ollama_double, faces, isolated_env
+):
+    root, truth = faces
+    ollama_double.answer = answer_by_image(truth)
+    image = sorted(root.rglob("*.png"))[0]
+    assert cli("classify", image, "--host", ollama_double.url).exit_code == 0
+    assert _overwrite_answers(isolated_env, {"raw": 12345}) == 1
+    again = cli("classify", image, "--host", ollama_double.url)
+    assert again.exit_code == 0, again.output
+    assert "cached" not in again.stdout
+    assert "warning: 1 cached value(s)" in again.stderr
+    assert len(ollama_double.chat_requests) == 2

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -128,6 +129,11 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def close_names(name: str, names: Iterable[str], most: int = 3) -> list[str]:
+    """The names most like `name` (a typo's likely targets), best first."""
+    return difflib.get_close_matches(name, sorted(set(names)), n=most, cutoff=0.6)
 
 
 def transport_failure(error: Exception, what: str, timeout: float) -> BackendError | None:

@@ -20,6 +20,7 @@ from emoprobe.backends.base import (
     Answer,
     ChatRequest,
     ModelInfo,
+    close_names,
     transport_failure,
 )
 from emoprobe.backends.bounded import bounded_transport
@@ -91,7 +92,10 @@ class OllamaBackend:
 
     def describe(self, model: str) -> ModelInfo:
         version = self.server_version()
-        shown = self._call(lambda: self._client.show(model), model)
+        try:
+            shown = self._call(lambda: self._client.show(model), model)
+        except ModelNotFound as error:
+            raise self._near_misses(error, model) from None
         capabilities = tuple(shown.capabilities or ())
         if not can_see(capabilities, shown.modelinfo):
             listed = ", ".join(capabilities) or "none listed"
@@ -109,6 +113,27 @@ class OllamaBackend:
             quantization=(details.quantization_level if details else "") or "",
             size_bytes=int(listed_model.size or 0) if listed_model else 0,
             capabilities=capabilities,
+        )
+
+    def _near_misses(self, error: ModelNotFound, model: str) -> ModelNotFound:
+        """`error`, or a ModelNotFound naming the server's models close to `model` (a typo
+        such as qwen2.5-vl:7b for qwen2.5vl:7b is no tag to pull)."""
+        if model.startswith("emoprobe-"):
+            return error  # a build of emoprobe's: the fix is to build it
+        try:
+            listing = self._call(self._client.list, model)
+        except BackendError:
+            return error
+        names = [entry.model or "" for entry in listing.models]
+        close = close_names(full_model_name(model), names) or close_names(model, names)
+        if not close:
+            return error
+        return ModelNotFound(
+            f"model {model!r} is not on the Ollama server at {self.host}; did you mean "
+            f"{' or '.join(close)} (the server has {'them' if len(close) > 1 else 'it'})? "
+            f"If {model!r} is a tag you want, `emoprobe models pull {model}`",
+            host=self.host,
+            model=model,
         )
 
     def _listed(self, model: str) -> Any:

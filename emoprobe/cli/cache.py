@@ -19,10 +19,20 @@ def cache() -> None:
     """Look into, clear, export or import the response cache."""
 
 
-def _open(cache_dir: Path | None) -> ResponseCache:
+def _open(cache_dir: Path | None, *, create: bool = False) -> ResponseCache:
+    """The cache; one named by --cache-dir must exist unless `create` (a typo creates
+    no folder)."""
+    from emoprobe.errors import CacheError
     from emoprobe.pipeline.cache import ResponseCache
     from emoprobe.settings import default_cache_dir
 
+    if cache_dir is not None and not create and not cache_dir.is_dir():
+        raise CacheError(
+            f"no cache at {cache_dir}: "
+            + ("it is not a folder" if cache_dir.exists() else "the folder does not exist"),
+            path=cache_dir,
+            setting="cache_dir",
+        )
     return ResponseCache(cache_dir or default_cache_dir())
 
 
@@ -77,6 +87,6 @@ def cache_import(file: Path, cache_dir: Path | None) -> None:
     """Add the answers of a bundle FILE to the cache (for `--offline` replay)."""
     from emoprobe.pipeline.cache import import_bundle
 
-    with _open(cache_dir) as store:
+    with _open(cache_dir, create=True) as store:
         added, present = import_bundle(store, file)
     click.echo(f"imported {added} answers ({present} were already cached)")

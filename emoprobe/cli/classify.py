@@ -62,6 +62,8 @@ def classify(
             result = probe.classify(path)
             failures += result.raw is None
             _print_result(path, result, as_json)
+        if warning := probe.cache.unreadable_warning():
+            click.echo(f"warning: {warning}", err=True)
     return 1 if failures else 0
 
 

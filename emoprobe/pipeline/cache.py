@@ -25,7 +25,7 @@ from typing import Any
 
 import diskcache
 
-from emoprobe.backends.base import Answer
+from emoprobe.backends.base import Answer, close_names
 from emoprobe.data.images import PREPARE_VERSION
 from emoprobe.errors import CacheError
 from emoprobe.task.answers import cache_mode
@@ -246,6 +246,15 @@ class ResponseCache:
         """How many keys read so far held a value no emoprobe wrote (each a miss)."""
         return len(self._unreadable)
 
+    def unreadable_warning(self) -> str:
+        """The one warning about unreadable values read so far; "" if there were none."""
+        if not self._unreadable:
+            return ""
+        return (
+            f"{self.unreadable} cached value(s) in {self.directory} were no answer emoprobe "
+            "wrote: read as cache misses (asked again online)"
+        )
+
     def set(self, key: str, value: dict[str, Any]) -> None:
         with _translated(self.directory):
             self._responses.set(key, value)
@@ -348,6 +357,8 @@ def export_bundle(cache: ResponseCache, path: Path, model: str | None = None) ->
         for key, value in cache.answers()
         if model is None or key == MODELS_PREFIX + model or value.get("model") == model
     ]
+    if not any(not key.startswith(MODELS_PREFIX) for key, _ in entries):
+        raise CacheError(_nothing_to_export(cache, model), model=model, path=cache.directory)
     header = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
@@ -362,6 +373,16 @@ def export_bundle(cache: ResponseCache, path: Path, model: str | None = None) ->
     except OSError as error:
         raise CacheError(f"cannot write bundle {path}: {error.strerror or error}") from None
     return sum(not key.startswith(MODELS_PREFIX) for key, _ in entries)
+
+
+def _nothing_to_export(cache: ResponseCache, model: str | None) -> str:
+    if model is None:
+        return f"the cache at {cache.directory} holds no answers: nothing to export"
+    models = [name for name, entry in cache.info()["models"].items() if entry["answers"]]
+    close = close_names(model, models)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    held = f" (it holds answers of {', '.join(sorted(models))})" if models else ""
+    return f"the cache at {cache.directory} has no answers of model {model!r}{held}{hint}"
 
 
 def import_bundle(cache: ResponseCache, path: Path) -> tuple[int, int]:

@@ -180,11 +180,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                 with PredictionWriter(rundir.predictions, config.score_labels) as writer:
                     failed, abort_reason = pipeline.run(writer, done)
                 session.update(pipeline.stats())
-                if cache.unreadable:
-                    events.warning(
-                        f"{cache.unreadable} cached value(s) in {cache.directory} were no "
-                        "answer emoprobe wrote: read as cache misses (asked again online)"
-                    )
+                if warning := cache.unreadable_warning():
+                    events.warning(warning)
         rows = _rows_in_sample_order(sample, recover(rundir.predictions))
         total = len(sample)
         if manifest is not None and manifest.dataset.drawn is None:
@@ -419,7 +416,12 @@ def _new_manifest(
         server=Server(config.hosts[0], list(config.hosts), info.server_version),
         model=ModelRecord(**info.to_dict()),
         task=TaskRecord(
-            task.name, list(task.labels), task.system_prompt, task.prompt_sha256, task.user_text
+            task.name,
+            list(task.labels),
+            task.system_prompt,
+            task.prompt_sha256,
+            task.user_text,
+            {label: list(words) for label, words in task.synonyms.items()},
         ),
         options=config.options,
         keep_alive=config.keep_alive,

@@ -13,6 +13,7 @@ from emoprobe.reporting.markdown import (
     alarm_text,
     dataset_name,
     fixed,
+    inert,
     interval,
     signed,
     table,
@@ -117,7 +118,7 @@ def _signed_interval(bounds: tuple[float, float]) -> str:
 
 def coverage_line(comparison: Comparison) -> str:
     counts = ", ".join(
-        f"{name}: {n:,}" for name, n in zip(comparison.names, comparison.scored, strict=True)
+        f"{inert(name)}: {n:,}" for name, n in zip(comparison.names, comparison.scored, strict=True)
     )
     line = (
         f"Compared on **{comparison.shared:,} images** that every run scored, matched by sha256 "
@@ -154,7 +155,7 @@ def differences_text(comparison: Comparison) -> str:
         + ", ".join(f"{n:,}" for n in comparison.scored)
         + ")"
     ]
-    lines += [f"- {line}" for line in comparison.differences]
+    lines += [f"- {inert(line)}" for line in comparison.differences]
     if not comparison.differences:
         lines.append("- no recorded setting differs")
     return "## What differs between the runs\n\n" + "\n".join(lines)
@@ -166,7 +167,7 @@ def render_comparison(
     first = comparison.names[0]
     runs = comparison.runs
     parts = [
-        f"# emoprobe comparison: {len(runs)} runs on {dataset_name(runs[0].manifest)}",
+        f"# emoprobe comparison: {len(runs)} runs on {inert(dataset_name(runs[0].manifest))}",
         coverage_line(comparison),
         alarms_text(comparison),
         differences_text(comparison),
@@ -177,7 +178,7 @@ def render_comparison(
         "(answers from the cache cost nothing and are not timed; tokens/s are generated "
         "tokens by the server's timings). F1 95% CI: percentile bootstrap over the "
         "shared images.\n\n" + runs_table(comparison),
-        f"## Each run against {first}\n\n" + paired_table(comparison),
+        f"## Each run against {inert(first)}\n\n" + paired_table(comparison),
         "## Per-class F1\n\n"
         + per_class_table(comparison)
         + (f"\n\n![Per-class F1 of every run]({per_class_plot})" if per_class_plot else ""),
@@ -191,7 +192,7 @@ def render_comparison(
 def _how_to_read(comparison: Comparison) -> str:
     return (
         "## How to read this\n\n"
-        f"- **Δ and its 95% CI** (each run minus {comparison.names[0]}): the images are "
+        f"- **Δ and its 95% CI** (each run minus {inert(comparison.names[0])}): the images are "
         f"resampled with replacement {comparison.resamples:,} times (seed {comparison.seed}), "
         "the same images for both runs, and the difference recomputed each time; the "
         "interval holds the middle 95%. Pairing removes the luck of which images were "

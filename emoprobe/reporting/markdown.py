@@ -29,6 +29,7 @@ from emoprobe.results.predictions import (
 )
 from emoprobe.results.rundir import RunDir
 from emoprobe.results.speed import request_costs, speed_summary
+from emoprobe.task.parse import synonym_used
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,7 +98,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         else "---"
         for i in range(len(header))
     ]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    names = [_cell(name) for name in header]
+    lines = ["| " + " | ".join(names) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
 
@@ -113,7 +115,24 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    if isinstance(value, Code):
+        return "`" + " ".join(value.replace("`", "'").split()).replace("|", "\\|") + "`"
+    return inert(str(value)).replace("|", "\\|")
+
+
+class Code(str):
+    """A table cell shown as a code span (an answer quoted as the model gave it)."""
+
+
+_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "\\`"})
+_ESCAPING_BACKSLASH = re.compile(r"\\(?=[!-/:-@\[-`{-~])")  # one that would escape the next
+
+
+def inert(text: str) -> str:
+    """Text from a server, a dataset or a file, shown as itself in Markdown: one line,
+    no HTML, no links, no code spans (what breaks a report or runs in a viewer)."""
+    flat = _ESCAPING_BACKSLASH.sub(r"\\\\", " ".join(text.split()))
+    return flat.translate(_MARKUP).replace("](", "]\\(")
 
 
 def figure(value: float | None) -> str:
@@ -189,7 +208,7 @@ def render_report(
     model = manifest.model
     paper = paper_for(manifest)
     sections = [
-        f"# emoprobe: {model.name or '?'} on {dataset_name(manifest)}",
+        f"# emoprobe: {inert(model.name or '?')} on {inert(dataset_name(manifest))}",
         _sample_line(metrics, manifest),
         _status_line(metrics, manifest),
         alarms_section(metrics.alarms),
@@ -409,7 +428,7 @@ def _paper_caveat(model: ModelRecord, paper: PaperResult) -> str:
         "(1,000 per class); it does not say how the model was served or quantized"
     )
     quantization = model.quantization
-    text += f" (this run: {quantization} through Ollama)." if quantization else "."
+    text += f" (this run: {inert(quantization)} through Ollama)." if quantization else "."
     size = _size_in_name(model.name)
     if size is not None and paper.parameters_b and abs(size - paper.parameters_b) > 0.5:
         text += (
@@ -521,12 +540,13 @@ def _answers(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) ->
         + (f" ({figure(metrics.n_unparsed / scored)}): {', '.join(no_label)}." if scored else ".")
     )
     lines[-1] += " " + _forms_text(metrics)
+    lines += _synonyms(manifest, predictions)
     status, raw = predictions["status"], predictions["raw"]
     quotes = Counter(_shorten(text) for text in raw[status.isin(NO_LABEL_STATUSES)])
     if quotes:
         lines += ["", "Most frequent answers without a label (shortened):", ""]
         common = quotes.most_common(QUOTED_ANSWERS)
-        lines.append(table(["answer", "times"], [[f"`{quote}`", n] for quote, n in common]))
+        lines.append(table(["answer", "times"], [[Code(quote), n] for quote, n in common]))
     for kind in UNANSWERED_STATUSES:
         reasons = Counter(predictions["error"][status == kind])
         if reasons:
@@ -549,6 +569,28 @@ def _forms_text(metrics: Metrics) -> str:
         )
     bare = forms.exactly_one_label or 0
     return f"Answers that were exactly one label, as the prompt asks: {bare} ({figure(bare / n)})."
+
+
+def _synonyms(manifest: Manifest, predictions: pd.DataFrame) -> list[str]:
+    """Which answers named their label only through a synonym of the task file."""
+    synonyms, labels = manifest.task.synonyms, manifest.task.labels
+    if not synonyms:
+        return []
+    ok = predictions[predictions["status"] == OK]
+    used = Counter(
+        (word, str(label))
+        for text, label in zip(ok["raw"], ok["prediction"], strict=True)
+        if (word := synonym_used(text, labels, synonyms))
+    )
+    total = sum(used.values())
+    text = (
+        f"Answers read through a synonym of the task file: {total} of {len(ok)} parsed "
+        f"({figure(total / len(ok) if len(ok) else None)})"
+    )
+    if not used:
+        return ["", text + "."]
+    rows = [[Code(word), label, n] for (word, label), n in used.most_common()]
+    return ["", text + ":", "", table(["synonym", "read as", "answers"], rows)]
 
 
 def _shorten(text: str) -> str:

@@ -73,6 +73,7 @@ class TaskRecord:
     prompt: str = ""
     prompt_sha256: str = ""
     user_text: str = ""
+    synonyms: dict[str, list[str]] = field(default_factory=dict)  # what the parser also read
 
 
 @dataclass

@@ -39,7 +39,10 @@ class RunDir:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Create the folder and hold its lock: a second run into it is refused."""
+        """Create the folder and hold its lock: a second run into it is refused. A run
+        that writes nothing (a failed start) leaves no folder or lock behind."""
+        created = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        lock_existed = (self.path / LOCK).exists()
         lock = FileLock(self.path / LOCK, timeout=0)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -59,7 +62,21 @@ class RunDir:
         try:
             yield
         finally:
+            if not lock_existed:
+                self._tidy(created)
             lock.release()
+
+    def _tidy(self, created: list[Path]) -> None:
+        """Remove the lock (still held) and the folders this run made, if nothing else
+        is in them."""
+        try:
+            if [entry.name for entry in self.path.iterdir()] != [LOCK]:
+                return
+            (self.path / LOCK).unlink()
+            for folder in created:  # deepest first
+                folder.rmdir()
+        except OSError:
+            pass
 
     def read_manifest(self) -> Manifest | None:
         return read_manifest(self.path / MANIFEST)

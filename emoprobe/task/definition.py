@@ -108,6 +108,15 @@ PAPER_TASK = Task(
         "tired": "The student appears sleepy, yawning, or holding their face with their hand.",
         "neutral": "The student's expression does not fit into any of the above categories.",
     },
+    # Words answers use for a label that the definitions describe; not in the prompt (the
+    # paper's prompt is unchanged), only read by the parser. The report counts their use.
+    synonyms={
+        "confused": ("puzzled", "perplexed", "bewildered", "puzzlement"),
+        "distracted": ("inattentive", "unfocused", "disengaged", "looking away"),
+        "happy": ("smiling", "joyful", "cheerful", "laughing", "enjoyment", "amused"),
+        "tired": ("fatigue", "fatigued", "sleepy", "drowsy", "yawning", "exhausted", "weary"),
+        "neutral": ("expressionless", "impassive", "calm"),
+    },
 )
 
 

@@ -31,7 +31,14 @@ from typing import Any
 
 from emoprobe.task.definition import UNPARSED
 
-__all__ = ["UNPARSED", "is_refusal", "label_forms", "parse_answer", "parse_json_answer"]
+__all__ = [
+    "UNPARSED",
+    "is_refusal",
+    "label_forms",
+    "parse_answer",
+    "parse_json_answer",
+    "synonym_used",
+]
 
 # Word forms that name the same thing: a label in a group is also matched by the group's
 # other words (whole words only). Deliberately small: only clear inflections.
@@ -399,3 +406,22 @@ def label_forms(
     """Every word form the parser reads as a label (casefolded) → that label: the labels,
     their synonyms and their inflections (`happiness` → `happy`)."""
     return dict(_matcher_for(labels, synonyms).forms)
+
+
+def synonym_used(
+    raw: str, labels: Sequence[str], synonyms: Mapping[str, Sequence[str]] | None
+) -> str | None:
+    """The task-file synonym that made ``raw`` name its label (``Fatigued.`` -> tired), or
+    None when the answer is read the same without the synonyms (or names no label)."""
+    if not synonyms or not isinstance(raw, str):
+        return None
+    label = parse_answer(raw, labels, synonyms)
+    if label == UNPARSED or parse_answer(raw, labels) == label:
+        return None
+    words = next((w for key, w in _freeze(synonyms) if _norm(key) == _norm(label)), ())
+    text = _WS.sub(" ", _decorate(_preclean(raw)))
+    for word in sorted(words, key=len, reverse=True):
+        pattern = r"\s+".join(map(re.escape, _norm(word).split()))
+        if re.search(rf"(?<![\w-]){pattern}(?![\w-])", text):
+            return word
+    return None
