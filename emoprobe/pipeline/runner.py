@@ -146,8 +146,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                 infos = describe_models(config.model, backends, cache, config.backend)
                 info = infos[0]
                 check_answer_mode(config.answer_mode, info)
-                windows = in_flight_windows(config, infos)
-                for warning in server_warnings(infos):
+                windows = in_flight_windows(config, infos) if backends else []
+                for warning in server_warnings(infos) if backends else []:
                     events.warning(warning)
                 if backends and (ignored := backends[0].ignored_options(config.options)):
                     events.warning(
