@@ -13,6 +13,7 @@ each into one line on stderr and a non-zero exit, in one place (`cli.main`).
         ├── ServerUnreachable   nothing answers at the host
         ├── ModelNotFound       the server lacks the model (404)
         ├── ModelUnsuitable     the model cannot do the task (no vision)
+        │   └── ModelUnservable     this server cannot run this model at all (mllama on >= 0.30)
         ├── TransientError      worth retrying: 5xx, 503 busy, timeouts, drops, bad JSON
         └── RequestRejected     the server refused this request (4xx): not worth retrying
 
@@ -87,6 +88,14 @@ class ModelNotFound(BackendError):
 
 class ModelUnsuitable(BackendError):
     """The model lacks a capability the task needs (e.g. vision)."""
+
+
+class ModelUnservable(ModelUnsuitable):
+    """This server cannot run this model at all (e.g. mllama on Ollama 0.30 and later)."""
+
+
+class ServerRedirected(BackendError):
+    """The server answered with a redirect: emoprobe never follows one (the images are faces)."""
 
 
 class TransientError(BackendError):

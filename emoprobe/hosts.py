@@ -53,8 +53,10 @@ def normalize_host(raw: str) -> str:
 
 
 def is_loopback(url: str) -> bool:
-    """Whether `url` names this machine: a loopback address, or a local name that
-    resolves to loopback addresses only."""
+    """Whether `url` names this machine: a loopback address, the unspecified address
+    (`0.0.0.0`, `::`: Ollama's own `OLLAMA_HOST=0.0.0.0` listens on every interface and
+    its client then reaches this machine), or a local name that resolves to loopback
+    addresses only."""
     return not _not_local(url)
 
 
@@ -63,7 +65,8 @@ def _not_local(url: str) -> str:
     parts = urlsplit(url)
     hostname = (parts.hostname or "").lower().rstrip(".")
     try:
-        return "" if ipaddress.ip_address(hostname).is_loopback else "not this machine"
+        address = ipaddress.ip_address(hostname)
+        return "" if address.is_loopback or address.is_unspecified else "not this machine"
     except ValueError:
         pass
     if hostname not in LOCAL_NAMES:

@@ -36,6 +36,7 @@ import copy
 import hashlib
 import io
 import json
+import math
 import re
 import socket
 import socketserver
@@ -413,6 +414,7 @@ CURRENT_MODELS: tuple[ModelSpec, ...] = (
     _qwen3vl("qwen3-vl:8b-instruct-q8_0", "Q8_0", 9_800_000_000, thinking=False),
     _qwen3vl("qwen3-vl:8b-instruct-bf16", "F16", 18_000_000_000, thinking=False),
     _gemma3("gemma3:4b", "Q4_K_M", 3_338_801_804, twelve=False),
+    _gemma3("gemma3:4b-it-q4_K_M", "Q4_K_M", 3_338_801_804, twelve=False),
     _gemma3("gemma3:4b-it-q8_0", "Q8_0", 4_958_000_000, twelve=False),
     _gemma3("gemma3:4b-it-fp16", "F16", 8_600_000_000, twelve=False),
     _gemma3("gemma3:12b", "Q4_K_M", 8_149_190_253, twelve=True),
@@ -1381,7 +1383,8 @@ class _OllamaHandler(_RecordingHandler):
         if think not in (None, False) and "thinking" not in spec.capabilities:
             self._error(400, f"{json.dumps(requested)} does not support thinking")
             return
-        if "completion" not in spec.capabilities:
+        if spec.capabilities and "completion" not in spec.capabilities:
+            # (a server too old to list capabilities, spec.capabilities == [], checks none)
             self._error(400, f"{json.dumps(requested)} does not support chat")
             return
         if spec.blob_missing:  # the scheduler meets os.ErrNotExist: handleScheduleError
@@ -1510,9 +1513,6 @@ class _OllamaHandler(_RecordingHandler):
         loaded_at: float,
     ) -> None:
         double = self.double
-        images = sum(
-            len(m.get("images") or []) for m in body.get("messages") or [] if isinstance(m, dict)
-        )
         if spec.family == "mllama" and any(
             len(m.get("images") or []) > 1 for m in body["messages"] if isinstance(m, dict)
         ):
@@ -1565,7 +1565,16 @@ class _OllamaHandler(_RecordingHandler):
         prompt_chars = sum(
             len(str(m.get("content") or "")) for m in body["messages"] if isinstance(m, dict)
         )
-        prompt_eval_count = 12 + prompt_chars // 4 + 576 * images
+        prompt_eval_count = (
+            12
+            + prompt_chars // 4
+            + sum(
+                double.image_token_count(spec, _decode_image(image))
+                for m in body["messages"]
+                if isinstance(m, dict)
+                for image in m.get("images") or []
+            )
+        )
         eval_count = max(len(tokens) + len(thinking_tokens), 1)
         if double.latency > 0:
             prompt_eval_duration = int(double.latency * 0.3e9)
@@ -1689,6 +1698,18 @@ def _decodable_image(data: bytes | None) -> bool:
     except Exception:
         return False
     return True
+
+
+def _image_size(data: bytes | None) -> tuple[int, int] | None:
+    if not data:
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:
+        return None
 
 
 def _conform(schema: Any, text: str) -> Any:
@@ -2111,6 +2132,39 @@ class OllamaDouble(ChatDoubleBase):
         """1 for a family server/sched.go runs one request at a time, else None (parallel)."""
         families = {spec.family, *(spec.families or [])}
         return 1 if families & self.single_slot_families else None
+
+    def image_token_count(self, spec: ModelSpec, data: bytes | None) -> int:
+        """Prompt tokens one image costs this family on this version (576 if unknown).
+
+        Qwen-VL: merged 28 px (Qwen2/2.5) or 32 px (Qwen3) patches after smart resize, at
+        least 1,024 from 0.30 (llm/llama_server.go --image-min-tokens); gemma3: 256;
+        mllama: 1 (cross-attention).
+        """
+        family = spec.family
+        if family == "gemma3":
+            return 256
+        if family == "mllama":
+            return 1
+        factor = {"qwen25vl": 28, "qwen2vl": 28, "qwen3vl": 32, "qwen3vlmoe": 32}.get(family)
+        size = _image_size(data)
+        if factor is None or size is None:
+            return 576
+        if self.llama_server:
+            low, high = 1024, 4096 if factor == 28 else 16384
+        else:
+            low, high = (4, 1280) if factor == 28 else (64, 2048)
+        width, height = size
+        w = max(factor, round(width / factor) * factor)
+        h = max(factor, round(height / factor) * factor)
+        if w * h > high * factor * factor:
+            beta = (width * height / (high * factor * factor)) ** 0.5
+            w = max(factor, math.floor(width / beta / factor) * factor)
+            h = max(factor, math.floor(height / beta / factor) * factor)
+        elif w * h < low * factor * factor:
+            beta = (low * factor * factor / (width * height)) ** 0.5
+            w = math.ceil(width * beta / factor) * factor
+            h = math.ceil(height * beta / factor) * factor
+        return (w // factor) * (h // factor)
 
     def _thinks(self, spec: ModelSpec, think: Any) -> bool:
         if "thinking" not in spec.capabilities:

@@ -244,10 +244,16 @@ LIBRARY_TAGS = [
     "llama3.2-vision:11b-instruct-q4_K_M",
     "llama3.2-vision:11b-instruct-q8_0",
     "llama3.2-vision:11b-instruct-fp16",
+    "qwen3-vl:8b-instruct-q4_K_M",
+    "qwen3-vl:8b-instruct-q8_0",
+    "qwen3-vl:8b-instruct-bf16",
+    "gemma3:4b-it-q4_K_M",
+    "gemma3:4b-it-q8_0",
+    "gemma3:4b-it-fp16",
 ]
 
 
-def test_six_builds_from_the_library_tags() -> None:
+def test_twelve_builds_from_the_library_tags() -> None:
     assert [b.base for b in builds.BUILDS] == LIBRARY_TAGS
     assert [b.name for b in builds.BUILDS] == [
         "emoprobe-qwen2.5vl:7b-q4_K_M",
@@ -256,7 +262,23 @@ def test_six_builds_from_the_library_tags() -> None:
         "emoprobe-llama3.2-vision:11b-q4_K_M",
         "emoprobe-llama3.2-vision:11b-q8_0",
         "emoprobe-llama3.2-vision:11b-fp16",
+        "emoprobe-qwen3-vl:8b-q4_K_M",
+        "emoprobe-qwen3-vl:8b-q8_0",
+        "emoprobe-qwen3-vl:8b-bf16",
+        "emoprobe-gemma3:4b-q4_K_M",
+        "emoprobe-gemma3:4b-q8_0",
+        "emoprobe-gemma3:4b-fp16",
     ]
+    assert [b.key for b in builds.BUILDS[6:]] == [
+        "qwen3-vl-q4",
+        "qwen3-vl-q8",
+        "qwen3-vl-bf16",
+        "gemma3-q4",
+        "gemma3-q8",
+        "gemma3-fp16",
+    ]
+    assert [b.arch for b in builds.BUILDS[::3]] == ["qwen25vl", "mllama", "qwen3vl", "gemma3"]
+    assert builds.BUILDS[6].source == "https://ollama.com/library/qwen3-vl:8b-instruct-q4_K_M"
     shipped = sorted(p.name for p in REPO_MODELFILES.glob("*.Modelfile"))
     assert shipped == sorted(b.filename for b in builds.BUILDS)
 
@@ -336,6 +358,7 @@ def test_the_repository_ships_no_lock_and_the_lock_lives_in_the_data_dir(tmp_pat
     assert saved["builds"][builds.BUILDS[0].name]["digest"] == "ab" * 32
     assert saved["builds"][builds.BUILDS[1].name] == {
         "base": builds.BUILDS[1].base,
+        "source": "https://ollama.com/library/qwen2.5vl:7b-q8_0",
         "base_digest": None,
         "pulled_at": None,
         "digest": None,

@@ -38,19 +38,25 @@ from emoprobe.task.model_options import DEFAULT_OPTIONS
 REPO_MODELFILES = Path(__file__).resolve().parent.parent / "modelfiles"
 Q4 = builds.BUILDS[0]  # qwen2.5vl-q4
 LLAMA_FP16 = builds.BUILDS[5]
-SIZES = {"q4_K_M": 6_000_000_000, "q8_0": 9_400_000_000, "fp16": 16_600_000_000}
+SIZES = {
+    "q4_K_M": 6_000_000_000,
+    "q8_0": 9_400_000_000,
+    "fp16": 16_600_000_000,
+    "bf16": 16_600_000_000,
+}
+PARAMETERS = {"qwen25vl": "8.3B", "mllama": "10.7B", "qwen3vl": "8.8B", "gemma3": "4.3B"}
+SCALE = {"qwen25vl": 10, "mllama": 13, "qwen3vl": 11, "gemma3": 5}  # tenths of Qwen2.5-VL's
 
 
 def base_spec(build: builds.Build) -> ModelSpec:
     """The library tag of a build, as the double serves it."""
-    qwen = build.family == "qwen2.5vl"
     return ModelSpec(
         name=build.base,
-        family="qwen25vl" if qwen else "mllama",
-        parameter_size="8.3B" if qwen else "10.7B",
+        family=build.arch,
+        parameter_size=PARAMETERS[build.arch],
         quantization_level=build.quantization.upper(),
         capabilities=["completion", "vision"],
-        size=SIZES[build.quantization] * (1 if qwen else 13) // (1 if qwen else 10),
+        size=SIZES[build.quantization] * SCALE[build.arch] // 10,
     )
 
 
@@ -103,7 +109,7 @@ def test_list_before_anything_is_pulled(cli, server: OllamaDouble) -> None:
     assert result.exit_code == 0, result.output
     rows = table(result.stdout)
     assert rows["NAME"] == ["NAME", "MODEL", "FAMILY", "QUANT", "SIZE", "DIGEST", "PULLED", "BUILT"]
-    assert len(rows) == 7
+    assert len(rows) == 1 + len(builds.BUILDS) == 13
     assert rows["qwen2.5vl-q4"] == [
         "qwen2.5vl-q4",
         Q4.name,
@@ -202,7 +208,8 @@ def test_pull_a_tag_the_library_lacks(cli, server: OllamaDouble) -> None:
     assert result.stderr.endswith(
         "; the builds are qwen2.5vl-q4, qwen2.5vl-q8, "
         "qwen2.5vl-fp16, llama3.2-vision-q4, llama3.2-vision-q8, "
-        "llama3.2-vision-fp16\n"
+        "llama3.2-vision-fp16, qwen3-vl-q4, qwen3-vl-q8, qwen3-vl-bf16, gemma3-q4, "
+        "gemma3-q8, gemma3-fp16\n"
     )
 
 
@@ -515,14 +522,15 @@ def test_render_writes_and_checks(cli, tmp_path: Path) -> None:
     folder = tmp_path / "fresh"
     result = cli("models", "render", "--modelfiles", folder)
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("wrote") == 6
+    assert result.stdout.count("wrote") == len(builds.BUILDS)
     for build in builds.BUILDS:
         assert (folder / build.filename).read_bytes() == (
             REPO_MODELFILES / build.filename
         ).read_bytes()
     assert sorted(p.name for p in folder.iterdir()) == sorted(b.filename for b in builds.BUILDS)
     assert cli("models", "render", "--check", "--modelfiles", folder).exit_code == 0
-    assert cli("models", "render", "--modelfiles", folder).stdout.count("unchanged") == 6
+    again = cli("models", "render", "--modelfiles", folder)
+    assert again.stdout.count("unchanged") == len(builds.BUILDS)
 
     path = folder / Q4.filename
     path.write_text(path.read_text().replace("seed 42", "seed 7"))
@@ -557,6 +565,10 @@ def test_doctor_ready(cli, server: OllamaDouble, tmp_path: Path) -> None:
     lines = marks(result)
     assert lines["server"] == [f"✓ Ollama answers at {server.url}"]
     assert lines["version"] == ["✓ Ollama 0.13.0"]
+    assert lines["features"] == [
+        "✓ Ollama 0.13.0: Go engine; thinking models think unless sent think:false "
+        "(emoprobe sends it); one request at a time for mllama, qwen3vl, qwen3vlmoe"
+    ]
     assert lines["build"][0] == f"✓ {Q4.name} (qwen2.5vl-q4): built, reads images"
     assert lines["build"][1].startswith("! not built: qwen2.5vl-q8, qwen2.5vl-fp16,")
     assert lines["build"][1].endswith("→ emoprobe models build NAME  (to compare quantizations)")
@@ -653,7 +665,8 @@ def test_doctor_without_a_vision_model(cli) -> None:
     ]
     assert marks(result)["build"] == [
         "! not built: qwen2.5vl-q4, qwen2.5vl-q8, qwen2.5vl-fp16, llama3.2-vision-q4, "
-        "llama3.2-vision-q8, llama3.2-vision-fp16  → emoprobe models build qwen2.5vl-q4"
+        "llama3.2-vision-q8, llama3.2-vision-fp16, qwen3-vl-q4, qwen3-vl-q8, qwen3-vl-bf16, "
+        "gemma3-q4, gemma3-q8, gemma3-fp16  → emoprobe models build qwen2.5vl-q4"
     ]
     assert result.stderr == "error: not ready to run: no model on the server reads images\n"
 
@@ -693,7 +706,7 @@ def test_render_bakes_a_task_files_prompt_into_another_folder(cli, tmp_path):
     result = cli("models", "render", "--task", task_path, "--modelfiles", tmp_path / "basic")
     assert result.exit_code == 0, result.output
     written = sorted((tmp_path / "basic").glob("*.Modelfile"))
-    assert len(written) == 6
+    assert len(written) == len(builds.BUILDS)
     system = load_task(task_path).system_prompt
     assert all(system in path.read_text() for path in written)
     refused = cli("models", "render", "--task", str(task_path))

@@ -275,8 +275,12 @@ def test_max_side_downscales_what_is_sent_and_the_report_shows_the_saving(
             image = Image.open(io.BytesIO(base64.b64decode(body["messages"][-1]["images"][0])))
             assert image.size == (448, 252)
     report = (out / "report.md").read_text()
-    assert "`--max-side 448` cut them from 0.92 megapixels (about 1,176 tokens)" in report
+    assert "`--max-side 448` cut them from 0.92 megapixels" in report
     assert "88% fewer pixels" in report
+    # Qwen2.5-VL on Ollama 0.13: 28x28 px a token; 1280x720 -> 46x26, 448x252 -> 16x9.
+    assert "one per 28×28 pixels after resizing, 4 to 1,280 per image" in report
+    assert "about 144 per image sent (4 of 4 requests)" in report
+    assert "as stored they would cost 1,196" in report and "saved 88% of the image" in report
     again = cli("run", root, "--host", ollama_double.url, "--out", tmp_path / "full", "--quiet")
     assert again.exit_code == 0
     assert len([b for b in ollama_double.chat_requests if b.get("messages")]) == 8  # new keys

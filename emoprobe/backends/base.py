@@ -33,6 +33,8 @@ class ModelInfo:
     size_bytes: int = 0
     capabilities: tuple[str, ...] = ()
     backend: str = "ollama"
+    language_weights: str = ""  # tensor types /api/show lists ("" = not reported)
+    vision_weights: str = ""  # of the vision tower and projector (v.*, mm.*)
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -112,8 +114,9 @@ class Backend(Protocol):
         """Check the server and the model (reachable, present, can see images)."""
         ...
 
-    def load(self, model: str) -> float:
-        """Load the model into memory ahead of the first image; seconds it took."""
+    def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
+        """Load the model into memory ahead of the first image, with the run's options
+        (so the server need not reload it for the first request); seconds it took."""
         ...
 
     def chat(self, request: ChatRequest) -> Answer:
@@ -126,6 +129,10 @@ class Backend(Protocol):
 
     def unload(self, model: str) -> None:
         """Free the model's memory on the server now (a no-op where the API has no way)."""
+        ...
+
+    def context_length(self, model: str) -> int | None:
+        """The context the loaded model runs with (None where the server does not say)."""
         ...
 
     def close(self) -> None: ...

@@ -6,6 +6,7 @@ emoprobe's own (`emoprobe.errors`); nothing above it sees a library error.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
@@ -25,11 +26,22 @@ from emoprobe.backends.base import (
 )
 from emoprobe.backends.bounded import bounded_transport
 from emoprobe.backends.ollama_client import ollama
+from emoprobe.backends.server_support import (
+    WAYS_OUT,
+    can_serve,
+    is_unservable_load_error,
+    parse_server_version,
+    support_for,
+)
+from emoprobe.backends.weights import summarize
 from emoprobe.errors import (
     BackendError,
+    ConfigError,
     ModelNotFound,
+    ModelUnservable,
     ModelUnsuitable,
     RequestRejected,
+    ServerRedirected,
     ServerUnreachable,
     TransientError,
 )
@@ -37,7 +49,21 @@ from emoprobe.errors import (
 T = TypeVar("T")
 
 NS_PER_MS = 1_000_000
-VISION_HINT = "pick a vision model such as qwen2.5vl:7b or llama3.2-vision:11b"
+VISION_HINT = "pick a vision model such as qwen2.5vl:7b, qwen3-vl:8b or gemma3:4b"
+#: The server's refusals of a `think` value (api.ThinkValue, routes.go ChatHandler).
+_THINK_REFUSED = re.compile(
+    r"does not support thinking|invalid think value|think must be", re.IGNORECASE
+)
+CLIENT_FLOOR = "0.6.1"  # ChatResponse.logprobs; pyproject.toml states the same floor
+
+
+def check_client() -> None:
+    """ConfigError when the installed `ollama` client is older than emoprobe needs."""
+    if "logprobs" not in getattr(ollama.ChatResponse, "model_fields", {}):
+        raise ConfigError(
+            f"the installed ollama Python client is older than {CLIENT_FLOOR} (its "
+            f"ChatResponse has no logprobs): pip install 'ollama>={CLIENT_FLOOR}'"
+        )
 
 
 def full_model_name(name: str) -> str:
@@ -52,18 +78,28 @@ class OllamaBackend:
     name = "ollama"
 
     def __init__(self, host: str, *, timeout: float, keep_alive: str | float = "30m") -> None:
+        check_client()
         self.host = host
         self.timeout = timeout
         self.keep_alive = keep_alive
         limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        # trust_env=False: a proxy variable must never route students' faces elsewhere.
+        # trust_env=False: a proxy variable must never route students' faces elsewhere;
+        # follow_redirects=False: nor may a redirect (the client follows them by default).
         # The bounded transport makes `timeout` a deadline for each request as a whole
         # and caps each reply's size (a hostile server cannot hold or flood the run).
         self._client = ollama.Client(
-            host=host, timeout=limits, trust_env=False, transport=bounded_transport()
+            host=host,
+            timeout=limits,
+            trust_env=False,
+            follow_redirects=False,
+            transport=bounded_transport(),
         )
         self._http = httpx.Client(
-            base_url=host, timeout=limits, trust_env=False, transport=bounded_transport()
+            base_url=host,
+            timeout=limits,
+            trust_env=False,
+            follow_redirects=False,
+            transport=bounded_transport(),
         )
 
     @property
@@ -80,6 +116,7 @@ class OllamaBackend:
         """`GET /api/version`; proves an Ollama server answers at the host."""
         with self.translating("GET /api/version"):
             response = self._http.get("/api/version")
+            self._refuse_redirect(response)
         try:
             version = response.json()["version"]
         except (ValueError, KeyError, TypeError):
@@ -91,28 +128,47 @@ class OllamaBackend:
         return str(version)
 
     def describe(self, model: str) -> ModelInfo:
+        """The model as the server shows it; ModelUnservable when this server version
+        cannot load its family at all (server_support's table), before any image."""
         version = self.server_version()
         try:
-            shown = self._call(lambda: self._client.show(model), model)
+            shown = self._get_json("POST", "/api/show", model, {"model": model})
         except ModelNotFound as error:
             raise self._near_misses(error, model) from None
-        capabilities = tuple(shown.capabilities or ())
-        if not can_see(capabilities, shown.modelinfo):
-            listed = ", ".join(capabilities) or "none listed"
+        listed = shown.get("capabilities")
+        capabilities = (
+            tuple(c for c in listed if isinstance(c, str)) if isinstance(listed, list) else ()
+        )
+        model_info = shown.get("model_info")
+        if not can_see(capabilities, model_info if isinstance(model_info, dict) else None):
+            names = ", ".join(capabilities) or "none listed"
             raise ModelUnsuitable(
-                f"model {model!r} cannot read images (capabilities: {listed}); {VISION_HINT}"
+                f"model {model!r} cannot read images (capabilities: {names}); {VISION_HINT}",
+                host=self.host,
+                model=model,
             )
+        details = shown.get("details")
+        details = details if isinstance(details, dict) else {}
+        family = _text(details.get("family"))
+        parsed = parse_server_version(version)
+        if parsed is not None and (problem := can_serve(support_for(parsed), family)):
+            raise ModelUnservable(problem, host=self.host, model=model, setting="backend")
         listed_model = self._listed(model)
-        details = shown.details
+        tensors = shown.get("tensors")
+        weights = summarize(
+            [t for t in tensors if isinstance(t, dict)] if isinstance(tensors, list) else None
+        )
         return ModelInfo(
             name=model,
             digest=listed_model.digest if listed_model else "",
             server_version=version,
-            family=(details.family if details else "") or "",
-            parameter_size=(details.parameter_size if details else "") or "",
-            quantization=(details.quantization_level if details else "") or "",
+            family=family,
+            parameter_size=_text(details.get("parameter_size")),
+            quantization=_text(details.get("quantization_level")),
             size_bytes=int(listed_model.size or 0) if listed_model else 0,
             capabilities=capabilities,
+            language_weights=weights.language,
+            vision_weights=weights.vision,
         )
 
     def _near_misses(self, error: ModelNotFound, model: str) -> ModelNotFound:
@@ -136,6 +192,32 @@ class OllamaBackend:
             model=model,
         )
 
+    def context_length(self, model: str) -> int | None:
+        """`GET /api/ps`: the context the loaded runner was given (its real num_ctx)."""
+        wanted = full_model_name(model)
+        running = self._get_json("GET", "/api/ps", model).get("models")
+        for entry in running if isinstance(running, list) else ():
+            if not isinstance(entry, dict):
+                continue
+            if full_model_name(_text(entry.get("model") or entry.get("name"))) == wanted:
+                length = entry.get("context_length")
+                return length if isinstance(length, int) and length > 0 else None
+        return None
+
+    def _get_json(
+        self, method: str, path: str, model: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One small request; its JSON object (errors translated, never a redirect)."""
+        with self.translating(f"{method} {path}", model):
+            response = self._http.request(method, path, json=body)
+            self._refuse_redirect(response)
+            if response.status_code >= 400:
+                raise ollama.ResponseError(_error_text(response), response.status_code)
+            value = response.json()
+        if not isinstance(value, dict):
+            raise TransientError(f"malformed reply to {method} {path} (not a JSON object)")
+        return value
+
     def _listed(self, model: str) -> Any:
         wanted = full_model_name(model)
         listing = self._call(self._client.list, model)
@@ -144,20 +226,31 @@ class OllamaBackend:
                 return entry
         return None
 
-    def load(self, model: str) -> float:
+    def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
         """An empty chat loads the model and keeps it for the run (`keep_alive`);
-        `timeout` bounds the load as it bounds every request."""
+        `timeout` bounds the load as it bounds every request.
+
+        With the run's options (num_ctx decides how the runner is loaded) and its `think`,
+        which the server checks against the model's capabilities before loading.
+        """
         started = time.monotonic()
+        sent = dict(options or {})
+        think = sent.pop("think", None)
         body: dict[str, Any] = {
             "model": model,
             "messages": [],
             "keep_alive": self.keep_alive,
             "stream": False,
         }
+        if sent:
+            body["options"] = sent
+        if think is not None:
+            body["think"] = think
         with self.translating("loading the model", model):
             response = self._http.post("/api/chat", json=body)
+            self._refuse_redirect(response)
             if response.status_code >= 400:
-                raise ollama.ResponseError(response.text, response.status_code)
+                raise ollama.ResponseError(_error_text(response), response.status_code)
         return time.monotonic() - started
 
     def unload(self, model: str) -> None:
@@ -165,8 +258,9 @@ class OllamaBackend:
         body = {"model": model, "messages": [], "keep_alive": 0, "stream": False}
         with self.translating("unloading the model", model):
             response = self._http.post("/api/chat", json=body)
+            self._refuse_redirect(response)
             if response.status_code >= 400:
-                raise ollama.ResponseError(response.text, response.status_code)
+                raise ollama.ResponseError(_error_text(response), response.status_code)
 
     # -- one image ----------------------------------------------------------------
     def chat(self, request: ChatRequest) -> Answer:
@@ -174,11 +268,14 @@ class OllamaBackend:
 
         The stream is read to its end, so the connection is kept for the next request;
         an answer past MAX_ANSWER_CHARS is cut off there (TRUNCATED) and the rest unread.
+        `options["think"]` (bool or level) is sent as the request's `think` field.
         """
         started = time.monotonic()
         pieces: list[str] = []
         length = 0
         thinking = 0
+        options = dict(request.options)
+        think = options.pop("think", None)
         logprobs: list[dict[str, Any]] = []
         final = None
         asks_logprobs = request.top_logprobs > 0
@@ -190,9 +287,10 @@ class OllamaBackend:
             stream = self._client.chat(
                 model=request.model,
                 messages=messages,
-                options=dict(request.options),
+                options=options,
                 keep_alive=self.keep_alive,
                 stream=True,
+                think=think,
                 format=dict(request.format) if request.format else None,
                 logprobs=True if asks_logprobs else None,
                 top_logprobs=request.top_logprobs if asks_logprobs else None,
@@ -263,8 +361,36 @@ class OllamaBackend:
                 raise
             raise failure from None
 
-    def _from_status(self, status: int, message: str, model: str) -> BackendError:
+    def _refuse_redirect(self, response: httpx.Response) -> None:
+        if response.is_redirect:
+            raise self._from_status(
+                response.status_code, response.headers.get("location", ""), "", location=True
+            )
+
+    def _from_status(
+        self, status: int, message: str, model: str, *, location: bool = False
+    ) -> BackendError:
         text = " ".join(str(message).split())[:300]
+        fields: dict[str, Any] = {"host": self.host, "model": model or None, "status": status}
+        if 300 <= status < 400:
+            where = (text if location else "") or "another address"
+            return ServerRedirected(
+                f"the server at {self.host} answered HTTP {status}, a redirect to {where}: "
+                "emoprobe never follows redirects (the images are faces); point the host "
+                "at the server itself",
+                **fields,
+            )
+        if is_unservable_load_error(text):
+            return ModelUnservable(
+                f"the Ollama server at {self.host} cannot run {model or 'this model'} "
+                f"(HTTP {status}: {text}); {WAYS_OUT}",
+                setting="backend",
+                **fields,
+            )
+        if status == 400 and _THINK_REFUSED.search(text):
+            return ModelUnsuitable(
+                f"the server refused the think setting for {model}: {text}", **fields
+            )
         if status == 404 and model:
             fix = (
                 f"`emoprobe models build {model}`"
@@ -286,3 +412,16 @@ def can_see(capabilities: tuple[str, ...], *infos: Any) -> bool:
         return "vision" in capabilities
     keys = " ".join(" ".join(info) for info in infos if info)
     return "vision" in keys or "clip" in keys
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The `error` of an `{"error": ...}` body, else the body as text."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return error if isinstance(error, str) else response.text
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""

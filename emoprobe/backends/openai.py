@@ -253,12 +253,16 @@ class OpenAIBackend:
         """The options this backend cannot send (no OpenAI field), sorted: warn about them."""
         return sorted(name for name in options if name not in FORWARDED_OPTIONS)
 
-    def load(self, model: str) -> float:
+    def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
         """Nothing to do: the server loaded its models when it started."""
         return 0.0
 
     def unload(self, model: str) -> None:
         """Nothing to do: the OpenAI API cannot unload a model (stop the server for that)."""
+
+    def context_length(self, model: str) -> int | None:
+        """The OpenAI API does not say (vLLM's --max-model-len is set where it starts)."""
+        return None
 
     # -- one image ----------------------------------------------------------------------------
     def chat(self, request: ChatRequest) -> Answer:

@@ -69,15 +69,18 @@ from dataclasses import dataclass
 
 __all__ = [
     "LAST_MLLAMA_SERVER",
+    "WAYS_OUT",
     "ServerSupport",
     "UnknownImageRule",
     "Version",
     "can_serve",
+    "image_rule",
     "image_tokens",
     "is_unservable_load_error",
     "parallel_slots",
     "parse_server_version",
     "support_for",
+    "support_for_text",
     "think_value",
 ]
 
@@ -208,10 +211,15 @@ def can_serve(support: ServerSupport, family: str | None) -> str | None:
         return None
     return (
         f"Ollama {support.version} cannot run {family} models (from 0.30 Ollama runs them "
-        f"through llama-server, which has no {family}); use an Ollama server older than "
-        f"0.30 (the last is {LAST_MLLAMA_SERVER}), or serve the model with vLLM and use "
-        f"the openai backend"
+        f"through llama-server, which has no {family}); {WAYS_OUT}"
     )
+
+
+#: The two ways out for a model a current Ollama cannot load (no 0.25-0.29 release exists).
+WAYS_OUT = (
+    f"run it on an Ollama {LAST_MLLAMA_SERVER.major}.{LAST_MLLAMA_SERVER.minor}.x server "
+    "(the last before 0.30), or serve it with vLLM and use the openai backend"
+)
 
 
 _UNSERVABLE_RE = re.compile(
@@ -240,7 +248,32 @@ def parallel_slots(support: ServerSupport, family: str | None, requested: int) -
             f"Ollama {support.version} runs {family} one request at a time "
             "whatever OLLAMA_NUM_PARALLEL says"
         )
-    return wanted, f"the server runs up to {wanted} at once (OLLAMA_NUM_PARALLEL)"
+    return wanted, (
+        f"{wanted} as asked: Ollama {support.version} runs {family or 'this family'} in "
+        "parallel, as many at once as its OLLAMA_NUM_PARALLEL allows (the rest wait in its "
+        "queue)"
+    )
+
+
+def image_rule(family: str | None, support: ServerSupport) -> str:
+    """The table's image-token rule for `family` on this server, in words ("" if none)."""
+    rules = _IMAGE_RULES.get((family or "").lower())
+    rule = None if rules is None else rules[support.engine == "llama-server"]
+    if rule is None:
+        return ""
+    if isinstance(rule, int):
+        return f"{rule} per image, whatever its size"
+    side = rule.pixels_per_token
+    return (
+        f"one per {side}×{side} pixels after resizing, {rule.min_tokens:,} to "
+        f"{rule.max_tokens:,} per image"
+    )
+
+
+def support_for_text(version: str | None) -> ServerSupport | None:
+    """The table's row for a version string, or None when it is unparsable (or 0.0.0)."""
+    parsed = parse_server_version(version)
+    return None if parsed is None else support_for(parsed)
 
 
 class UnknownImageRule(ValueError):

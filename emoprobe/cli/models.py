@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 MODELFILES_DIR = "modelfiles"
 NAME_HELP = (
     "NAME is a short key (qwen2.5vl-q4, qwen2.5vl-q8, qwen2.5vl-fp16, llama3.2-vision-q4, "
-    "llama3.2-vision-q8, llama3.2-vision-fp16), a build's local name "
+    "llama3.2-vision-q8, llama3.2-vision-fp16, qwen3-vl-q4, qwen3-vl-q8, qwen3-vl-bf16, "
+    "gemma3-q4, gemma3-q8, gemma3-fp16), a build's local name "
     "(emoprobe-qwen2.5vl:7b-q4_K_M) or its base tag (qwen2.5vl:7b-q4_K_M); "
     "`emoprobe models list` shows them all."
 )
@@ -60,12 +61,14 @@ def _targets(name: str | None, all_: bool) -> list[Build]:
 
 @click.group()
 def models() -> None:
-    """Build, pull and check the six builds of the study.
+    """Build, pull and check the twelve builds of the study.
 
-    Qwen2.5-VL 7B and Llama 3.2 Vision 11B, each at q4_K_M, q8_0 and fp16: a library
-    tag plus the paper's prompt (SYSTEM) and emoprobe's defaults (PARAMETERs), created
-    on your Ollama server as emoprobe-<family>:<size>-<quantization>. A lock in your
-    data folder ($EMOPROBE_DATA_DIR) records the digests seen.
+    The paper's Qwen2.5-VL 7B and Llama 3.2 Vision 11B, and Qwen3-VL 8B and Gemma 3 4B,
+    each at q4_K_M, q8_0 and 16-bit (fp16; bf16 for Qwen3-VL): a library tag plus the
+    paper's prompt (SYSTEM) and emoprobe's defaults (PARAMETERs), created on your Ollama
+    server as emoprobe-<family>:<size>-<quantization>. A lock in your data folder
+    ($EMOPROBE_DATA_DIR) records where each base came from and the digests seen.
+    Llama 3.2 Vision cannot run on Ollama 0.30 and later (see `emoprobe doctor`).
     """
 
 
@@ -81,6 +84,7 @@ def list_builds(host: str | None, allow_remote: bool) -> None:
 
     with ModelServer(server_host(host, allow_remote)) as server:
         found = statuses(server)
+        version = server.version()
     rows = [
         [
             s.build.key,
@@ -96,13 +100,15 @@ def list_builds(host: str | None, allow_remote: bool) -> None:
     ]
     headers = ["NAME", "MODEL", "FAMILY", "QUANT", "SIZE", "DIGEST", "PULLED", "BUILT"]
     click.echo(_table(headers, rows))
+    for note in builds.unservable_notes(version):
+        click.echo(f"note: {note}")
     if not any(s.built for s in found):
         click.echo(f"build one with: emoprobe models build {builds.BUILDS[0].key}")
 
 
 @models.command()
 @click.argument("name", required=False)
-@click.option("--all", "all_", is_flag=True, help="Pull the base tags of all six builds.")
+@click.option("--all", "all_", is_flag=True, help="Pull the base tags of all builds.")
 @_server_options
 def pull(name: str | None, all_: bool, host: str | None, allow_remote: bool) -> None:
     """Pull the base tag of build NAME (or of all builds) and record its digest.
@@ -151,7 +157,7 @@ _explain_names(pull)
 
 @models.command()
 @click.argument("name", required=False)
-@click.option("--all", "all_", is_flag=True, help="Build all six.")
+@click.option("--all", "all_", is_flag=True, help="Build all of them.")
 @click.option(
     "--modelfiles",
     type=click.Path(path_type=Path),
@@ -265,7 +271,7 @@ _explain_names(rm, "Naming the base tag removes the base tag only.")
     "repository's folder keeps the paper's).",
 )
 def render(modelfiles: Path | None, check: bool, task_file: Path | None) -> None:
-    """Write the six Modelfiles from the build table and the paper's (or a task's) prompt.
+    """Write every build's Modelfile from the build table and the paper's (or a task's) prompt.
 
     `emoprobe models build` needs none of them (the builds ship with emoprobe); they are
     for reading, editing (`build --modelfiles DIR`) and `ollama create -f`.

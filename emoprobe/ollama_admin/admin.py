@@ -131,6 +131,14 @@ class ModelServer:
             shown = self._quick.client.show(name)
         return can_see(tuple(shown.capabilities or ()), shown.modelinfo)
 
+    def vision_family(self, name: str) -> str | None:
+        """The model's family when it reads images ("" if the server names none), else None."""
+        with self._quick.translating("POST /api/show", name):
+            shown = self._quick.client.show(name)
+        if not can_see(tuple(shown.capabilities or ()), shown.modelinfo):
+            return None
+        return (shown.details.family if shown.details else "") or ""
+
     def loaded(self) -> list[Loaded]:
         with self._quick.translating("GET /api/ps"):
             running = self._quick.client.ps()

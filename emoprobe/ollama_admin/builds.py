@@ -1,4 +1,8 @@
-"""The six model builds (two families × q4_K_M, q8_0, fp16), their Modelfiles and lock file.
+"""The model builds (four families × q4_K_M, q8_0, 16-bit), their Modelfiles and lock file.
+
+The paper's two families (Qwen2.5-VL 7B, Llama 3.2 Vision 11B) and two that run on a
+current Ollama beside them (Qwen3-VL 8B, Gemma 3 4B). Llama 3.2 Vision (architecture
+mllama) cannot load on Ollama 0.30 and later (`server_support`): `doctor` says so per build.
 
 A build is an Ollama library tag (its *base*) plus the paper's prompt as `SYSTEM` and
 emoprobe's run defaults as `PARAMETER`s, created on the server under a local name such as
@@ -17,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from emoprobe.backends.server_support import can_serve, support_for_text
 from emoprobe.errors import ConfigError
 from emoprobe.files import write_atomic
 from emoprobe.ollama_admin import modelfile
@@ -24,13 +29,14 @@ from emoprobe.settings import default_data_dir
 from emoprobe.task.definition import PAPER_TASK, Task
 from emoprobe.task.model_options import DEFAULT_OPTIONS
 
+LIBRARY_URL = "https://ollama.com/library/"
 LOCK_NAME = "models.lock.json"
 LOCK_VERSION = 1
 SUFFIX = ".Modelfile"
 NOTE = (
     "Digests as the Ollama server reported them (/api/tags): base_digest when the base tag "
-    "was pulled or built from, digest when the build was created. `emoprobe models verify` "
-    "compares the server with them."
+    "was pulled or built from (source: the tag's page in the Ollama library), digest when "
+    "the build was created. `emoprobe models verify` compares the server with them."
 )
 
 
@@ -45,6 +51,13 @@ class Build:
     base: str  # the library tag it is created from
     num_ctx: int
     context_note: str
+    arch: str = ""  # Ollama's model family (general.architecture): qwen25vl, mllama, ...
+
+    @property
+    def source(self) -> str:
+        """Where the base comes from: its page in the Ollama library."""
+        name, _, tag = self.base.partition(":")
+        return f"https://ollama.com/library/{name}:{tag}" if tag else LIBRARY_URL + name
 
     @property
     def name(self) -> str:
@@ -83,13 +96,35 @@ _QWEN_CONTEXT = (
 )
 _LLAMA_CONTEXT = (
     "num_ctx 4096 is ample: llama3.2-vision takes one image per request, encoded apart "
-    "from the text context."
+    "from the text context. It cannot load on Ollama 0.30 and later (llama-server has no "
+    "mllama): build it on an Ollama 0.24.x server."
+)
+_QWEN3_CONTEXT = (
+    "num_ctx 4096 fits one image: Qwen3-VL spends one token per 32×32 pixels, at least "
+    "1,024 per image from Ollama 0.30 (some 1,024 for a 1280×720 frame), plus the prompt "
+    "and the answer. The instruct tags do not think."
+)
+_GEMMA_CONTEXT = (
+    "num_ctx 4096 is ample: Gemma 3 spends 256 tokens on every image, whatever its size "
+    "(resized to 896×896)."
 )
 QUANTIZATIONS = ("q4_K_M", "q8_0", "fp16")  # smallest first
 
+# Qwen3-VL ships its 16-bit weights as bf16 (ollama.com/library/qwen3-vl tags).
+QWEN3_QUANTIZATIONS = ("q4_K_M", "q8_0", "bf16")
+
 BUILDS: tuple[Build, ...] = (
     *(
-        Build("qwen2.5vl", "Qwen2.5-VL 7B", "7b", q, f"qwen2.5vl:7b-{q}", 4096, _QWEN_CONTEXT)
+        Build(
+            "qwen2.5vl",
+            "Qwen2.5-VL 7B",
+            "7b",
+            q,
+            f"qwen2.5vl:7b-{q}",
+            4096,
+            _QWEN_CONTEXT,
+            "qwen25vl",
+        )
         for q in QUANTIZATIONS
     ),
     *(
@@ -101,6 +136,33 @@ BUILDS: tuple[Build, ...] = (
             f"llama3.2-vision:11b-instruct-{q}",
             4096,
             _LLAMA_CONTEXT,
+            "mllama",
+        )
+        for q in QUANTIZATIONS
+    ),
+    *(
+        Build(
+            "qwen3-vl",
+            "Qwen3-VL 8B Instruct",
+            "8b",
+            q,
+            f"qwen3-vl:8b-instruct-{q}",
+            4096,
+            _QWEN3_CONTEXT,
+            "qwen3vl",
+        )
+        for q in QWEN3_QUANTIZATIONS
+    ),
+    *(
+        Build(
+            "gemma3",
+            "Gemma 3 4B",
+            "4b",
+            q,
+            f"gemma3:4b-it-{q}",
+            4096,
+            _GEMMA_CONTEXT,
+            "gemma3",
         )
         for q in QUANTIZATIONS
     ),
@@ -116,6 +178,20 @@ def resolve(name: str) -> Build | None:
         if wanted in build.aliases():
             return build
     return None
+
+
+def unservable_notes(server_version: str) -> list[str]:
+    """One line per family of builds this server version cannot run, with the ways out."""
+    support = support_for_text(server_version)
+    if support is None:
+        return []
+    notes = []
+    for family in dict.fromkeys(b.family for b in BUILDS):
+        members = [b for b in BUILDS if b.family == family]
+        if problem := can_serve(support, members[0].arch):
+            keys = ", ".join(b.key for b in members)
+            notes.append(f"{keys}: {problem}")
+    return notes
 
 
 def smallest(family: str) -> Build | None:
@@ -222,6 +298,7 @@ class LockEntry:
     """What was seen of one build on the server: digests (64 hex) and UTC times."""
 
     base: str
+    source: str | None = None  # where the base came from (its Ollama library page)
     base_digest: str | None = None
     pulled_at: str | None = None
     digest: str | None = None
@@ -238,7 +315,13 @@ class Lock:
 
     def __init__(self, path: Path, entries: dict[str, LockEntry]) -> None:
         self.path = path
-        self.entries = {b.name: entries.get(b.name) or LockEntry(base=b.base) for b in BUILDS}
+        self.entries = {
+            b.name: entries.get(b.name) or LockEntry(base=b.base, source=b.source) for b in BUILDS
+        }
+        for build in BUILDS:
+            entry = self.entries[build.name]
+            if entry.source is None and entry.base == build.base:
+                entry.source = build.source
         self.entries.update({k: v for k, v in entries.items() if k not in self.entries})
 
     @classmethod
@@ -267,7 +350,7 @@ class Lock:
 
     def record_base(self, build: Build, digest: str, *, pulled: bool) -> None:
         entry = self.entry(build)
-        entry.base, entry.base_digest = build.base, digest
+        entry.base, entry.base_digest, entry.source = build.base, digest, build.source
         if pulled:
             entry.pulled_at = now()
 

@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from emoprobe.backends.server_support import LOGPROBS_SINCE, parse_server_version
+from emoprobe.backends.server_support import (
+    LOGPROBS_SINCE,
+    ServerSupport,
+    can_serve,
+    parse_server_version,
+    support_for,
+)
 from emoprobe.errors import BackendError, EmoprobeError, ModelNotFound
 from emoprobe.ollama_admin import builds
 from emoprobe.ollama_admin.admin import ModelServer, human_size, model_key
@@ -56,7 +62,11 @@ def diagnose(host: str, cache_dir: Path, environ: Mapping[str, str]) -> Diagnosi
         else:
             checks.append(Check(OK, "server", f"Ollama answers at {host}"))
             checks.append(_version_check(version))
-            model_checks, suggested = _model_checks(server)
+            parsed = parse_server_version(version)
+            support = support_for(parsed) if parsed else None
+            if support is not None:
+                checks.append(_engine_check(support))
+            model_checks, suggested = _model_checks(server, support)
             checks += model_checks
             if not suggested:
                 reason = "no model on the server reads images"
@@ -69,7 +79,12 @@ def diagnose(host: str, cache_dir: Path, environ: Mapping[str, str]) -> Diagnosi
 def _version_check(version: str) -> Check:
     parsed = parse_server_version(version)
     if parsed is None:
-        return Check(WARN, "version", f"Ollama {version}: cannot tell its features from it")
+        return Check(
+            WARN,
+            "version",
+            f"Ollama {version!r}: cannot tell its features from it (a source build says "
+            "0.0.0); runs go on as asked",
+        )
     if parsed < LOGPROBS_SINCE:
         needed = str(LOGPROBS_SINCE)
         return Check(
@@ -81,20 +96,50 @@ def _version_check(version: str) -> Check:
     return Check(OK, "version", f"Ollama {version}")
 
 
-def _model_checks(server: ModelServer) -> tuple[list[Check], str]:
+def _engine_check(support: ServerSupport) -> Check:
+    """What this version does that changes a run: engine, thinking, slots, image tokens."""
+    parts = [
+        "GGUF models run in llama-server" if support.engine == "llama-server" else "Go engine",
+        "thinking models think unless sent think:false (emoprobe sends it)"
+        if support.thinks_by_default
+        else "no thinking by default",
+    ]
+    if support.single_slot_families:
+        parts.append("one request at a time for " + ", ".join(sorted(support.single_slot_families)))
+    if support.qwen_vl_min_image_tokens:
+        parts.append(f"Qwen-VL images cost at least {support.qwen_vl_min_image_tokens:,} tokens")
+    if support.unloadable_families:
+        parts.append("cannot load " + ", ".join(sorted(support.unloadable_families)))
+    return Check(OK, "features", f"Ollama {support.version}: " + "; ".join(parts))
+
+
+def _model_checks(
+    server: ModelServer, support: ServerSupport | None = None
+) -> tuple[list[Check], str]:
     installed = server.installed()
     vision = []
+    families: dict[str, str] = {}
     for key, model in installed.items():
         try:
-            if server.can_see(model.name):
-                vision.append(key)
+            family = server.vision_family(model.name)
         except ModelNotFound:
             continue  # removed meanwhile
+        if family is None:
+            continue
+        families[key] = family
+        if support is None or can_serve(support, family) is None:
+            vision.append(key)
     checks = []
     missing = []
     for build in BUILDS:
         built = installed.get(model_key(build.name))
-        if built is None:
+        unservable = can_serve(support, build.arch) if support is not None else None
+        if unservable:
+            state = "built" if built else "not built"
+            checks.append(
+                Check(FAIL, "build", f"{build.name} ({build.key}, {state}): {unservable}")
+            )
+        elif built is None:
             missing.append(build)
         elif model_key(build.name) in vision:
             checks.append(Check(OK, "build", f"{build.name} ({build.key}): built, reads images"))
@@ -114,9 +159,23 @@ def _model_checks(server: ModelServer) -> tuple[list[Check], str]:
             if len(missing) < len(BUILDS)
             else f"emoprobe models build {missing[0].key}"
         )
+        servable = [b for b in BUILDS if b not in missing]
+        if not servable and missing:
+            fix = f"emoprobe models build {missing[0].key}"
         checks.append(Check(WARN, "build", f"not built: {keys}", fix))
     built_vision = [b.name for b in BUILDS if model_key(b.name) in vision]
     names = [installed[key].name for key in vision]
+    refused = [installed[key].name for key in families if key not in vision]
+    if refused and support is not None:
+        checks.append(
+            Check(
+                FAIL,
+                "vision",
+                f"{len(refused)} model(s) read images but cannot run on Ollama "
+                f"{support.version}: {', '.join(refused[:6])}",
+                "an Ollama 0.24.x server, or vLLM with --backend openai",
+            )
+        )
     if names:
         shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
         checks.append(Check(OK, "vision", f"{len(names)} model(s) read images: {shown}"))

@@ -18,6 +18,13 @@ from typing import Any
 
 from emoprobe.backends.base import TRUNCATED, Answer, Backend, ChatRequest, ModelInfo, capped
 from emoprobe.backends.registry import open_backend
+from emoprobe.backends.server_support import (
+    ServerSupport,
+    UnknownImageRule,
+    image_tokens,
+    support_for_text,
+    think_value,
+)
 from emoprobe.data.images import prepare_image
 from emoprobe.errors import BackendError, ConfigError, TransientError
 from emoprobe.files import os_error_text
@@ -59,6 +66,8 @@ from emoprobe.task.parse import is_refusal, parse_answer
 
 ANSWER_MODE = "text"
 NOT_IN_CACHE = NOT_IN_CACHE_TEXT
+TEMPLATE_TOKENS = 32  # chat-template wrappers around the system and user text, roughly
+CHARS_PER_TOKEN = 4
 STOPPED = "stopped"
 # done_reason of an answer cut off: the server's length limit, or emoprobe's cap
 TRUNCATED_REASONS = frozenset({"length", TRUNCATED})
@@ -75,6 +84,7 @@ class Job:
     image: bytes = field(repr=False)
     mime: str
     failures: int = 0  # failed requests so far
+    image_tokens: int = 0  # what the server's rule says the image costs (0: no rule)
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,10 @@ class Probe:
         self.info = info
         self.cache = cache
         self.backend = backend
-        self.options = dict(DEFAULT_OPTIONS if options is None else options)
+        self.support = support_for_text(info.server_version) if info.backend == "ollama" else None
+        self.options = resolve_think(
+            info, self.support, DEFAULT_OPTIONS if options is None else options
+        )
         self.answer_mode = answer_mode
         self.max_side = max_side
         self.retry = retry or RetryPolicy()
@@ -152,6 +165,7 @@ class Probe:
         self._top_logprobs = TOP_LOGPROBS if answer_mode == "logprobs" else 0
         self._load_lock = threading.Lock()
         self._loaded: set[int] = set()
+        self._no_rule_warned = False
         self._owned: list[ResponseCache | Backend] = []
 
     @classmethod
@@ -246,10 +260,37 @@ class Probe:
             return hit
         if self.backend is None:
             return Outcome(seq, path, prepared.sha256, error=NOT_IN_CACHE)
-        sent = (prepared.width or 0) * (prepared.height or 0)
-        self.stats.sending(prepared.source_pixels, sent)
+        width, height = prepared.width or 0, prepared.height or 0
+        sent = width * height
+        tokens = self._image_tokens(width, height, prepared.source_pixels)
+        self.stats.sending(prepared.source_pixels, sent, *tokens)
         key = self.keys.key(prepared.sha256)
-        return Job(seq, path, prepared.sha256, key, prepared.payload, prepared.mime)
+        return Job(
+            seq, path, prepared.sha256, key, prepared.payload, prepared.mime, image_tokens=tokens[0]
+        )
+
+    def _image_tokens(self, width: int, height: int, source_pixels: int) -> tuple[int, int]:
+        """(tokens as sent, tokens as stored) by the server's rule; (0, 0) without one.
+
+        The stored image's sides are the sent ones scaled back (resizing keeps the aspect).
+        """
+        if self.support is None or width <= 0 or height <= 0:
+            return 0, 0
+        scale = (source_pixels / (width * height)) ** 0.5 if source_pixels else 1.0
+        try:
+            sent = image_tokens(self.info.family, width, height, self.support)
+            stored = image_tokens(
+                self.info.family,
+                max(1, round(width * scale)),
+                max(1, round(height * scale)),
+                self.support,
+            )
+        except UnknownImageRule as error:
+            if not self._no_rule_warned:
+                self._no_rule_warned = True
+                self._warn(f"{error}: image-token figures come from the server's counts only")
+            return 0, 0
+        return sent, stored
 
     def _cached(self, seq: int, path: Path, sha256: str) -> Outcome | None:
         answer = self.cache.answer(self.keys.key(sha256))
@@ -260,7 +301,7 @@ class Probe:
 
     def send(self, job: Job, backend: Backend) -> Outcome:
         """One attempt on `backend`; the answer is cached. Raises the backend's errors."""
-        self._ensure_loaded(backend)
+        self._ensure_loaded(backend, job)
         answer = backend.chat(
             ChatRequest(
                 model=self.model,
@@ -333,16 +374,91 @@ class Probe:
             answer=answer,
         )
 
-    def _ensure_loaded(self, backend: Backend) -> None:
-        """Load the model once per server before its first image (keep_alive holds it)."""
+    def _ensure_loaded(self, backend: Backend, job: Job | None = None) -> None:
+        """Load the model once per server before its first image (keep_alive holds it),
+        then check that the prompt, that image and the answer fit the model's context."""
         with self._load_lock:
             if id(backend) in self._loaded:
                 return
             try:
-                self.stats.loaded(backend.load(self.model))
+                self.stats.loaded(backend.load(self.model, self.options))
             except TransientError as error:
                 self._warn(f"could not preload {self.model} ({error}); going on")
+            else:
+                if job is not None and job.image_tokens:
+                    self._check_context(backend, job.image_tokens)
             self._loaded.add(id(backend))
+
+    def prompt_tokens(self) -> int:
+        """A rough count of the text tokens a request spends (system + user + template)."""
+        chars = len(self.task.system_prompt) + len(self.task.user_text)
+        return TEMPLATE_TOKENS + -(-chars // CHARS_PER_TOKEN)
+
+    def _check_context(self, backend: Backend, image_tokens: int) -> None:
+        """Warn once when prompt + image + answer exceed the context: `num_ctx` as asked
+        (the server reloads the runner with it), else what the loaded runner has."""
+        asked = self.options.get("num_ctx")
+        context = asked if isinstance(asked, int) and not isinstance(asked, bool) else None
+        if context is None:
+            try:
+                context = backend.context_length(self.model)
+            except BackendError:
+                context = None
+        if not context:
+            return
+        answer = self.options.get("num_predict")
+        answer = answer if isinstance(answer, int) and answer > 0 else 0
+        needed = self.prompt_tokens() + image_tokens + answer
+        if needed > context:
+            suggested = -(-needed // 1024) * 1024
+            self._warn(
+                f"the prompt (~{self.prompt_tokens():,} tokens), the first image "
+                f"({image_tokens:,} image tokens) and the answer ({answer}) need "
+                f"~{needed:,} tokens, more than {self.model}'s context of {context:,} at "
+                f"{backend.host}: the server will cut the prompt; set "
+                f"--option num_ctx={suggested}"
+            )
+
+
+def resolve_think(
+    info: ModelInfo, support: ServerSupport | None, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`options` with the `think` to send: false for a thinking model unless asked for.
+
+    ConfigError (setting "options") for a think the model or the server cannot honour.
+    """
+    resolved = dict(options)
+    if info.backend != "ollama":
+        return resolved
+    capabilities = list(info.capabilities) or None
+    wanted = resolved.get("think")
+    if wanted is None and (capabilities is None or "thinking" not in capabilities):
+        return resolved  # nothing to switch off: leave the request (and cache key) as it was
+    if support is not None and not support.think_field and wanted not in (None, False):
+        raise ConfigError(
+            f"options: think={wanted} needs Ollama 0.9.0 or newer, the server is {support.version}",
+            model=info.name,
+            setting="options",
+        )
+    try:
+        if support is not None:
+            think_value(support, capabilities, wanted not in (None, False))
+    except ValueError:
+        raise ConfigError(
+            f"options: think={wanted}: {info.name} cannot think (its capabilities: "
+            f"{', '.join(info.capabilities)})",
+            model=info.name,
+            setting="options",
+        ) from None
+    if isinstance(wanted, str) and support is not None and not support.think_levels:
+        raise ConfigError(
+            f"options: think={wanted}: levels need Ollama 0.11.0 or newer, the server is "
+            f"{support.version}",
+            model=info.name,
+            setting="options",
+        )
+    resolved["think"] = False if wanted is None else wanted
+    return resolved
 
 
 def answer_status(answer: Answer, label: str) -> str:
@@ -366,6 +482,13 @@ def describe_model(
 ) -> ModelInfo:
     """Ask every server about the model (they must serve the same build), or offline,
     what the cache recorded of it."""
+    return describe_models(model, backends, cache, kind)[0]
+
+
+def describe_models(
+    model: str, backends: Sequence[Backend], cache: ResponseCache, kind: str = DEFAULT_BACKEND
+) -> list[ModelInfo]:
+    """`describe_model`, one ModelInfo per server (their versions may differ)."""
     recorded_as = model if kind == "ollama" else f"{kind}:{model}"
     if backends:
         infos = [backend.describe(model) for backend in backends]
@@ -380,7 +503,7 @@ def describe_model(
                 setting="hosts",
             )
         cache.remember_model(recorded_as, infos[0].to_dict())
-        return infos[0]
+        return infos
     record = cache.recall_model(recorded_as)
     if record is None:
         raise ConfigError(
@@ -389,7 +512,7 @@ def describe_model(
             model=model,
             setting="offline",
         )
-    return ModelInfo.from_dict(record)
+    return [ModelInfo.from_dict(record)]
 
 
 def check_answer_mode(mode: str, info: ModelInfo) -> None:

@@ -26,6 +26,7 @@ from typing import Any, cast
 from emoprobe._version import __version__
 from emoprobe.backends.base import Backend, ModelInfo
 from emoprobe.backends.registry import SERVER_NAMES, open_backend
+from emoprobe.backends.server_support import parallel_slots, support_for_text
 from emoprobe.data.dataset import load_dataset
 from emoprobe.data.records import Item
 from emoprobe.data.sampling import stratified_sample
@@ -38,7 +39,7 @@ from emoprobe.pipeline.probe import (
     Outcome,
     Probe,
     check_answer_mode,
-    describe_model,
+    describe_models,
 )
 from emoprobe.pipeline.retry import RetryPolicy, Stop
 from emoprobe.pipeline.scheduler import Host, Scheduler
@@ -142,8 +143,12 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                 )
                 hosts = () if config.offline else config.hosts
                 backends = [_opened(config, host, resources) for host in hosts]
-                info = describe_model(config.model, backends, cache, config.backend)
+                infos = describe_models(config.model, backends, cache, config.backend)
+                info = infos[0]
                 check_answer_mode(config.answer_mode, info)
+                windows = in_flight_windows(config, infos) if backends else []
+                for warning in server_warnings(infos) if backends else []:
+                    events.warning(warning)
                 if backends and (ignored := backends[0].ignored_options(config.options)):
                     events.warning(
                         f"{SERVER_NAMES.get(config.backend, 'the server')} takes no "
@@ -161,6 +166,11 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                 manifest = manifest or _new_manifest(config, dataset, fingerprint, info)
                 if manifest.dataset.drawn is None:
                     manifest.dataset.drawn = _per_class(sample)
+                if windows:
+                    manifest.request.in_flight = min(window for window, _ in windows)
+                    manifest.request.in_flight_reason = "; ".join(
+                        dict.fromkeys(reason for _, reason in windows)
+                    )
                 rundir.write_manifest(manifest)
                 events.started(len(sample), len(sample) - len(todo), out)
                 probe = Probe(
@@ -176,7 +186,7 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                     stop=Stop(),
                     on_warning=events.warning,
                 )
-                pipeline = _Pipeline(config, probe, backends, events, todo)
+                pipeline = _Pipeline(config, probe, backends, events, todo, windows)
                 with PredictionWriter(rundir.predictions, config.score_labels) as writer:
                     failed, abort_reason = pipeline.run(writer, done)
                 session.update(pipeline.stats())
@@ -206,6 +216,37 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         )
 
 
+def in_flight_windows(config: RunConfig, infos: list[ModelInfo]) -> list[tuple[int, str]]:
+    """Per host: how many requests to keep in flight, and why (the server's table)."""
+    windows = []
+    for info in infos:
+        support = support_for_text(info.server_version) if info.backend == "ollama" else None
+        if support is None:
+            windows.append((config.concurrency, f"{config.concurrency} as asked (concurrency)"))
+        else:
+            windows.append(parallel_slots(support, info.family, config.concurrency))
+    return windows
+
+
+def server_warnings(infos: list[ModelInfo]) -> list[str]:
+    """One line per thing the server left unsaid that the run's figures depend on."""
+    warnings = []
+    for info in infos:
+        if info.backend != "ollama":
+            continue
+        if support_for_text(info.server_version) is None:
+            warnings.append(
+                f"cannot parse the server version {info.server_version!r}: emoprobe cannot "
+                "tell its features (thinking, parallel slots, image tokens); going on as asked"
+            )
+        if not info.capabilities:
+            warnings.append(
+                f"the server lists no capabilities for {info.name}: vision was judged from "
+                "its model info, and thinking cannot be switched off"
+            )
+    return list(dict.fromkeys(warnings))
+
+
 def _opened(config: RunConfig, host: str, resources: ExitStack) -> Backend:
     backend = open_backend(
         config.backend, host=host, timeout=config.timeout, keep_alive=config.keep_alive
@@ -229,6 +270,7 @@ class _Pipeline:
         backends: list[Backend],
         events: RunEvents,
         todo: list[Item],
+        windows: list[tuple[int, str]] | None = None,
     ) -> None:
         self.config = config
         self.probe = probe
@@ -237,6 +279,8 @@ class _Pipeline:
         self.stop = probe.stop
         self._results: queue.Queue[Outcome | _Done | BaseException] = queue.Queue()
         self.hosts = [Host(backend.host, backend) for backend in backends]
+        for host, (window, _reason) in zip(self.hosts, windows or [], strict=False):
+            host.window = window
         self.scheduler = Scheduler(
             probe,
             self.hosts,

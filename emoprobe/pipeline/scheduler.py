@@ -53,6 +53,7 @@ class Host:
     in_flight: int = 0
     last_failure: str = ""
     repeats: int = 0  # how often last_failure came in a row
+    window: int | None = None  # most requests in flight here; None: the scheduler's
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_slot(self) -> bool:
@@ -123,19 +124,26 @@ class Scheduler:
         self.stop = probe.stop
         self.give_up_s = give_up_s
         for host in hosts:
-            host.limit = float(window)
+            host.limit = float(self.window_of(host))
         self._last_answer = time.time()  # wall clock, for the message
         self._failing_since: float | None = None
-        self._waiting: queue.Queue[Job] = queue.Queue(maxsize=window * len(hosts))
+        self._waiting: queue.Queue[Job] = queue.Queue(
+            maxsize=max(1, sum(self.window_of(host) for host in hosts))
+        )
         self._again: deque[Job] = deque()
         self._lock = threading.Lock()
         self._taken = 0  # jobs a worker holds right now
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
 
+    def window_of(self, host: Host) -> int:
+        """How many requests `host` has in flight at most (the server's slots for the
+        family, where the runner set them; else the run's window)."""
+        return host.window or self.window
+
     def start(self) -> None:
         for host in self.hosts:
-            for _ in range(self.window):
+            for _ in range(self.window_of(host)):
                 thread = threading.Thread(target=self._work, args=(host,), daemon=True)
                 thread.start()
                 self._threads.append(thread)
@@ -220,7 +228,7 @@ class Scheduler:
             self._hand_back(Outcome.failed(job, str(error)))
             self._no_answer()
         else:
-            host.answered(outcome.answer.latency_s if outcome.answer else 0.0, self.window)
+            host.answered(outcome.answer.latency_s if outcome.answer else 0.0, self.window_of(host))
             with self._lock:
                 self._failing_since = None
                 self._last_answer = time.time()

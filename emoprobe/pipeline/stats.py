@@ -26,6 +26,9 @@ class RunStats:
     request_seconds: float = 0.0
     pixels_source: int = 0  # of the images sent, before and after max_side
     pixels_sent: int = 0
+    image_tokens_sent: int = 0  # by the server's rule (server_support), images that have one
+    image_tokens_source: int = 0  # the same images as stored, before max_side
+    images_costed: int = 0
     json_invalid: int = 0  # json-mode answers that did not validate against the schema
     retry_kinds: dict[str, int] = field(default_factory=dict)  # `failure_kind` → retries
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -53,10 +56,16 @@ class RunStats:
         with self._lock:
             self.load_s = seconds
 
-    def sending(self, source_pixels: int, sent_pixels: int) -> None:
+    def sending(
+        self, source_pixels: int, sent_pixels: int, tokens_sent: int = 0, tokens_source: int = 0
+    ) -> None:
         with self._lock:
             self.pixels_source += source_pixels
             self.pixels_sent += sent_pixels
+            if tokens_sent:
+                self.images_costed += 1
+                self.image_tokens_sent += tokens_sent
+                self.image_tokens_source += tokens_source
 
     def to_dict(self) -> dict[str, Any]:
         """The session record's fields (the names earlier run folders use)."""
@@ -72,6 +81,9 @@ class RunStats:
                 "request_seconds": self.request_seconds,
                 "pixels_source": self.pixels_source,
                 "pixels_sent": self.pixels_sent,
+                "image_tokens_sent": self.image_tokens_sent,
+                "image_tokens_source": self.image_tokens_source,
+                "images_costed": self.images_costed,
                 "json_invalid": self.json_invalid,
                 "retry_kinds": dict(self.retry_kinds),
             }

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emoprobe.backends.server_support import image_rule, support_for_text
+from emoprobe.backends.weights import quantization_scope
 from emoprobe.files import write_atomic
 from emoprobe.reporting.paper import PaperResult, paper_result_for
 from emoprobe.results import alarms as alarm_kinds
@@ -617,14 +619,20 @@ def _speed(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) -> s
         ["retries (all sessions)", speed.retries],
         ["images whose request failed after its retries (all sessions)", speed.failures],
     ]
-    concurrency = manifest.request.concurrency
+    request = manifest.request
+    concurrency = request.in_flight or request.concurrency
     note = (
         "\n\nOnly what this run measured: latency is per request as the client saw it, "
         "queueing included"
-        + (f" ({concurrency} requests in flight)" if concurrency else "")
+        + (
+            f" ({concurrency} requests in flight{' per host' * bool(request.in_flight)})"
+            if concurrency
+            else ""
+        )
         + "; answers from the cache bring no latency or timings (a folder of an older "
         "emoprobe may hold their first request's latency in predictions.csv: it is left "
         "out here). Ollama counts image tokens within the prompt tokens."
+        + (f" In flight: {request.in_flight_reason}." if request.in_flight_reason else "")
     )
     kinds = [
         [what, kind, n]
@@ -663,11 +671,9 @@ def _hosts(manifest: Manifest) -> str:
     )
 
 
-QWEN_PATCH_PIXELS = 28 * 28  # Qwen2.5-VL spends about one token per 28x28 pixels
-
-
 def _image_size_note(manifest: Manifest) -> str:
-    """What the images sent cost, and what --max-side saved (pixels and image tokens)."""
+    """What the images sent cost, and what --max-side saved: pixels, and image tokens by
+    the server's rule for the family (server_support), beside the server's own count."""
     sessions = manifest.sessions
     source = sum(s.pixels_source for s in sessions)
     sent = sum(s.pixels_sent for s in sessions)
@@ -675,18 +681,57 @@ def _image_size_note(manifest: Manifest) -> str:
     if not (source and sent and images):
         return ""
     mean_source, mean_sent = source / images, sent / images
-    text = (
-        f"\n\nImages sent averaged {mean_sent / 1e6:.2f} megapixels "
-        f"(about {mean_sent / QWEN_PATCH_PIXELS:,.0f} image tokens each for Qwen2.5-VL, "
-        "one per 28×28 pixels)"
-    )
+    text = f"\n\nImages sent averaged {mean_sent / 1e6:.2f} megapixels"
     if manifest.max_side and sent < source:
         text += (
             f"; `--max-side {manifest.max_side}` cut them from {mean_source / 1e6:.2f} "
-            f"megapixels (about {mean_source / QWEN_PATCH_PIXELS:,.0f} tokens): "
-            f"{1 - sent / source:.0%} fewer pixels to encode per image"
+            f"megapixels: {1 - sent / source:.0%} fewer pixels to encode per image"
         )
-    return text + "."
+    text += "."
+    costed = sum(s.images_costed for s in sessions)
+    tokens_sent = sum(s.image_tokens_sent for s in sessions)
+    tokens_source = sum(s.image_tokens_source for s in sessions)
+    model, version = manifest.model, manifest.server.version
+    support = support_for_text(version) if manifest.backend == "ollama" else None
+    rule = image_rule(model.family, support) if support else ""
+    if costed and rule:
+        text += (
+            f" Image tokens by Ollama {version}'s rule for {model.family} ({rule}): about "
+            f"{tokens_sent / costed:,.0f} per image sent ({costed} of {images} requests)"
+        )
+        if manifest.max_side and tokens_source:
+            saved = 1 - tokens_sent / tokens_source if tokens_source else 0.0
+            text += (
+                f"; as stored they would cost {tokens_source / costed:,.0f}, so "
+                f"`--max-side {manifest.max_side}` saved {saved:.0%} of the image tokens"
+            )
+        text += "."
+    elif rule:
+        text += (
+            f" Image tokens by Ollama {version}'s rule for {model.family}: {rule} "
+            "(not counted per image in this run)."
+        )
+    else:
+        text += (
+            f" Image tokens: no rule for family {model.family or '(none)'} on "
+            f"{'Ollama ' + version if version else 'this server'}; see the server's count."
+        )
+    prompt = sum(s.prompt_eval_count for s in sessions)
+    if prompt:
+        text += (
+            f" The server counted {prompt / images:,.0f} prompt tokens per request "
+            f"(prompt_eval_count, {images} requests), image and text together."
+        )
+    return text
+
+
+def _thinking(manifest: Manifest) -> str | None:
+    """Whether the model was let think: `think` as sent, for a model that can."""
+    capabilities = manifest.model.capabilities
+    if "thinking" not in capabilities:
+        return "the model cannot think" if capabilities else None
+    think = manifest.options.get("think", False)
+    return "off (think: false sent)" if think is False else f"on (think: {think})"
 
 
 def _setup(manifest: Manifest) -> str:
@@ -697,6 +742,11 @@ def _setup(manifest: Manifest) -> str:
         ["family", model.family],
         ["parameters", model.parameter_size],
         ["quantization", model.quantization],
+        [
+            "weights quantization changes",
+            quantization_scope(model.language_weights, model.vision_weights),
+        ],
+        ["thinking", _thinking(manifest)],
         ["size on disk", f"{model.size_bytes / 1e9:.2f} GB" if model.size_bytes else None],
         ["digest", model.digest[:12] or None],
         ["server", f"Ollama {manifest.server.version or '?'}"],

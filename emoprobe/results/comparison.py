@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from emoprobe.backends.weights import quantization_scope
 from emoprobe.errors import ConfigError
 from emoprobe.results import stats
 from emoprobe.results.alarms import Alarm, alarms_for
@@ -186,6 +187,9 @@ def _differences(runs: list[RunRecord]) -> list[str]:
         "task": lambda m: f"{m.task.name} ({', '.join(m.task.labels)})",
         "prompt sha256": lambda m: m.task.prompt_sha256[:12],
         "user text": lambda m: m.task.user_text or "none",
+        "weights quantization changes": lambda m: quantization_scope(
+            m.model.language_weights, m.model.vision_weights
+        ),
         "options": lambda m: (
             ", ".join(f"{k}={v}" for k, v in sorted(m.options.items())) or "defaults"
         ),

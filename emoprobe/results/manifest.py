@@ -64,6 +64,8 @@ class ModelRecord:
     size_bytes: int = 0
     capabilities: list[str] = field(default_factory=list)
     backend: str = "ollama"
+    language_weights: str = ""
+    vision_weights: str = ""
 
 
 @dataclass
@@ -81,6 +83,8 @@ class RequestSettings:
     concurrency: int | None = None
     timeout_s: float | None = None
     retries: int | None = None
+    in_flight: int | None = None  # per host, as the server's table says for the family
+    in_flight_reason: str = ""
 
 
 @dataclass
@@ -127,6 +131,9 @@ class Session:
     request_seconds: float = 0.0
     pixels_source: int = 0
     pixels_sent: int = 0
+    image_tokens_sent: int = 0  # images_costed images, by the server's rule per family
+    image_tokens_source: int = 0
+    images_costed: int = 0
     json_invalid: int = 0
     retry_kinds: dict[str, int] = field(default_factory=dict)  # retries by kind of failure
     cache_hits: int = 0

@@ -13,6 +13,7 @@ from typing import Any
 from emoprobe.errors import ConfigError
 
 DEFAULT_OPTIONS: dict[str, Any] = {"temperature": 0.0, "seed": 42, "num_predict": 32}
+THINK_VALUES: tuple[bool | str, ...] = (True, False, "low", "medium", "high")
 
 
 def _at_least(low: float) -> Callable[[float], bool]:
@@ -44,6 +45,9 @@ OPTION_TYPES: dict[str, tuple[type, Callable[[Any], bool], str]] = {
     "frequency_penalty": (float, lambda v: True, "a number"),
     "use_mmap": (bool, lambda v: True, "true or false"),
     "stop": (str, lambda v: bool(v), "a non-empty string"),
+    # Not a runner option: the request's `think` field (Ollama >= 0.9). Thinking models
+    # get `think: false` unless this says otherwise (see `pipeline.probe.resolve_think`).
+    "think": (str, lambda v: v in THINK_VALUES, "true, false, low, medium or high"),
 }
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -54,7 +58,10 @@ def _convert(key: str, text: str) -> Any:
     kind, check, demand = OPTION_TYPES[key]
     value: Any
     try:
-        if kind is bool:
+        if key == "think":
+            lowered = text.lower()
+            value = lowered in _TRUE if lowered in _TRUE | _FALSE else lowered
+        elif kind is bool:
             if text.lower() not in _TRUE | _FALSE:
                 raise ValueError
             value = text.lower() in _TRUE
