@@ -632,7 +632,7 @@ def _speed(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) -> s
         + "; answers from the cache bring no latency or timings (a folder of an older "
         "emoprobe may hold their first request's latency in predictions.csv: it is left "
         "out here). Ollama counts image tokens within the prompt tokens."
-        + (f" In flight: {request.in_flight_reason}." if request.in_flight_reason else "")
+        + (f" In flight: {inert(request.in_flight_reason)}." if request.in_flight_reason else "")
     )
     kinds = [
         [what, kind, n]
@@ -696,7 +696,7 @@ def _image_size_note(manifest: Manifest) -> str:
     rule = image_rule(model.family, support) if support else ""
     if costed and rule:
         text += (
-            f" Image tokens by Ollama {version}'s rule for {model.family} ({rule}): about "
+            f" Image tokens by Ollama {version}'s rule for {inert(model.family)} ({rule}): about "
             f"{tokens_sent / costed:,.0f} per image sent ({costed} of {images} requests)"
         )
         if manifest.max_side and tokens_source:
@@ -708,13 +708,13 @@ def _image_size_note(manifest: Manifest) -> str:
         text += "."
     elif rule:
         text += (
-            f" Image tokens by Ollama {version}'s rule for {model.family}: {rule} "
+            f" Image tokens by Ollama {version}'s rule for {inert(model.family)}: {rule} "
             "(not counted per image in this run)."
         )
     else:
         text += (
-            f" Image tokens: no rule for family {model.family or '(none)'} on "
-            f"{'Ollama ' + version if version else 'this server'}; see the server's count."
+            f" Image tokens: no rule for family {inert(model.family) or '(none)'} on "
+            f"{'Ollama ' + inert(version) if version else 'this server'}; see the server's count."
         )
     prompt = sum(s.prompt_eval_count for s in sessions)
     if prompt:
