@@ -5,6 +5,7 @@ worker of `emoprobe run` does them, against the emulator. A clock wraps the stag
 counts this thread's CPU time (`time.thread_time`) exclusive of the stages nested in them:
 
     image preparation   prepare_image: read, sha256, decode check, payload
+    request body        backend.encode: the JSON body with the base64 image, built ahead
     cache lookups       building response keys, the file-hash memo and the answer lookups
     cache writes        the answer and the file hash stored
     request path        Probe.send less its cache write: messages, base64, JSON,
@@ -37,10 +38,18 @@ MODULE_HOOKS = (
 CACHE_HOOKS = (
     ("get", "cache lookups"),
     ("file_hash", "cache lookups"),
+    ("file_hashes", "cache lookups"),
     ("set", "cache writes"),
     ("remember_file_hash", "cache writes"),
 )
-STAGES = ("image preparation", "cache lookups", "cache writes", "request path", "other")
+STAGES = (
+    "image preparation",
+    "request body, built ahead",
+    "cache lookups",
+    "cache writes",
+    "request path",
+    "other",
+)
 
 
 class StageClock:
@@ -106,6 +115,8 @@ def stage_split(images: list[Path], url: str, cache_dir: Path) -> dict[str, dict
             for name, stage in CACHE_HOOKS:
                 if hasattr(cache, name):
                     setattr(cache, name, clock.wrap(getattr(cache, name), stage))
+            if hasattr(backend, "encode"):
+                backend.encode = clock.wrap(backend.encode, "request body, built ahead")  # type: ignore[method-assign]
             prepare = clock.wrap(probe.prepare, "other")
             request = clock.wrap(probe.send, "request path")
             first = probe.prepare(0, images[0])

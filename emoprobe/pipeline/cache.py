@@ -17,7 +17,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,7 @@ FILE_HASHES = "file-hashes"
 MODELS_PREFIX = "model:"
 KEY_VERSION = 1  # emoprobe 0.1: no model name in the key
 MODEL_KEY_VERSION = 2
+HASH_BATCH = 500  # file-hash memo entries read per query (SQLite allows 999 parameters)
 
 
 def response_key(
@@ -286,6 +287,33 @@ class ResponseCache:
         with _translated(self.directory):
             value = self._hashes.get(_file_key(path, stat))
         return value if isinstance(value, str) else None
+
+    def file_hashes(self, files: Sequence[tuple[Path, os.stat_result]]) -> list[str | None]:
+        """`file_hash` of many files in one read of the memo (one SQL query per
+        `HASH_BATCH` files): the preparer looks each image up in the answers alone."""
+        keys = [_file_key(path, stat) for path, stat in files]
+        found: dict[bytes, Any] = {}
+        with _translated(self.directory):
+            for start in range(0, len(keys), HASH_BATCH):
+                found |= self._read_many(self._hashes, keys[start : start + HASH_BATCH])
+        return [value if isinstance(value, str) else None for value in map(found.get, keys)]
+
+    @staticmethod
+    def _read_many(store: diskcache.Cache, keys: list[bytes]) -> dict[bytes, Any]:
+        """Values of raw (bytes) keys in one query, read as `Cache.get` reads them
+        (diskcache's table and `Disk.fetch`); no expiry is ever set on the memo."""
+        marks = ",".join("?" * len(keys))
+        rows = store._sql(
+            f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})",
+            [sqlite3.Binary(key) for key in keys],
+        ).fetchall()
+        values = {}
+        for key, mode, filename, value in rows:
+            try:
+                values[bytes(key)] = store._disk.fetch(mode, filename, value, False)
+            except OSError:  # removed meanwhile: not known
+                continue
+        return values
 
     def remember_file_hash(self, path: Path, stat: os.stat_result, sha256: str) -> None:
         with _translated(self.directory):

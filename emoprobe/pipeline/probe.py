@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from emoprobe.data.images import prepare_image
 from emoprobe.errors import BackendError, ConfigError, TransientError
 from emoprobe.files import os_error_text
 from emoprobe.hosts import checked_host
-from emoprobe.pipeline.cache import KeyMaker, ResponseCache
+from emoprobe.pipeline.cache import HASH_BATCH, KeyMaker, ResponseCache
 from emoprobe.pipeline.config import check_model_name, check_request_settings
 from emoprobe.pipeline.retry import RetryPolicy, Stop, Verdict
 from emoprobe.pipeline.stats import RunStats
@@ -85,6 +86,7 @@ class Job:
     mime: str
     failures: int = 0  # failed requests so far
     image_tokens: int = 0  # what the server's rule says the image costs (0: no rule)
+    body: bytes = field(default=b"", repr=False)  # the request's HTTP body, built ahead
 
 
 @dataclass(frozen=True)
@@ -245,19 +247,44 @@ class Probe:
     def prepare(self, seq: int, path: Path) -> Outcome | Job:
         """Hash (remembered by path, size and mtime) and look up the cache, else read the
         image: an Outcome when the image needs no request, else the Job for one."""
-        try:
-            stat = os.stat(path)
-        except OSError as error:
-            return Outcome(seq, path, error=os_error_text(error))
-        known = self.cache.file_hash(path, stat)
+        return next(self.prepare_many([(seq, path)]))
+
+    def prepare_many(self, images: Iterable[tuple[int, Path]]) -> Iterator[Outcome | Job]:
+        """`prepare` each (seq, path) in turn, lazily: the file hashes of `HASH_BATCH`
+        images are read from the memo at once, so each image costs one cache lookup
+        (its answer), and a Job carries its request body, built here."""
+        pending = iter(images)
+        while batch := list(islice(pending, HASH_BATCH)):
+            stats: list[os.stat_result | OSError] = []
+            for _, path in batch:
+                try:
+                    stats.append(os.stat(path))
+                except OSError as error:
+                    stats.append(error)
+            found = [(path, st) for (_, path), st in zip(batch, stats, strict=True)]
+            known = iter(
+                self.cache.file_hashes(
+                    [(path, st) for path, st in found if isinstance(st, os.stat_result)]
+                )
+            )
+            for (seq, path), st in zip(batch, stats, strict=True):
+                if isinstance(st, OSError):
+                    yield Outcome(seq, path, error=os_error_text(st))
+                else:
+                    yield self._prepare_one(seq, path, st, next(known))
+
+    def _prepare_one(
+        self, seq: int, path: Path, stat: os.stat_result, known: str | None
+    ) -> Outcome | Job:
         if known and (hit := self._cached(seq, path, known)):
             return hit
         prepared = prepare_image(path, max_side=self.max_side)
         if prepared.error or prepared.payload is None:
             return Outcome(seq, path, prepared.sha256, error=prepared.error or "unreadable")
-        self.cache.remember_file_hash(path, stat, prepared.sha256)
-        if hit := self._cached(seq, path, prepared.sha256):
-            return hit
+        if prepared.sha256 != known:  # else its answer was just looked up
+            self.cache.remember_file_hash(path, stat, prepared.sha256)
+            if hit := self._cached(seq, path, prepared.sha256):
+                return hit
         if self.backend is None:
             return Outcome(seq, path, prepared.sha256, error=NOT_IN_CACHE)
         width, height = prepared.width or 0, prepared.height or 0
@@ -265,9 +292,13 @@ class Probe:
         tokens = self._image_tokens(width, height, prepared.source_pixels)
         self.stats.sending(prepared.source_pixels, sent, *tokens)
         key = self.keys.key(prepared.sha256)
-        return Job(
+        job = Job(
             seq, path, prepared.sha256, key, prepared.payload, prepared.mime, image_tokens=tokens[0]
         )
+        try:  # the body is built here, off the request thread
+            return replace(job, body=self.backend.encode(self._request(job)))
+        except BackendError:  # an image no server takes: `send` says so
+            return job
 
     def _image_tokens(self, width: int, height: int, source_pixels: int) -> tuple[int, int]:
         """(tokens as sent, tokens as stored) by the server's rule; (0, 0) without one.
@@ -299,21 +330,22 @@ class Probe:
             answer = self.cache.answer(legacy, model=self.model)
         return None if answer is None else Outcome(seq, path, sha256, answer, cached=True)
 
+    def _request(self, job: Job) -> ChatRequest:
+        return ChatRequest(
+            model=self.model,
+            system=self.task.system_prompt,
+            user_text=self.task.user_text,
+            image=job.image,
+            image_mime=job.mime,
+            options=self.options,
+            format=self._format,
+            top_logprobs=self._top_logprobs,
+        )
+
     def send(self, job: Job, backend: Backend) -> Outcome:
         """One attempt on `backend`; the answer is cached. Raises the backend's errors."""
         self._ensure_loaded(backend, job)
-        answer = backend.chat(
-            ChatRequest(
-                model=self.model,
-                system=self.task.system_prompt,
-                user_text=self.task.user_text,
-                image=job.image,
-                image_mime=job.mime,
-                options=self.options,
-                format=self._format,
-                top_logprobs=self._top_logprobs,
-            )
-        )
+        answer = backend.chat(self._request(job), job.body or None)
         answer = capped(answer)
         if self._top_logprobs:
             positions = label_positions(answer.logprobs, self.task.labels, self.task.synonyms)

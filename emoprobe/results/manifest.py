@@ -150,7 +150,7 @@ class Session:
         return session
 
 
-@dataclass
+@dataclass(slots=True)  # 100,000s of them: no __dict__ each
 class FileRecord:
     path: str = ""
     label: str = ""
@@ -231,15 +231,12 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
 
 def _file_records(entries: list[Any]) -> list[FileRecord] | None:
     """FileRecords of plain entries (a dict of strings per file), else None."""
-    records = []
-    for entry in entries:
-        if type(entry) is not dict:
-            return None
-        path, label, sha256 = entry.get("path", ""), entry.get("label", ""), entry.get("sha256", "")
-        if type(path) is not str or type(label) is not str or type(sha256) is not str:
-            return None
-        records.append(FileRecord(path, label, sha256))
-    return records
+    try:
+        records = [FileRecord(**entry) for entry in entries]
+    except TypeError:  # not a dict, or a key FileRecord does not have
+        return None
+    kinds = {type(value) for r in records for value in (r.path, r.label, r.sha256)}
+    return records if kinds <= {str} else None
 
 
 def read_manifest(path: Path) -> Manifest | None:
