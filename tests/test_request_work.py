@@ -29,7 +29,7 @@ class CountingCache(ResponseCache):
         self.answer_reads = 0
         self.memo_queries = 0
 
-    def get(self, key):  # every answer lookup comes through here
+    def get(self, key):
         self.answer_reads += 1
         return super().get(key)
 
@@ -38,7 +38,10 @@ class CountingCache(ResponseCache):
         return super().file_hash(path, stat)
 
     def _read_many(self, store, keys):
-        self.memo_queries += 1
+        if store is self._hashes:
+            self.memo_queries += 1
+        else:
+            self.answer_reads += 1
         return super()._read_many(store, keys)
 
 

@@ -263,7 +263,23 @@ class ResponseCache:
     def answer(self, key: str, *, model: str | None = None) -> Answer | None:
         """The answer under `key` (with `model`: only if its value names that model);
         None for a miss or a value no emoprobe wrote (counted in `unreadable`)."""
-        value = self.get(key)
+        return self._answer_of(key, self.get(key), model)
+
+    def first_answer(self, key: str, legacy: str | None = None, *, model: str) -> Answer | None:
+        """`answer(key)`, else `answer(legacy, model=model)`: both keys read in one query
+        (one cache lookup per image)."""
+        keys = [key] if legacy is None else [key, legacy]
+        with _translated(self.directory):
+            values = self._read_many(self._responses, keys)
+        for name, wanted in ((key, None), (legacy, model)):
+            if name is not None and (found := self._answer_of(name, values.get(name), wanted)):
+                return found
+        return None
+
+    def _answer_of(self, key: str, value: Any, model: str | None) -> Answer | None:
+        if value is not None and not isinstance(value, dict):
+            self._unreadable.add(key)
+            return None
         if value is None or (model is not None and value.get("model") != model):
             return None
         try:
@@ -299,20 +315,24 @@ class ResponseCache:
         return [value if isinstance(value, str) else None for value in map(found.get, keys)]
 
     @staticmethod
-    def _read_many(store: diskcache.Cache, keys: list[bytes]) -> dict[bytes, Any]:
-        """Values of raw (bytes) keys in one query, read as `Cache.get` reads them
-        (diskcache's table and `Disk.fetch`); no expiry is ever set on the memo."""
+    def _read_many(store: diskcache.Cache, keys: Sequence[bytes | str]) -> dict[Any, Any]:
+        """Values of raw (bytes or str) keys in one query, read as `Cache.get` reads
+        them (diskcache's table and `Disk.fetch`); emoprobe never sets an expiry. A
+        value that does not unpickle reads as `_UNREADABLE`."""
         marks = ",".join("?" * len(keys))
         rows = store._sql(
             f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})",
-            [sqlite3.Binary(key) for key in keys],
+            [sqlite3.Binary(key) if isinstance(key, bytes) else key for key in keys],
         ).fetchall()
-        values = {}
+        values: dict[Any, Any] = {}
         for key, mode, filename, value in rows:
+            name = bytes(key) if isinstance(key, (bytes, memoryview)) else key
             try:
-                values[bytes(key)] = store._disk.fetch(mode, filename, value, False)
-            except OSError:  # removed meanwhile: not known
+                values[name] = store._disk.fetch(mode, filename, value, False)
+            except (sqlite3.Error, OSError):  # removed meanwhile: not known
                 continue
+            except Exception:  # a bad pickle: anything unpickling can raise
+                values[name] = _UNREADABLE
         return values
 
     def remember_file_hash(self, path: Path, stat: os.stat_result, sha256: str) -> None:

@@ -324,10 +324,9 @@ class Probe:
         return sent, stored
 
     def _cached(self, seq: int, path: Path, sha256: str) -> Outcome | None:
-        answer = self.cache.answer(self.keys.key(sha256))
-        legacy = self.keys.legacy_key(sha256)
-        if answer is None and legacy is not None:  # stored by emoprobe 0.1, for this model
-            answer = self.cache.answer(legacy, model=self.model)
+        # the key, else the one emoprobe 0.1 stored it under (for this model), at once
+        key, legacy = self.keys.key(sha256), self.keys.legacy_key(sha256)
+        answer = self.cache.first_answer(key, legacy, model=self.model)
         return None if answer is None else Outcome(seq, path, sha256, answer, cached=True)
 
     def _request(self, job: Job) -> ChatRequest:

@@ -402,6 +402,7 @@ def read_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame:
     objects: a tenth of the time and memory). Any file the fast reader might read
     otherwise than `read_rows` (a carriage return, a half-written or malformed row, a
     cell that is no number) is read by `read_rows` instead, so the two always agree."""
+    _refuse_symlink(path)
     frame = _fast_frame(path, labels)
     return frame if frame is not None else to_frame(read_rows(path), labels)
 
@@ -418,9 +419,13 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
     header = next(csv.reader([first_line]), [])
     if not data or b"\r" in data or header[: len(COLUMNS)] != COLUMNS:
         return None
+    if _END.strip(b",\n") in data:
+        return None
+    # Every line gets a last cell `_END` marks, so a row with too few cells shows (pandas
+    # fills them in quietly); a line end inside a quoted answer gets it too, taken out below.
     try:
         cells = pd.read_csv(
-            io.BytesIO(data),
+            io.BytesIO(data.replace(b"\n", _END)),
             dtype=str,
             keep_default_na=False,
             na_filter=False,
@@ -431,8 +436,14 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
         )
     except (ValueError, csv.Error):  # pandas' ParserError is a ValueError
         return None
-    if list(cells.columns) != header or cells.isna().to_numpy().any():
-        return None  # a short row (its cells NaN) or a renamed column
+    mark = _END.strip(b",\n").decode()
+    if list(cells.columns) != [*header, mark] or not (cells.pop(mark) == mark).all():
+        return None  # a short row (the mark in another cell) or a renamed column
+    for name in ("raw", "error"):  # only answers and errors may hold a line end
+        if cells[name].str.contains(mark, regex=False).any():
+            cells[name] = cells[name].str.replace(_END.decode(), "\n", regex=False)
+    if any(cells[name].str.contains(mark, regex=False).any() for name in cells):
+        return None
     checked = {"latency_s": _numbers(cells["latency_s"])}
     checked |= {name: _numbers(cells[name]) for name in header[len(COLUMNS) :]}
     if any(column is None for column in checked.values()):
@@ -460,9 +471,9 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
             "sha256": cells["sha256"],
             "label": pd.Categorical(cells["label"], categories),
             "prediction": pd.Categorical(cells["prediction"].replace("", None), categories),
-            "raw": cells["raw"],
-            "status": pd.Categorical(cells["status"], [OK, UNPARSED_STATUS, ERROR]),
-            "error": cells["error"],
+            "raw": _restored_column(cells["raw"]),
+            "status": pd.Categorical(cells["status"], STATUSES),
+            "error": _restored_column(cells["error"]),
             "latency_s": numbers.pop("latency_s"),
             "cached": (cells["cached"] == "true").to_numpy(),
         }
@@ -471,6 +482,16 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
         frame[name] = column
     table: pd.DataFrame = frame
     return table
+
+
+_END = b",\x01\n"  # what `_fast_frame` puts at each line's end
+
+
+def _restored_column(column: pd.Series) -> pd.Series:
+    """`_restored` of every cell."""
+    inert = column.str.startswith("'")
+    restored: pd.Series = column.where(~inert, column.str[1:]) if inert.any() else column
+    return restored
 
 
 def _numbers(column: pd.Series) -> pd.Series | None:
