@@ -341,17 +341,27 @@ class Probe:
             top_logprobs=self._top_logprobs,
         )
 
-    def send(self, job: Job, backend: Backend) -> Outcome:
-        """One attempt on `backend`; the answer is cached. Raises the backend's errors."""
+    def send(self, job: Job, backend: Backend, *, store: bool = True) -> Outcome:
+        """One attempt on `backend`; the answer is cached (`store=False`: by the caller,
+        with `store`, so that the request thread goes on at once). Raises the
+        backend's errors."""
         self._ensure_loaded(backend, job)
         answer = backend.chat(self._request(job), job.body or None)
         answer = capped(answer)
         if self._top_logprobs:
             positions = label_positions(answer.logprobs, self.task.labels, self.task.synonyms)
             answer = replace(answer, label_positions=positions, logprobs=())
-        self.cache.store_answer(job.key, answer, model=self.model, digest=self.info.digest)
         self.stats.answered(answer)
-        return Outcome(job.seq, job.path, job.sha256, answer)
+        outcome = Outcome(job.seq, job.path, job.sha256, answer)
+        if store:
+            self.store(outcome)
+        return outcome
+
+    def store(self, outcome: Outcome) -> None:
+        """Cache the answer a request just gave (cached and failed outcomes: nothing)."""
+        if outcome.answer is not None and not outcome.cached:
+            key = self.keys.key(outcome.sha256)
+            self.cache.store_answer(key, outcome.answer, model=self.model, digest=self.info.digest)
 
     def ask(self, job: Job) -> Outcome:
         """`send` on this probe's backend, retried as the retry policy says."""

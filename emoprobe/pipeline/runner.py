@@ -357,6 +357,7 @@ class _Pipeline:
             if isinstance(message, _Done):
                 expected = message.submitted
                 continue
+            self.probe.store(message)  # here, so that the workers send the next at once
             pending[message.seq] = message
             while next_seq in pending:
                 outcome = pending.pop(next_seq)
