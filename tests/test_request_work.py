@@ -126,7 +126,9 @@ def test_a_job_carries_its_request_body_built_in_the_preparer(ollama_double, ima
         assert isinstance(job, Job) and job.body
         body = json.loads(job.body)
         assert base64.b64decode(body["messages"][1]["images"][0]) == images[3].read_bytes()
-        assert "images" not in body["messages"][0] and body["stream"] is True
+        assert (
+            "images" not in body["messages"][0] and body["stream"] is False
+        )  # num_predict=32: a bounded answer comes whole
         assert body["options"] == probe.options and body["model"] == "qwen2.5vl:7b"
         assert "base64" not in repr(job) and str(body["messages"][1]["images"][0])[:20] not in repr(
             job
@@ -169,5 +171,24 @@ def test_the_prebuilt_body_is_what_the_ollama_client_would_send(ollama_double, i
         top_logprobs=3,
     )
     theirs = ollama_double.chat_requests[-1]
+    assert ours["stream"] is True  # log-probabilities: streamed
     assert {**ours, "stream": False} == theirs
     backend.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "top_logprobs", "streamed"),
+    [
+        ({"num_predict": 32}, 0, False),  # bounded: nothing to cut off, the answer comes whole
+        ({"num_predict": 128}, 0, False),
+        ({"num_predict": 4096}, 0, True),  # might run past MAX_ANSWER_CHARS: cut off early
+        ({"num_predict": -1}, 0, True),
+        ({}, 0, True),
+        ({"num_predict": 32}, 3, True),  # log-probabilities per token
+    ],
+)
+def test_a_reply_is_streamed_only_where_it_serves(options, top_logprobs, streamed):
+    from emoprobe.backends.ollama import streams
+
+    request = ChatRequest("m", "s", "u", b"x", "image/jpeg", options, None, top_logprobs)
+    assert streams(request) is streamed

@@ -51,6 +51,7 @@ from emoprobe.errors import (
 T = TypeVar("T")
 
 NS_PER_MS = 1_000_000
+MAX_TOKEN_CHARS = 256  # longer than any token of a vision model's vocabulary
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
 IMAGE_SLOT = "\x00image\x00"  # where `encode` puts the base64, written in as bytes
 SLOT_JSON = json.dumps(IMAGE_SLOT).encode()
@@ -282,7 +283,7 @@ class OllamaBackend:
                 {"role": "user", "content": request.user_text, "images": [IMAGE_SLOT]},
             ],
             "tools": [],
-            "stream": True,
+            "stream": streams(request),
             "options": options,
             "keep_alive": self.keep_alive,
         }
@@ -433,6 +434,17 @@ class OllamaBackend:
             label = "server error" if status == -1 else f"HTTP {status}"
             return TransientError(f"{label}: {text}", host=self.host, status=status)
         return RequestRejected(f"HTTP {status}: {text}", host=self.host, status=status)
+
+
+def streams(request: ChatRequest) -> bool:
+    """Whether to ask for a streamed reply: only where it serves, for log-probabilities
+    (kept per token) and answers that may run past MAX_ANSWER_CHARS (cut off there, the
+    rest unread). A bounded answer comes whole, one line: far less to read per image.
+    Either reply is read the same way (a server that streams anyway is read as one)."""
+    limit = request.options.get("num_predict")
+    if request.top_logprobs > 0 or isinstance(limit, bool) or not isinstance(limit, int):
+        return True
+    return not 0 < limit <= MAX_ANSWER_CHARS // MAX_TOKEN_CHARS
 
 
 def _text(chunk: dict[str, Any]) -> str:
