@@ -88,6 +88,11 @@ def final_table(table: pd.DataFrame, manifest: Manifest | None) -> pd.DataFrame:
     paths = table["path"]
     listed = [entry.path for entry in manifest.files] if manifest else []
     if not paths.duplicated().any() and paths.tolist() == listed:
+        assert manifest is not None
+        shas = [entry.sha256 for entry in manifest.files]
+        table["path"] = listed  # the manifest's own strings: each path held once, not twice
+        if table["sha256"].tolist() == shas:
+            table["sha256"] = shas
         return table
     first_seen = dict(zip(paths.tolist()[::-1], range(len(paths) - 1, -1, -1), strict=True))
     last = table.drop_duplicates("path", keep="last")

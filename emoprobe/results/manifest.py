@@ -236,7 +236,12 @@ def _file_records(entries: list[Any]) -> list[FileRecord] | None:
     except TypeError:  # not a dict, or a key FileRecord does not have
         return None
     kinds = {type(value) for r in records for value in (r.path, r.label, r.sha256)}
-    return records if kinds <= {str} else None
+    if not kinds <= {str}:
+        return None
+    labels: dict[str, str] = {}
+    for record in records:  # a few labels, each held once
+        record.label = labels.setdefault(record.label, record.label)
+    return records
 
 
 def read_manifest(path: Path) -> Manifest | None:

@@ -439,11 +439,10 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
     mark = _END.strip(b",\n").decode()
     if list(cells.columns) != [*header, mark] or not (cells.pop(mark) == mark).all():
         return None  # a short row (the mark in another cell) or a renamed column
-    for name in ("raw", "error"):  # only answers and errors may hold a line end
-        if cells[name].str.contains(mark, regex=False).any():
-            cells[name] = cells[name].str.replace(_END.decode(), "\n", regex=False)
-    if any(cells[name].str.contains(mark, regex=False).any() for name in cells):
-        return None
+    if data.count(b"\n") != len(cells) + 1:  # line ends inside quoted cells: restore them
+        for name in cells:
+            if cells[name].str.contains(mark, regex=False).any():
+                cells[name] = cells[name].str.replace(_END.decode(), "\n", regex=False)
     checked = {"latency_s": _numbers(cells["latency_s"])}
     checked |= {name: _numbers(cells[name]) for name in header[len(COLUMNS) :]}
     if any(column is None for column in checked.values()):
@@ -490,7 +489,9 @@ _END = b",\x01\n"  # what `_fast_frame` puts at each line's end
 def _restored_column(column: pd.Series) -> pd.Series:
     """`_restored` of every cell."""
     inert = column.str.startswith("'")
-    restored: pd.Series = column.where(~inert, column.str[1:]) if inert.any() else column
+    if not inert.any():
+        return column
+    restored: pd.Series = column.where(~inert, column.str[1:])
     return restored
 
 

@@ -160,7 +160,11 @@ def _draw(
     patterns = np.stack(
         [y_true, *(np.minimum(np.asarray(p, dtype=np.int64), n_labels) for p in y_preds)], axis=1
     )
-    distinct, counts = np.unique(patterns, axis=0, return_counts=True)
+    # the distinct rows in np.unique(axis=0)'s order, from one integer per row (faster)
+    radix = n_labels + 1
+    flat = patterns @ (radix ** np.arange(patterns.shape[1] - 1, -1, -1, dtype=np.int64))
+    _, first, counts = np.unique(flat, return_index=True, return_counts=True)
+    distinct = patterns[first]
     probabilities = counts / n
     one_hot = []  # per run: (patterns, confusion cells), 1 where a pattern falls
     for r in range(runs):
