@@ -44,6 +44,10 @@ def rows(count: int = 12, scores: bool = False) -> list[Row]:
                 error="truncated or corrupt image" if status == "error" else "",
                 latency_s=None if status == "error" else 0.25 * i,
                 cached=i % 2 == 0,
+                prompt_tokens=None if status == "error" else 300 + i,
+                output_tokens=None if status == "error" else 4,
+                prefill_ms=None if status == "error" else 1.5 * i,
+                decode_ms=None if i % 2 else 20.25,
                 scores=({"happy": 0.5, "tired": 0.25} if i % 3 else {}) if scores else None,
             )
         )
@@ -70,9 +74,9 @@ def test_read_frame_equals_the_rows_read_one_by_one(tmp_path, scores):
     [
         b'happy/x.jpg,abc,happy,happy,"half an answer',  # a half-written last row
         b"happy/x.jpg,abc,happy\n",  # a short row
-        b'happy/x.jpg,abc,happy,happy,"carriage\rreturn",ok,,0.1,false\n',
+        b'happy/x.jpg,abc,happy,happy,"carriage\rreturn",ok,,0.1,false,12,3,1.5,\n',
         b"\n",  # a blank line
-        b"happy/y.jpg,abd,happy,happy,odd,pending,,0.1,false\n",  # not a final status
+        b"happy/y.jpg,abd,happy,happy,odd,pending,,0.1,false,,,,\n",  # not a final status
     ],
 )
 def test_read_frame_agrees_on_damaged_files(tmp_path, tail):
@@ -93,7 +97,7 @@ def test_read_frame_names_a_bad_number(tmp_path):
     path = tmp_path / "predictions.csv"
     write(path, rows())
     with open(path, "ab") as handle:
-        handle.write(b"happy/x.jpg,abc,happy,happy,happy,ok,,fast,false\n")
+        handle.write(b"happy/x.jpg,abc,happy,happy,happy,ok,,fast,false,,,,\n")
     with pytest.raises(ConfigError, match="no number"):
         read_frame(path, LABELS)
 

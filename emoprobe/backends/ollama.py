@@ -332,7 +332,7 @@ class OllamaBackend:
                     raise TypeError("a reply line that is no object")
                 if error := chunk.get("error"):
                     raise ollama.ResponseError(str(error))
-                piece = _text(chunk)
+                piece = _piece(chunk)
                 pieces.append(piece)
                 length += len(piece)
                 thinking += _thinking_chars(chunk)
@@ -447,7 +447,7 @@ def streams(request: ChatRequest) -> bool:
     return not 0 < limit <= MAX_ANSWER_CHARS // MAX_TOKEN_CHARS
 
 
-def _text(chunk: dict[str, Any]) -> str:
+def _piece(chunk: dict[str, Any]) -> str:
     """A reply line's piece of the answer (TypeError for a malformed one)."""
     message = chunk.get("message") or {}
     content = message.get("content") if isinstance(message, dict) else None

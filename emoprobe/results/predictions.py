@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 from emoprobe.errors import ConfigError
 from emoprobe.files import writable_text, write_error
@@ -417,10 +417,12 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
     data = data[: data.rfind(b"\n") + 1]  # a half-written tail is no row
     first_line = data[: data.find(b"\n")].decode("utf-8", "replace")
     header = next(csv.reader([first_line]), [])
-    if not data or b"\r" in data or header[: len(COLUMNS)] != COLUMNS:
+    try:
+        fixed, score_labels = _header_labels(path, header)
+    except ConfigError:
         return None
-    if _END.strip(b",\n") in data:
-        return None
+    if fixed != len(COLUMNS) or b"\r" in data or _END.strip(b",\n") in data:
+        return None  # an older file (its rows are renamed), or cells pandas reads otherwise
     # Every line gets a last cell `_END` marks, so a row with too few cells shows (pandas
     # fills them in quietly); a line end inside a quoted answer gets it too, taken out below.
     try:
@@ -443,27 +445,26 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
         for name in cells:
             if cells[name].str.contains(mark, regex=False).any():
                 cells[name] = cells[name].str.replace(_END.decode(), "\n", regex=False)
-    checked = {"latency_s": _numbers(cells["latency_s"])}
-    checked |= {name: _numbers(cells[name]) for name in header[len(COLUMNS) :]}
-    if any(column is None for column in checked.values()):
+    floats = ["latency_s", "prefill_ms", "decode_ms", *header[fixed:]]
+    numbers = {name: _numbers(cells[name]) for name in floats}
+    numbers |= {name: _numbers(cells[name], whole=True) for name in _COUNTS}
+    if any(column is None for column in numbers.values()):
         return None  # `read_rows` says which cell
-    final = cells["status"].isin(FINAL_STATUSES).to_numpy()
+    error = _restored_column(cells["error"])
+    status = pd.Series(
+        [current_status(s, e) for s, e in zip(cells["status"], error, strict=True)],
+        dtype=object,
+    )
+    final = status.isin(STATUSES).to_numpy()
     if not final.any():
         return to_frame([], labels)
-    cells = cells[final].reset_index(drop=True)
-    numbers: dict[str, pd.Series] = {}
-    for name in ("latency_s", *(SCORE_PREFIX + label for label in labels)):
-        if name == "latency_s" or len(header) > len(COLUMNS):
-            found = checked.get(name)
-            values = found[final] if found is not None else None
-            numbers[name] = (
-                values.reset_index(drop=True)
-                if values is not None
-                else pd.Series(float("nan"), index=cells.index)
-            )
+    keep = None if final.all() else final
+    cells, error, status = (_kept(part, keep) for part in (cells, error, status))
     names = [*labels, UNPARSED]
     others = (set(cells["label"].unique()) | set(cells["prediction"].unique())) - {*names, ""}
     categories = [*names, *sorted(others)]
+    nan = pd.Series(float("nan"), index=cells.index)
+    columns = {name: _kept(column, keep) for name, column in numbers.items() if column is not None}
     frame = pd.DataFrame(
         {
             "path": cells["path"],
@@ -471,16 +472,28 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
             "label": pd.Categorical(cells["label"], categories),
             "prediction": pd.Categorical(cells["prediction"].replace("", None), categories),
             "raw": _restored_column(cells["raw"]),
-            "status": pd.Categorical(cells["status"], STATUSES),
-            "error": _restored_column(cells["error"]),
-            "latency_s": numbers.pop("latency_s"),
+            "status": pd.Categorical(status, STATUSES),
+            "error": error,
+            "latency_s": columns["latency_s"],
             "cached": (cells["cached"] == "true").to_numpy(),
+            **{name: columns[name].astype("Int64") for name in _COUNTS},
+            "prefill_ms": columns["prefill_ms"],
+            "decode_ms": columns["decode_ms"],
         }
     )
-    for name, column in numbers.items():
-        frame[name] = column
+    if score_labels:
+        for label in labels:
+            frame[SCORE_PREFIX + label] = columns.get(SCORE_PREFIX + label, nan)
     table: pd.DataFrame = frame
     return table
+
+
+_COUNTS = ("prompt_tokens", "output_tokens")  # whole numbers; the other timings are floats
+
+
+def _kept(part: Any, keep: Any) -> Any:
+    """`part` (a Series or DataFrame) with only the rows `keep` marks, numbered afresh."""
+    return part if keep is None else part[keep].reset_index(drop=True)
 
 
 _END = b",\x01\n"  # what `_fast_frame` puts at each line's end
@@ -495,13 +508,17 @@ def _restored_column(column: pd.Series) -> pd.Series:
     return restored
 
 
-def _numbers(column: pd.Series) -> pd.Series | None:
-    """Cells as float64, NaN where empty; None if a non-empty cell is no finite number."""
+def _numbers(column: pd.Series, whole: bool = False) -> pd.Series | None:
+    """Cells as float64, NaN where empty; None if a non-empty cell is no number as
+    `float` (or, `whole`, `int`) reads it, or not a finite one."""
     import numpy as np
     import pandas as pd
 
-    values = pd.to_numeric(column.where(column != ""), errors="coerce").astype("float64")
-    if bool((values.isna() & (column != "")).any()) or not np.isfinite(values.dropna()).all():
+    filled = column != ""
+    if whole and not column[filled].str.fullmatch(r"[+-]?[0-9]+").all():
+        return None
+    values = pd.to_numeric(column.where(filled), errors="coerce").astype("float64")
+    if bool((values.isna() & filled).any()) or not np.isfinite(values.dropna()).all():
         return None
     checked: pd.Series = values
     return checked
@@ -512,31 +529,32 @@ def rows_of(frame: pd.DataFrame) -> list[Row]:
     import pandas as pd
 
     labels = [str(c).removeprefix(SCORE_PREFIX) for c in frame if str(c).startswith(SCORE_PREFIX)]
-    score_columns = [frame[SCORE_PREFIX + label].tolist() for label in labels]
-    has_scores = bool(labels)
+    scores = [frame[SCORE_PREFIX + label].tolist() for label in labels]
+    columns = {name: frame[name].tolist() for name in COLUMNS}
+
+    def value(name: str, i: int) -> Any:
+        cell = columns[name][i]
+        return None if cell is None or cell is pd.NA or cell != cell else cell  # NaN, NA
+
     rows = []
-    for i, (path, sha, label, prediction, raw, status, error, latency, cached) in enumerate(
-        zip(*(frame[name].tolist() for name in COLUMNS), strict=True)
-    ):
-        scores = None
-        if has_scores:
-            scores = {
-                lab: values[i]
-                for lab, values in zip(labels, score_columns, strict=True)
-                if not pd.isna(values[i])
-            }
+    for i in range(len(frame)):
+        found = {label: v[i] for label, v in zip(labels, scores, strict=True) if v[i] == v[i]}
         rows.append(
             Row(
-                path,
-                sha,
-                "" if pd.isna(label) else label,
-                "" if pd.isna(prediction) else prediction,
-                raw,
-                status,
-                error,
-                None if pd.isna(latency) else latency,
-                bool(cached),
-                scores,
+                path=columns["path"][i],
+                sha256=columns["sha256"][i],
+                label=value("label", i) or "",
+                prediction=value("prediction", i) or "",
+                raw=columns["raw"][i],
+                status=columns["status"][i],
+                error=columns["error"][i],
+                latency_s=value("latency_s", i),
+                cached=bool(columns["cached"][i]),
+                prompt_tokens=value("prompt_tokens", i),
+                output_tokens=value("output_tokens", i),
+                prefill_ms=value("prefill_ms", i),
+                decode_ms=value("decode_ms", i),
+                scores=found if labels else None,
             )
         )
     return rows

@@ -275,7 +275,9 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 # -- agreement -----------------------------------------------------------------------
-def cohen_kappa(first: Sequence[Any], second: Sequence[Any]) -> float | None:
+def cohen_kappa(
+    first: Sequence[Any] | np.ndarray, second: Sequence[Any] | np.ndarray
+) -> float | None:
     """Cohen's kappa between two runs' predictions, as scikit-learn's
     `cohen_kappa_score` (every answer counts, `unparsed` included); None where it is
     undefined (both runs always say one thing)."""
