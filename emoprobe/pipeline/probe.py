@@ -70,6 +70,7 @@ NOT_IN_CACHE = NOT_IN_CACHE_TEXT
 TEMPLATE_TOKENS = 32  # chat-template wrappers around the system and user text, roughly
 CHARS_PER_TOKEN = 4
 STOPPED = "stopped"
+PARSED_MEMO = 10_000  # distinct answers whose label `Probe.result` remembers
 # done_reason of an answer cut off: the server's length limit, or emoprobe's cap
 TRUNCATED_REASONS = frozenset({"length", TRUNCATED})
 
@@ -165,6 +166,7 @@ class Probe:
         self._warn = on_warning or (lambda message: None)
         self._format = json_schema(task.labels) if answer_mode == "json" else None
         self._top_logprobs = TOP_LOGPROBS if answer_mode == "logprobs" else 0
+        self._labels_read: dict[str, str] = {}
         self._load_lock = threading.Lock()
         self._loaded: set[int] = set()
         self._no_rule_warned = False
@@ -399,7 +401,7 @@ class Probe:
             valid = json_label(answer.raw, self.task.labels) if self._format else None
             if self._format and valid is None:
                 self.stats.json_rejected()
-            label = valid or parse_answer(answer.raw, self.task.labels, self.task.synonyms)
+            label = valid or self._parsed(answer.raw)
         scores = None
         if label != UNPARSED and self._top_logprobs:
             scores = scores_for(answer.label_positions, label)
@@ -414,6 +416,14 @@ class Probe:
             sha256=outcome.sha256,
             answer=answer,
         )
+
+    def _parsed(self, raw: str) -> str:
+        """`parse_answer` of `raw`, remembered: a run's answers repeat (pure, so safe)."""
+        if (label := self._labels_read.get(raw)) is None:
+            if len(self._labels_read) >= PARSED_MEMO:
+                self._labels_read.clear()
+            label = self._labels_read[raw] = parse_answer(raw, self.task.labels, self.task.synonyms)
+        return label
 
     def _ensure_loaded(self, backend: Backend, job: Job | None = None) -> None:
         """Load the model once per server before its first image (keep_alive holds it),
