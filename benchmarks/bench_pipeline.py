@@ -35,6 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # this checkout's emoprobe, for the stage split
 
 from inputs import make_jpeg_folder, make_run_folders  # noqa: E402
 from measure import ChildUsage, emulator, run_child, server_figures  # noqa: E402
@@ -255,6 +256,7 @@ def print_tables(
                     figures["connections"],
                     figures["turnaround_median_ms"],
                     figures["turnaround_p90_ms"],
+                    figures["slot_idle_median_ms"],
                     figures["images_per_s"],
                     _ratio(figures["images_per_s"], loop["images_per_s"]),
                 ]
@@ -268,6 +270,7 @@ def print_tables(
                 "connections",
                 "turnaround median ms",
                 "turnaround p90 ms",
+                "slot idle median ms",
                 "images/s (server span)",
                 "× loop",
             ],

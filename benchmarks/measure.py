@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,13 @@ class ChildUsage:
 def run_child(command: list[str], cwd: Path | None = None) -> ChildUsage:
     """Run `command` and wait for it with `os.wait4`: this child's rusage only."""
     started = time.perf_counter()
+    # The checkout these benchmarks sit in is what runs, whatever `pip install -e` named.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     process = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     stdout, stderr = _drain(process)
     _, status, usage = os.wait4(process.pid, 0)
@@ -125,6 +131,8 @@ def server_figures(stats: dict[str, Any]) -> dict[str, float]:
     """Busy share, connections and turnaround from the emulator's records.
 
     busy share: seconds requests held a slot ÷ (slots × first arrival → last slot freed).
+    slot idle: from each slot freed until the next request takes a slot (0 while one
+    waits in the queue).
     turnaround: after each answer ends, how long until the next request arrives (a client
     with S + 1 requests out has only the one just answered free to send, so this is that
     client's turnaround; for a sequential loop it is exactly so).
@@ -142,6 +150,13 @@ def server_figures(stats: dict[str, Any]) -> dict[str, float]:
         following = bisect.bisect_left(arrivals, chat["answer_end"])
         if following < len(arrivals):
             gaps.append(arrivals[following] - chat["answer_end"])
+    # server idle: from each slot freed until a request takes a slot again
+    starts = sorted(chat["slot_start"] for chat in chats)
+    idle = []
+    for chat in chats:
+        following = bisect.bisect_left(starts, chat["slot_end"])
+        if following < len(starts):
+            idle.append(starts[following] - chat["slot_end"])
     ports = {chat["port"] for chat in chats}
     return {
         "requests": len(chats),
@@ -151,6 +166,7 @@ def server_figures(stats: dict[str, Any]) -> dict[str, float]:
         "chat_ports": len(ports),
         "turnaround_median_ms": statistics.median(gaps) * 1000 if gaps else float("nan"),
         "turnaround_p90_ms": _quantile(gaps, 0.9) * 1000 if gaps else float("nan"),
+        "slot_idle_median_ms": statistics.median(idle) * 1000 if idle else float("nan"),
         "server_cpu_s": stats["server_cpu_s"],
     }
 

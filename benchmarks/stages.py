@@ -1,13 +1,14 @@
 """Client CPU per image, split by stage: emoprobe's own pipeline objects, in this process.
 
-The images go one at a time through `Classifier.prepare` and `Classifier.request`, as a
+The images go one at a time through `Probe.prepare` and `Probe.send`, as a
 worker of `emoprobe run` does them, against the emulator. A clock wraps the stages and
 counts this thread's CPU time (`time.thread_time`) exclusive of the stages nested in them:
 
     image preparation   prepare_image: read, sha256, decode check, payload
+    request body        backend.encode: the JSON body with the base64 image, built ahead
     cache lookups       building response keys, the file-hash memo and the answer lookups
     cache writes        the answer and the file hash stored
-    request path        Classifier.request less its cache write: messages, base64, JSON,
+    request path        Probe.send less its cache write: messages, base64, JSON,
                         HTTP, the streamed reply parsed
     other               the rest of prepare (stat, bookkeeping)
 
@@ -32,15 +33,23 @@ from PIL import Image
 # (module, attribute, stage): module-level functions the pipeline calls by name.
 MODULE_HOOKS = (
     ("emoprobe.pipeline.probe", "prepare_image", "image preparation"),
-    ("emoprobe.pipeline.probe", "response_key", "cache lookups"),
+    ("emoprobe.pipeline.cache", "response_key", "cache lookups"),
 )
 CACHE_HOOKS = (
     ("get", "cache lookups"),
     ("file_hash", "cache lookups"),
+    ("file_hashes", "cache lookups"),
     ("set", "cache writes"),
     ("remember_file_hash", "cache writes"),
 )
-STAGES = ("image preparation", "cache lookups", "cache writes", "request path", "other")
+STAGES = (
+    "image preparation",
+    "request body, built ahead",
+    "cache lookups",
+    "cache writes",
+    "request path",
+    "other",
+)
 
 
 class StageClock:
@@ -91,48 +100,43 @@ def _module_hooks(clock: StageClock) -> Iterator[None]:
 
 def stage_split(images: list[Path], url: str, cache_dir: Path) -> dict[str, dict[str, float]]:
     """Milliseconds of client CPU per image by stage: cold (asked) and warm (cached)."""
-    from emoprobe.pipeline.probe import (
-        Classifier,
-        Outcome,
-        describe_model,
-        open_backends_and_cache,
-    )
+    from emoprobe.backends.registry import open_backend
+    from emoprobe.pipeline.cache import ResponseCache
+    from emoprobe.pipeline.probe import Job, Outcome, Probe, describe_model
     from emoprobe.task.definition import PAPER_TASK
-    from emoprobe.task.model_options import DEFAULT_OPTIONS
 
     clock = StageClock()
-    with open_backends_and_cache([url], timeout=60, cache_dir=cache_dir, offline=False) as (
-        backends,
-        cache,
-    ):
-        model = "qwen2.5vl:7b"
-        info = describe_model(model, backends, cache)
-        classifier = Classifier(
-            task=PAPER_TASK,
-            model=model,
-            options=dict(DEFAULT_OPTIONS),
-            backend=backends[0],
-            cache=cache,
-            info=info,
-        )
-        for name, stage in CACHE_HOOKS:
-            setattr(cache, name, clock.wrap(getattr(cache, name), stage))
-        prepare = clock.wrap(classifier.prepare, "other")
-        request = clock.wrap(classifier.request, "request path")
-        classifier.request(classifier.prepare(Outcome(images[0])), backends[0])  # the load
-        figures = {}
-        with _module_hooks(clock):
-            for name, paths in (("cold", images[1:]), ("warm", images[1:])):
-                clock.reset()
-                for path in paths:
-                    outcome = prepare(Outcome(path))
-                    if outcome.needs_request:
-                        request(outcome, backends[0])
-                    elif not outcome.cached:
-                        raise SystemExit(f"stage split: {path.name}: {outcome.error}")
-                figures[name] = {
-                    stage: clock.seconds.get(stage, 0.0) * 1000 / len(paths) for stage in STAGES
-                }
+    model = "qwen2.5vl:7b"
+    backend = open_backend("ollama", host=url, timeout=60)
+    with ResponseCache(cache_dir) as cache:
+        try:
+            info = describe_model(model, [backend], cache)
+            probe = Probe(task=PAPER_TASK, model=model, info=info, cache=cache, backend=backend)
+            for name, stage in CACHE_HOOKS:
+                if hasattr(cache, name):
+                    setattr(cache, name, clock.wrap(getattr(cache, name), stage))
+            if hasattr(backend, "encode"):
+                backend.encode = clock.wrap(backend.encode, "request body, built ahead")  # type: ignore[method-assign]
+            prepare = clock.wrap(probe.prepare, "other")
+            request = clock.wrap(probe.send, "request path")
+            first = probe.prepare(0, images[0])
+            if isinstance(first, Job):
+                probe.send(first, backend)  # the model load
+            figures = {}
+            with _module_hooks(clock):
+                for name, paths in (("cold", images[1:]), ("warm", images[1:])):
+                    clock.reset()
+                    for seq, path in enumerate(paths):
+                        prepared = prepare(seq, path)
+                        if isinstance(prepared, Job):
+                            request(prepared, backend)
+                        elif isinstance(prepared, Outcome) and not prepared.cached:
+                            raise SystemExit(f"stage split: {path.name}: {prepared.error}")
+                    figures[name] = {
+                        stage: clock.seconds.get(stage, 0.0) * 1000 / len(paths) for stage in STAGES
+                    }
+        finally:
+            backend.close()
     figures["cold"].update(_library_costs(images[1:]))
     return figures
 

@@ -119,8 +119,13 @@ class Backend(Protocol):
         (so the server need not reload it for the first request); seconds it took."""
         ...
 
-    def chat(self, request: ChatRequest) -> Answer:
-        """Send one request and return the complete answer."""
+    def encode(self, request: ChatRequest) -> bytes:
+        """The request's HTTP body (the image in base64), to build ahead of `chat`."""
+        ...
+
+    def chat(self, request: ChatRequest, body: bytes | None = None) -> Answer:
+        """Send one request (as `body`, its `encode`, when given) and return the
+        complete answer."""
         ...
 
     def ignored_options(self, options: Mapping[str, Any]) -> list[str]:

@@ -6,9 +6,11 @@ emoprobe's own (`emoprobe.errors`); nothing above it sees a library error.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -49,6 +51,10 @@ from emoprobe.errors import (
 T = TypeVar("T")
 
 NS_PER_MS = 1_000_000
+MAX_TOKEN_CHARS = 256  # longer than any token of a vision model's vocabulary
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/x-ndjson"}
+IMAGE_SLOT = "\x00image\x00"  # where `encode` puts the base64, written in as bytes
+SLOT_JSON = json.dumps(IMAGE_SLOT).encode()
 VISION_HINT = "pick a vision model such as qwen2.5vl:7b, qwen3-vl:8b or gemma3:4b"
 #: The server's refusals of a `think` value (api.ThinkValue, routes.go ChatHandler).
 _THINK_REFUSED = re.compile(
@@ -263,71 +269,95 @@ class OllamaBackend:
                 raise ollama.ResponseError(_error_text(response), response.status_code)
 
     # -- one image ----------------------------------------------------------------
-    def chat(self, request: ChatRequest) -> Answer:
+    def encode(self, request: ChatRequest) -> bytes:
+        """The `POST /api/chat` body of `request`, the image in base64: what the `ollama`
+        client would send, built once (the preparer thread builds it ahead).
+        `options["think"]` (bool or level) is sent as the request's `think` field."""
+        asks_logprobs = request.top_logprobs > 0
+        options = dict(request.options)
+        think = options.pop("think", None)  # the request's own field, not an option
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": [
+                {"role": "system", "content": request.system},
+                {"role": "user", "content": request.user_text, "images": [IMAGE_SLOT]},
+            ],
+            "tools": [],
+            "stream": streams(request),
+            "options": options,
+            "keep_alive": self.keep_alive,
+        }
+        if think is not None:
+            body["think"] = think
+        if request.format:
+            body["format"] = dict(request.format)
+        if asks_logprobs:
+            body |= {"logprobs": True, "top_logprobs": request.top_logprobs}
+        image = base64.b64encode(request.image)
+        parts = json.dumps(body, separators=(",", ":")).encode().split(SLOT_JSON)
+        if len(parts) != 2:  # the prompt itself holds the slot's text: the slow way
+            body["messages"][1]["images"] = [image.decode()]
+            return json.dumps(body, separators=(",", ":")).encode()
+        return b"".join((parts[0], b'"', image, b'"', parts[1]))
+
+    def chat(self, request: ChatRequest, body: bytes | None = None) -> Answer:
         """Stream one answer; a reply that never completes is an error, not an answer.
+        `body`: `encode(request)`, built ahead (else built here).
 
         The stream is read to its end, so the connection is kept for the next request;
         an answer past MAX_ANSWER_CHARS is cut off there (TRUNCATED) and the rest unread.
-        `options["think"]` (bool or level) is sent as the request's `think` field.
         """
+        body = self.encode(request) if body is None else body
         started = time.monotonic()
         pieces: list[str] = []
         length = 0
         thinking = 0
-        options = dict(request.options)
-        think = options.pop("think", None)
         logprobs: list[dict[str, Any]] = []
-        final = None
-        asks_logprobs = request.top_logprobs > 0
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": request.system},
-            {"role": "user", "content": request.user_text, "images": [request.image]},
-        ]
-        with self.translating("POST /api/chat", request.model):
-            stream = self._client.chat(
-                model=request.model,
-                messages=messages,
-                options=options,
-                keep_alive=self.keep_alive,
-                stream=True,
-                think=think,
-                format=dict(request.format) if request.format else None,
-                logprobs=True if asks_logprobs else None,
-                top_logprobs=request.top_logprobs if asks_logprobs else None,
-            )
-            try:
-                for chunk in stream:
-                    if final is not None:
-                        break  # lines after the last: not Ollama; leave them unread
-                    piece = chunk.message.content or ""
-                    pieces.append(piece)
-                    length += len(piece)
-                    thinking += len(chunk.message.thinking or "")
-                    logprobs += [entry.model_dump() for entry in chunk.logprobs or ()]
-                    if chunk.done:
-                        final = chunk
-                    elif length > MAX_ANSWER_CHARS:
-                        return Answer(
-                            raw="".join(pieces)[:MAX_ANSWER_CHARS],
-                            latency_s=time.monotonic() - started,
-                            done_reason=TRUNCATED,
-                            logprobs=tuple(logprobs),
-                        )
-            finally:
-                if isinstance(stream, Generator):
-                    stream.close()  # ends the HTTP stream at once
+        final: dict[str, Any] | None = None
+        with (
+            self.translating("POST /api/chat", request.model),
+            self._http.stream("POST", "/api/chat", content=body, headers=JSON_HEADERS) as reply,
+        ):
+            if reply.status_code >= 300:
+                reply.read()
+                self._refuse_redirect(reply)
+                raise ollama.ResponseError(reply.text, reply.status_code)
+            for line in reply.iter_lines():
+                if not line:
+                    continue
+                if final is not None:
+                    break  # lines after the last: not Ollama; leave them unread
+                chunk = json.loads(line)
+                if not isinstance(chunk, dict):
+                    raise TypeError("a reply line that is no object")
+                if error := chunk.get("error"):
+                    raise ollama.ResponseError(str(error))
+                piece = _piece(chunk)
+                pieces.append(piece)
+                length += len(piece)
+                thinking += _thinking_chars(chunk)
+                logprobs += [_logprob(entry) for entry in chunk.get("logprobs") or ()]
+                if chunk.get("done"):
+                    final = chunk
+                elif length > MAX_ANSWER_CHARS:
+                    return Answer(
+                        raw="".join(pieces)[:MAX_ANSWER_CHARS],
+                        latency_s=time.monotonic() - started,
+                        done_reason=TRUNCATED,
+                        logprobs=tuple(logprobs),
+                    )
         if final is None:
             raise TransientError("truncated reply: the stream ended before the answer was done")
         return Answer(
             raw="".join(pieces),
             latency_s=time.monotonic() - started,
-            done_reason=final.done_reason or "",
-            prompt_tokens=final.prompt_eval_count or 0,
-            prompt_ms=(final.prompt_eval_duration or 0) / NS_PER_MS,
-            output_tokens=final.eval_count or 0,
-            output_ms=(final.eval_duration or 0) / NS_PER_MS,
-            load_ms=(final.load_duration or 0) / NS_PER_MS,
-            total_ms=(final.total_duration or 0) / NS_PER_MS,
+            done_reason=str(final.get("done_reason") or ""),
+            prompt_tokens=_count(final, "prompt_eval_count"),
+            prompt_ms=_count(final, "prompt_eval_duration") / NS_PER_MS,
+            output_tokens=_count(final, "eval_count"),
+            output_ms=_count(final, "eval_duration") / NS_PER_MS,
+            load_ms=_count(final, "load_duration") / NS_PER_MS,
+            total_ms=_count(final, "total_duration") / NS_PER_MS,
             logprobs=tuple(logprobs),
             thinking_chars=thinking,
         )
@@ -404,6 +434,57 @@ class OllamaBackend:
             label = "server error" if status == -1 else f"HTTP {status}"
             return TransientError(f"{label}: {text}", host=self.host, status=status)
         return RequestRejected(f"HTTP {status}: {text}", host=self.host, status=status)
+
+
+def streams(request: ChatRequest) -> bool:
+    """Whether to ask for a streamed reply: only where it serves, for log-probabilities
+    (kept per token) and answers that may run past MAX_ANSWER_CHARS (cut off there, the
+    rest unread). A bounded answer comes whole, one line: far less to read per image.
+    Either reply is read the same way (a server that streams anyway is read as one)."""
+    limit = request.options.get("num_predict")
+    if request.top_logprobs > 0 or isinstance(limit, bool) or not isinstance(limit, int):
+        return True
+    return not 0 < limit <= MAX_ANSWER_CHARS // MAX_TOKEN_CHARS
+
+
+def _piece(chunk: dict[str, Any]) -> str:
+    """A reply line's piece of the answer (TypeError for a malformed one)."""
+    message = chunk.get("message") or {}
+    content = message.get("content") if isinstance(message, dict) else None
+    if content is not None and not isinstance(content, str):
+        raise TypeError("message.content is no string")
+    if not isinstance(message, dict):
+        raise TypeError("message is no object")
+    return content or ""
+
+
+def _thinking_chars(chunk: dict[str, Any]) -> int:
+    """How much a reply line thought aloud (`message.thinking`)."""
+    message = chunk.get("message")
+    thought = message.get("thinking") if isinstance(message, dict) else None
+    return len(thought) if isinstance(thought, str) else 0
+
+
+def _logprob(entry: Any) -> dict[str, Any]:
+    """One token's log-probability as the `ollama` client's `Logprob` dumps it."""
+    top = entry.get("top_logprobs")
+    return {
+        "token": str(entry["token"]),
+        "logprob": float(entry["logprob"]),
+        "top_logprobs": None
+        if top is None
+        else [{"token": str(t["token"]), "logprob": float(t["logprob"])} for t in top],
+    }
+
+
+def _count(chunk: dict[str, Any], name: str) -> int:
+    """A token count or duration of the final line, 0 where the server gives none."""
+    value = chunk.get(name)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} is no number")
+    return int(value)
 
 
 def can_see(capabilities: tuple[str, ...], *infos: Any) -> bool:

@@ -265,16 +265,25 @@ class OpenAIBackend:
         return None
 
     # -- one image ----------------------------------------------------------------------------
-    def chat(self, request: ChatRequest) -> Answer:
-        """Send one request and return the whole answer (no streaming).
+    def encode(self, request: ChatRequest) -> bytes:
+        """The JSON body of `build_request`, as bytes (RequestRejected as it says)."""
+        return json.dumps(build_request(request), separators=(",", ":")).encode()
+
+    def chat(self, request: ChatRequest, body: bytes | None = None) -> Answer:
+        """Send one request (`body`: its `encode`, built ahead) and return the whole
+        answer (no streaming).
 
         Log-probabilities come as OpenAI's `choices[0].logprobs.content`, the same
         `{token, logprob, bytes, top_logprobs}` entries as Ollama's.
         """
-        body = build_request(request)
+        content = self.encode(request) if body is None else body
         started = time.monotonic()
         with self.translating("POST /v1/chat/completions", request.model):
-            response = self._http.post(f"{self.base_url}/chat/completions", json=body)
+            response = self._http.post(
+                f"{self.base_url}/chat/completions",
+                content=content,
+                headers={"Content-Type": "application/json"},
+            )
             self._check(response, request.model)
             reply = response.json()
         return _answer(reply, time.monotonic() - started)

@@ -17,7 +17,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,7 @@ FILE_HASHES = "file-hashes"
 MODELS_PREFIX = "model:"
 KEY_VERSION = 1  # emoprobe 0.1: no model name in the key
 MODEL_KEY_VERSION = 2
+HASH_BATCH = 500  # file-hash memo entries read per query (SQLite allows 999 parameters)
 
 
 def response_key(
@@ -262,7 +263,23 @@ class ResponseCache:
     def answer(self, key: str, *, model: str | None = None) -> Answer | None:
         """The answer under `key` (with `model`: only if its value names that model);
         None for a miss or a value no emoprobe wrote (counted in `unreadable`)."""
-        value = self.get(key)
+        return self._answer_of(key, self.get(key), model)
+
+    def first_answer(self, key: str, legacy: str | None = None, *, model: str) -> Answer | None:
+        """`answer(key)`, else `answer(legacy, model=model)`: both keys read in one query
+        (one cache lookup per image)."""
+        keys = [key] if legacy is None else [key, legacy]
+        with _translated(self.directory):
+            values = self._read_many(self._responses, keys)
+        for name, wanted in ((key, None), (legacy, model)):
+            if name is not None and (found := self._answer_of(name, values.get(name), wanted)):
+                return found
+        return None
+
+    def _answer_of(self, key: str, value: Any, model: str | None) -> Answer | None:
+        if value is not None and not isinstance(value, dict):
+            self._unreadable.add(key)
+            return None
         if value is None or (model is not None and value.get("model") != model):
             return None
         try:
@@ -286,6 +303,37 @@ class ResponseCache:
         with _translated(self.directory):
             value = self._hashes.get(_file_key(path, stat))
         return value if isinstance(value, str) else None
+
+    def file_hashes(self, files: Sequence[tuple[Path, os.stat_result]]) -> list[str | None]:
+        """`file_hash` of many files in one read of the memo (one SQL query per
+        `HASH_BATCH` files): the preparer looks each image up in the answers alone."""
+        keys = [_file_key(path, stat) for path, stat in files]
+        found: dict[bytes, Any] = {}
+        with _translated(self.directory):
+            for start in range(0, len(keys), HASH_BATCH):
+                found |= self._read_many(self._hashes, keys[start : start + HASH_BATCH])
+        return [value if isinstance(value, str) else None for value in map(found.get, keys)]
+
+    @staticmethod
+    def _read_many(store: diskcache.Cache, keys: Sequence[bytes | str]) -> dict[Any, Any]:
+        """Values of raw (bytes or str) keys in one query, read as `Cache.get` reads
+        them (diskcache's table and `Disk.fetch`); emoprobe never sets an expiry. A
+        value that does not unpickle reads as `_UNREADABLE`."""
+        marks = ",".join("?" * len(keys))
+        rows = store._sql(
+            f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})",
+            [sqlite3.Binary(key) if isinstance(key, bytes) else key for key in keys],
+        ).fetchall()
+        values: dict[Any, Any] = {}
+        for key, mode, filename, value in rows:
+            name = bytes(key) if isinstance(key, (bytes, memoryview)) else key
+            try:
+                values[name] = store._disk.fetch(mode, filename, value, False)
+            except (sqlite3.Error, OSError):  # removed meanwhile: not known
+                continue
+            except Exception:  # a bad pickle: anything unpickling can raise
+                values[name] = _UNREADABLE
+        return values
 
     def remember_file_hash(self, path: Path, stat: os.stat_result, sha256: str) -> None:
         with _translated(self.directory):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from emoprobe.data.images import prepare_image
 from emoprobe.errors import BackendError, ConfigError, TransientError
 from emoprobe.files import os_error_text
 from emoprobe.hosts import checked_host
-from emoprobe.pipeline.cache import KeyMaker, ResponseCache
+from emoprobe.pipeline.cache import HASH_BATCH, KeyMaker, ResponseCache
 from emoprobe.pipeline.config import check_model_name, check_request_settings
 from emoprobe.pipeline.retry import RetryPolicy, Stop, Verdict
 from emoprobe.pipeline.stats import RunStats
@@ -69,6 +70,7 @@ NOT_IN_CACHE = NOT_IN_CACHE_TEXT
 TEMPLATE_TOKENS = 32  # chat-template wrappers around the system and user text, roughly
 CHARS_PER_TOKEN = 4
 STOPPED = "stopped"
+PARSED_MEMO = 10_000  # distinct answers whose label `Probe.result` remembers
 # done_reason of an answer cut off: the server's length limit, or emoprobe's cap
 TRUNCATED_REASONS = frozenset({"length", TRUNCATED})
 
@@ -85,6 +87,7 @@ class Job:
     mime: str
     failures: int = 0  # failed requests so far
     image_tokens: int = 0  # what the server's rule says the image costs (0: no rule)
+    body: bytes = field(default=b"", repr=False)  # the request's HTTP body, built ahead
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ class Probe:
         self._warn = on_warning or (lambda message: None)
         self._format = json_schema(task.labels) if answer_mode == "json" else None
         self._top_logprobs = TOP_LOGPROBS if answer_mode == "logprobs" else 0
+        self._labels_read: dict[str, str] = {}
         self._load_lock = threading.Lock()
         self._loaded: set[int] = set()
         self._no_rule_warned = False
@@ -245,19 +249,44 @@ class Probe:
     def prepare(self, seq: int, path: Path) -> Outcome | Job:
         """Hash (remembered by path, size and mtime) and look up the cache, else read the
         image: an Outcome when the image needs no request, else the Job for one."""
-        try:
-            stat = os.stat(path)
-        except OSError as error:
-            return Outcome(seq, path, error=os_error_text(error))
-        known = self.cache.file_hash(path, stat)
+        return next(self.prepare_many([(seq, path)]))
+
+    def prepare_many(self, images: Iterable[tuple[int, Path]]) -> Iterator[Outcome | Job]:
+        """`prepare` each (seq, path) in turn, lazily: the file hashes of `HASH_BATCH`
+        images are read from the memo at once, so each image costs one cache lookup
+        (its answer), and a Job carries its request body, built here."""
+        pending = iter(images)
+        while batch := list(islice(pending, HASH_BATCH)):
+            stats: list[os.stat_result | OSError] = []
+            for _, path in batch:
+                try:
+                    stats.append(os.stat(path))
+                except OSError as error:
+                    stats.append(error)
+            found = [(path, st) for (_, path), st in zip(batch, stats, strict=True)]
+            known = iter(
+                self.cache.file_hashes(
+                    [(path, st) for path, st in found if isinstance(st, os.stat_result)]
+                )
+            )
+            for (seq, path), st in zip(batch, stats, strict=True):
+                if isinstance(st, OSError):
+                    yield Outcome(seq, path, error=os_error_text(st))
+                else:
+                    yield self._prepare_one(seq, path, st, next(known))
+
+    def _prepare_one(
+        self, seq: int, path: Path, stat: os.stat_result, known: str | None
+    ) -> Outcome | Job:
         if known and (hit := self._cached(seq, path, known)):
             return hit
         prepared = prepare_image(path, max_side=self.max_side)
         if prepared.error or prepared.payload is None:
             return Outcome(seq, path, prepared.sha256, error=prepared.error or "unreadable")
-        self.cache.remember_file_hash(path, stat, prepared.sha256)
-        if hit := self._cached(seq, path, prepared.sha256):
-            return hit
+        if prepared.sha256 != known:  # else its answer was just looked up
+            self.cache.remember_file_hash(path, stat, prepared.sha256)
+            if hit := self._cached(seq, path, prepared.sha256):
+                return hit
         if self.backend is None:
             return Outcome(seq, path, prepared.sha256, error=NOT_IN_CACHE)
         width, height = prepared.width or 0, prepared.height or 0
@@ -265,9 +294,13 @@ class Probe:
         tokens = self._image_tokens(width, height, prepared.source_pixels)
         self.stats.sending(prepared.source_pixels, sent, *tokens)
         key = self.keys.key(prepared.sha256)
-        return Job(
+        job = Job(
             seq, path, prepared.sha256, key, prepared.payload, prepared.mime, image_tokens=tokens[0]
         )
+        try:  # the body is built here, off the request thread
+            return replace(job, body=self.backend.encode(self._request(job)))
+        except BackendError:  # an image no server takes: `send` says so
+            return job
 
     def _image_tokens(self, width: int, height: int, source_pixels: int) -> tuple[int, int]:
         """(tokens as sent, tokens as stored) by the server's rule; (0, 0) without one.
@@ -293,34 +326,44 @@ class Probe:
         return sent, stored
 
     def _cached(self, seq: int, path: Path, sha256: str) -> Outcome | None:
-        answer = self.cache.answer(self.keys.key(sha256))
-        legacy = self.keys.legacy_key(sha256)
-        if answer is None and legacy is not None:  # stored by emoprobe 0.1, for this model
-            answer = self.cache.answer(legacy, model=self.model)
+        # the key, else the one emoprobe 0.1 stored it under (for this model), at once
+        key, legacy = self.keys.key(sha256), self.keys.legacy_key(sha256)
+        answer = self.cache.first_answer(key, legacy, model=self.model)
         return None if answer is None else Outcome(seq, path, sha256, answer, cached=True)
 
-    def send(self, job: Job, backend: Backend) -> Outcome:
-        """One attempt on `backend`; the answer is cached. Raises the backend's errors."""
-        self._ensure_loaded(backend, job)
-        answer = backend.chat(
-            ChatRequest(
-                model=self.model,
-                system=self.task.system_prompt,
-                user_text=self.task.user_text,
-                image=job.image,
-                image_mime=job.mime,
-                options=self.options,
-                format=self._format,
-                top_logprobs=self._top_logprobs,
-            )
+    def _request(self, job: Job) -> ChatRequest:
+        return ChatRequest(
+            model=self.model,
+            system=self.task.system_prompt,
+            user_text=self.task.user_text,
+            image=job.image,
+            image_mime=job.mime,
+            options=self.options,
+            format=self._format,
+            top_logprobs=self._top_logprobs,
         )
+
+    def send(self, job: Job, backend: Backend, *, store: bool = True) -> Outcome:
+        """One attempt on `backend`; the answer is cached (`store=False`: by the caller,
+        with `store`, so that the request thread goes on at once). Raises the
+        backend's errors."""
+        self._ensure_loaded(backend, job)
+        answer = backend.chat(self._request(job), job.body or None)
         answer = capped(answer)
         if self._top_logprobs:
             positions = label_positions(answer.logprobs, self.task.labels, self.task.synonyms)
             answer = replace(answer, label_positions=positions, logprobs=())
-        self.cache.store_answer(job.key, answer, model=self.model, digest=self.info.digest)
         self.stats.answered(answer)
-        return Outcome(job.seq, job.path, job.sha256, answer)
+        outcome = Outcome(job.seq, job.path, job.sha256, answer)
+        if store:
+            self.store(outcome)
+        return outcome
+
+    def store(self, outcome: Outcome) -> None:
+        """Cache the answer a request just gave (cached and failed outcomes: nothing)."""
+        if outcome.answer is not None and not outcome.cached:
+            key = self.keys.key(outcome.sha256)
+            self.cache.store_answer(key, outcome.answer, model=self.model, digest=self.info.digest)
 
     def ask(self, job: Job) -> Outcome:
         """`send` on this probe's backend, retried as the retry policy says."""
@@ -358,7 +401,7 @@ class Probe:
             valid = json_label(answer.raw, self.task.labels) if self._format else None
             if self._format and valid is None:
                 self.stats.json_rejected()
-            label = valid or parse_answer(answer.raw, self.task.labels, self.task.synonyms)
+            label = valid or self._parsed(answer.raw)
         scores = None
         if label != UNPARSED and self._top_logprobs:
             scores = scores_for(answer.label_positions, label)
@@ -373,6 +416,14 @@ class Probe:
             sha256=outcome.sha256,
             answer=answer,
         )
+
+    def _parsed(self, raw: str) -> str:
+        """`parse_answer` of `raw`, remembered: a run's answers repeat (pure, so safe)."""
+        if (label := self._labels_read.get(raw)) is None:
+            if len(self._labels_read) >= PARSED_MEMO:
+                self._labels_read.clear()
+            label = self._labels_read[raw] = parse_answer(raw, self.task.labels, self.task.synonyms)
+        return label
 
     def _ensure_loaded(self, backend: Backend, job: Job | None = None) -> None:
         """Load the model once per server before its first image (keep_alive holds it),

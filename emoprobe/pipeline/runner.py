@@ -320,10 +320,10 @@ class _Pipeline:
     def _prepare_all(self) -> None:
         submitted = 0
         try:
-            for seq, item in enumerate(self.todo):
+            images = ((seq, item.path) for seq, item in enumerate(self.todo))
+            for prepared in self.probe.prepare_many(images):
                 if self.stop.is_set():
                     break
-                prepared = self.probe.prepare(seq, item.path)
                 submitted += 1
                 if isinstance(prepared, Job):
                     self.scheduler.submit(prepared)
@@ -357,6 +357,7 @@ class _Pipeline:
             if isinstance(message, _Done):
                 expected = message.submitted
                 continue
+            self.probe.store(message)  # here, so that the workers send the next at once
             pending[message.seq] = message
             while next_seq in pending:
                 outcome = pending.pop(next_seq)

@@ -202,7 +202,7 @@ class Scheduler:
 
     def _ask(self, host: Host, job: Job) -> None:
         try:
-            outcome = self.probe.send(job, host.backend)
+            outcome = self.probe.send(job, host.backend, store=False)  # the runner stores it
         except BackendError as error:
             verdict = self.retry.verdict(error)
             busy = error.status in BUSY_STATUS

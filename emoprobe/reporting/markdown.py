@@ -579,11 +579,11 @@ def _synonyms(manifest: Manifest, predictions: pd.DataFrame) -> list[str]:
     if not synonyms:
         return []
     ok = predictions[predictions["status"] == OK]
-    used = Counter(
-        (word, str(label))
-        for text, label in zip(ok["raw"], ok["prediction"], strict=True)
-        if (word := synonym_used(text, labels, synonyms))
-    )
+    answers = Counter(zip(ok["raw"], ok["prediction"], strict=True))  # answers repeat
+    used: Counter[tuple[str, str]] = Counter()
+    for (text, label), times in answers.items():
+        if word := synonym_used(text, labels, synonyms):
+            used[word, str(label)] += times
     total = sum(used.values())
     text = (
         f"Answers read through a synonym of the task file: {total} of {len(ok)} parsed "

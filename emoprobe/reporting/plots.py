@@ -34,13 +34,36 @@ def _key_label(key: str, name: str) -> str:
     return textwrap.fill(f"{key}: {name}", KEY_WIDTH, subsequent_indent="    ")
 
 
-def _figure(width: float, height: float) -> Figure:
+CHAR_INCHES = 0.08  # a 10-point DejaVu Sans character, a little over its mean width
+
+
+def _figure(width: float, height: float, margins: Margins | None = None) -> Figure:
+    """A figure on an Agg canvas: laid out by matplotlib's constrained layout, or with
+    fixed `margins` in inches (left, right, bottom, top), which draws in half the time."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    if margins is None:
+        figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    else:
+        left, right, bottom, top = margins
+        figure = Figure(figsize=(width, height), dpi=100)
+        figure.subplots_adjust(
+            left=left / width,
+            right=1 - right / width,
+            bottom=bottom / height,
+            top=1 - top / height,
+        )
     FigureCanvasAgg(figure)
     return figure
+
+
+Margins = tuple[float, float, float, float]
+
+
+def _text_inches(names: Sequence[str], size: float = 10.0) -> float:
+    """About how wide the longest of `names` is drawn at `size` points."""
+    return max((len(name) for name in names), default=0) * CHAR_INCHES * size / 10
 
 
 def _png(figure: Figure) -> bytes:
@@ -55,7 +78,12 @@ def confusion_matrix_png(metrics: Metrics, subject: str = "") -> bytes:
     confusion = metrics.confusion_matrix
     labels, columns, matrix = confusion.labels, confusion.columns, confusion.matrix
     shares = [[value / sum(row) if sum(row) else 0.0 for value in row] for row in matrix]
-    figure = _figure(1.2 * len(columns) + 2.4, 0.75 * len(labels) + 1.8)
+    left = _text_inches(labels) + 0.75
+    bottom = 0.5 * _text_inches(columns) + 0.75  # tick labels at 30°: sin 30° = 0.5
+    width = 1.2 * len(columns) + 1.4 + left
+    title = _titled("Confusion matrix (colour: share of the true class; numbers: images)", subject)
+    top = _title_inches(title)
+    figure = _figure(width, 0.75 * len(labels) + 0.4 + top + bottom, (left, 1.1, bottom, top))
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
     for i, row in enumerate(matrix):
@@ -74,12 +102,14 @@ def confusion_matrix_png(metrics: Metrics, subject: str = "") -> bytes:
     axes.set_yticks(range(len(labels)), labels)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(
-        _titled("Confusion matrix (colour: share of the true class; numbers: images)", subject),
-        fontsize=10,
-    )
-    figure.colorbar(image, ax=axes, label="share of row", fraction=0.05)
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes, label="share of row", fraction=0.05, pad=0.02)
     return _png(figure)
+
+
+def _title_inches(title: str) -> float:
+    """The margin above the axes for a title of 10-point lines."""
+    return 0.25 + 0.2 * (title.count("\n") + 1)
 
 
 def _titled(title: str, subject: str) -> str:
@@ -90,7 +120,9 @@ def per_class_f1_png(metrics: Metrics, paper: PaperResult | None, subject: str =
     """Per-class F1 bars: this run, and the paper's (two decimals, from its text) beside."""
     labels = list(metrics.per_class)
     mine = [metrics.per_class[label].f1 for label in labels]
-    figure = _figure(max(6.0, 1.3 * len(labels) + 1.5), 3.8)
+    title = _titled("Per-class F1", subject)
+    top = _title_inches(title)
+    figure = _figure(max(6.0, 1.3 * len(labels) + 1.5), 3.4 + top, (0.7, 0.2, 0.8, top))
     axes = figure.add_subplot()
     width = 0.38 if paper else 0.6
     offset = width / 2 if paper else 0.0
@@ -113,8 +145,8 @@ def per_class_f1_png(metrics: Metrics, paper: PaperResult | None, subject: str =
     axes.set_xticks(list(positions), labels)
     axes.set_ylim(0, 1.1)
     axes.set_ylabel("F1")
-    axes.set_title(_titled("Per-class F1", subject), fontsize=10)
-    figure.legend(loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    axes.set_title(title, fontsize=10)
+    figure.legend(loc="lower center", ncols=2, fontsize=8, frameon=False)
     return _png(figure)
 
 

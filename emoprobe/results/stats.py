@@ -6,8 +6,8 @@ Codes: the task's labels are 0 … K-1; any other answer (`unparsed`, a stray wo
 code ≥ K, so it is never right and is no class of its own in the averages — exactly how
 scikit-learn scores predictions given `labels=` the task's labels.
 
-The bootstrap resamples *images* with replacement, the same images for every run
-(paired), and recomputes each metric per resample. Every metric here depends only on how
+The bootstrap resamples *images* with replacement, the same images for a run and the
+first run (paired), and recomputes each metric per resample. Every metric here depends only on how
 many images show each pattern (true label, each run's prediction), so a resample is drawn
 as multinomial counts over the distinct patterns: the same distribution as drawing image
 indices, at a cost that does not grow with the number of images.
@@ -16,7 +16,6 @@ indices, at a cost that does not grow with the number of images.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,13 +72,19 @@ def confusion_counts(
 # -- the paired bootstrap ------------------------------------------------------------
 @dataclass(frozen=True)
 class Bootstrap:
-    """Each metric's value on every resample: arrays of shape (runs, resamples)."""
+    """Each metric's value on every resample: arrays of shape (runs, resamples).
+
+    `first_*`: the first run's value on the resamples each run was drawn with (the
+    same as row 0 for one or two runs), for the paired differences.
+    """
 
     resamples: int
     seed: int
     f1_weighted: np.ndarray
     accuracy: np.ndarray
     f1_per_class: np.ndarray  # (runs, resamples, labels)
+    first_f1_weighted: np.ndarray
+    first_accuracy: np.ndarray
 
     def interval(self, metric: str, run: int, level: float = CONFIDENCE) -> tuple[float, float]:
         """Percentile interval of one run's metric."""
@@ -88,9 +93,11 @@ class Bootstrap:
     def difference_interval(
         self, metric: str, run: int, against: int = 0, level: float = CONFIDENCE
     ) -> tuple[float, float]:
-        """Percentile interval of `run` minus `against`, paired resample by resample."""
-        values = getattr(self, metric)
-        return percentile_interval(values[run] - values[against], level)
+        """Percentile interval of `run` minus the first run, paired resample by resample."""
+        if against != 0:
+            raise ValueError("differences are drawn against the first run only")
+        values = getattr(self, metric)[run] - getattr(self, f"first_{metric}")[run]
+        return percentile_interval(values, level)
 
 
 def paired_bootstrap(
@@ -100,31 +107,70 @@ def paired_bootstrap(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> Bootstrap:
-    """Resample images with replacement (the same ones for every run); score each run.
+    """Resample images with replacement, the same ones for a run and the first; score.
 
-    Deterministic for a seed (numpy's PCG64). See the module doc for how it is drawn.
+    One or two runs share one draw. With more, each run is drawn jointly with the
+    first (patterns of true label, first run's and this run's answer: at most
+    K·(K+1)² of them), since a draw over the patterns of all runs at once costs as
+    many categories as images. Deterministic for a seed (numpy's PCG64).
     """
     if resamples < 1:
         raise ValueError("resamples must be at least 1")
     y_true = np.asarray(y_true, dtype=np.int64)
-    n = len(y_true)
-    runs = len(y_preds)
-    if n == 0 or runs == 0:
+    if len(y_true) == 0 or len(y_preds) == 0:
         raise ValueError("nothing to resample")
     if y_true.min() < 0 or y_true.max() >= n_labels:
         raise ValueError("true labels must be codes below n_labels")
+    rng = np.random.default_rng(seed)
+    if len(y_preds) <= 2:
+        f1, accuracy, per_class = _draw(y_true, y_preds, n_labels, resamples, rng)
+        return Bootstrap(
+            resamples,
+            seed,
+            f1,
+            accuracy,
+            per_class,
+            np.broadcast_to(f1[0], f1.shape),
+            np.broadcast_to(accuracy[0], accuracy.shape),
+        )
+    pairs = [_draw(y_true, [y_preds[0], other], n_labels, resamples, rng) for other in y_preds[1:]]
+    first = pairs[0]
+    return Bootstrap(
+        resamples,
+        seed,
+        np.stack([first[0][0], *(pair[0][1] for pair in pairs)]),
+        np.stack([first[1][0], *(pair[1][1] for pair in pairs)]),
+        np.stack([first[2][0], *(pair[2][1] for pair in pairs)]),
+        np.stack([first[0][0], *(pair[0][0] for pair in pairs)]),
+        np.stack([first[1][0], *(pair[1][0] for pair in pairs)]),
+    )
+
+
+def _draw(
+    y_true: np.ndarray,
+    y_preds: Sequence[np.ndarray],
+    n_labels: int,
+    resamples: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F1, accuracy and per-class F1 of `y_preds` on the same `resamples` draws."""
+    n = len(y_true)
+    runs = len(y_preds)
     n_columns = n_labels + 1  # every non-label answer is simply wrong: one column for all
     patterns = np.stack(
         [y_true, *(np.minimum(np.asarray(p, dtype=np.int64), n_labels) for p in y_preds)], axis=1
     )
-    distinct, counts = np.unique(patterns, axis=0, return_counts=True)
+    # the distinct rows in np.unique(axis=0)'s order, from one integer per row (faster)
+    radix = n_labels + 1
+    flat = patterns @ (radix ** np.arange(patterns.shape[1] - 1, -1, -1, dtype=np.int64))
+    _, first, counts = np.unique(flat, return_index=True, return_counts=True)
+    distinct = patterns[first]
     probabilities = counts / n
     one_hot = []  # per run: (patterns, confusion cells), 1 where a pattern falls
     for r in range(runs):
         matrix = np.zeros((len(distinct), n_labels * n_columns))
         matrix[np.arange(len(distinct)), distinct[:, 0] * n_columns + distinct[:, 1 + r]] = 1
         one_hot.append(matrix)
-    rng = np.random.default_rng(seed)
     f1 = np.empty((runs, resamples))
     accuracy = np.empty((runs, resamples))
     per_class = np.empty((runs, resamples, n_labels))
@@ -137,7 +183,7 @@ def paired_bootstrap(
             f1[r, start : start + size] = scores["f1_weighted"]
             accuracy[r, start : start + size] = scores["accuracy"]
             per_class[r, start : start + size] = scores["f1_per_class"]
-    return Bootstrap(resamples, seed, f1, accuracy, per_class)
+    return f1, accuracy, per_class
 
 
 def percentile_interval(values: np.ndarray, level: float = CONFIDENCE) -> tuple[float, float]:
@@ -192,17 +238,20 @@ def mcnemar_from_counts(b: int, c: int, exact_below: int = EXACT_BELOW) -> McNem
 
 
 def exact_binomial_p(k: int, n: int) -> float:
-    """Two-sided p of k successes in n fair coin tosses (scipy's exact binomial test)."""
-    from scipy.stats import binomtest
-
-    return 1.0 if n == 0 else float(binomtest(k, n, 0.5).pvalue)
+    """Two-sided p of k successes in n fair coin tosses: scipy's exact binomial test
+    (the outcomes no likelier than k's), in exact integers."""
+    if n == 0:
+        return 1.0
+    low = min(k, n - k)
+    if 2 * low == n:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(low + 1))
+    return min(1.0, 2 * tail / (1 << n))
 
 
 def chi2_1df_p(statistic: float) -> float:
-    """Upper-tail p of a chi-square statistic with one degree of freedom."""
-    from scipy.stats import chi2
-
-    return float(chi2.sf(statistic, 1))
+    """Upper-tail p of a chi-square statistic with one degree of freedom: erfc(√(x/2))."""
+    return math.erfc(math.sqrt(max(0.0, statistic) / 2))
 
 
 # -- many comparisons ---------------------------------------------------------------
@@ -226,17 +275,26 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 # -- agreement -----------------------------------------------------------------------
-def cohen_kappa(first: Sequence[Any], second: Sequence[Any]) -> float | None:
-    """scikit-learn's Cohen's kappa between two runs' predictions (every answer counts,
-    `unparsed` included); None where it is undefined (both runs always say one thing)."""
-    from sklearn.metrics import cohen_kappa_score
-
+def cohen_kappa(
+    first: Sequence[Any] | np.ndarray, second: Sequence[Any] | np.ndarray
+) -> float | None:
+    """Cohen's kappa between two runs' predictions, as scikit-learn's
+    `cohen_kappa_score` (every answer counts, `unparsed` included); None where it is
+    undefined (both runs always say one thing)."""
     if len(first) == 0:
         return None
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore")
-        value = float(cohen_kappa_score(first, second))
-    return None if math.isnan(value) else value
+    names, codes = np.unique(
+        np.concatenate([np.asarray(first), np.asarray(second)]), return_inverse=True
+    )
+    k, n = len(names), len(first)
+    confusion = np.bincount(codes[:n] * k + codes[n:], minlength=k * k).reshape(k, k)
+    confusion = confusion.astype(np.float64)
+    expected = np.outer(confusion.sum(axis=1), confusion.sum(axis=0)) / confusion.sum()
+    off = ~np.eye(k, dtype=bool)
+    chance = float(expected[off].sum())
+    if chance == 0:
+        return None
+    return 1 - float(confusion[off].sum()) / chance
 
 
 def agreement(first: Sequence[Any], second: Sequence[Any]) -> float | None:
