@@ -2,8 +2,9 @@
 
 .ci/run installs every dependency at its floor (.ci/floor_constraints.py) and runs this
 with that venv's Python: text answers from a thinking Qwen3-VL on a 0.34 server,
-logprobs answers (the client's ChatResponse.logprobs) on a 0.13 server, `doctor`, and
-mllama refused on 0.34. Exit 0 when all hold; else one line per failure.
+logprobs answers (the client's ChatResponse.logprobs) on a 0.13 server, `doctor`,
+mllama refused on 0.34, and `compare` of the two runs. Exit 0 when all hold; else one
+line per failure.
 """
 
 from __future__ import annotations
@@ -107,10 +108,18 @@ def main() -> int:
                     rows = list(csv.DictReader(file))
                 ok = bool(rows) and any(k.startswith("score_") and rows[0][k] for k in rows[0])
             check(ok, "logprobs run on 0.13", result)
+        compared = emoprobe(
+            "compare", work / "qwen3", work / "logprobs", "--out", work / "compared", env=env
+        )
+        check(
+            compared.returncode == 0 and (work / "compared" / "comparison.md").is_file(),
+            "compare (scipy, the bootstrap)",
+            compared,
+        )
     for failure in failures:
         print(f"smoke: FAILED {failure}", file=sys.stderr)
     if not failures:
-        print("smoke: run, doctor, think:false, mllama refusal and logprobs hold")
+        print("smoke: run, doctor, think:false, mllama refusal, logprobs and compare hold")
     return 1 if failures else 0
 
 

@@ -193,9 +193,12 @@ def build(
             made = build_builds(server, targets, directory, progress_for, say)
         finally:
             progress.close()
+        notes = builds.unservable_notes(server.version(), targets)
     for created in made:
         click.echo(f"built {created.name}  digest {short_digest(created.digest)}")
     click.echo(f"recorded in {builds.lock_path()}")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(f"run it: emoprobe run DATASET --model {made[0].name}")
 
 

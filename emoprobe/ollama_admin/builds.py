@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -180,14 +181,15 @@ def resolve(name: str) -> Build | None:
     return None
 
 
-def unservable_notes(server_version: str) -> list[str]:
-    """One line per family of builds this server version cannot run, with the ways out."""
+def unservable_notes(server_version: str, among: Sequence[Build] = BUILDS) -> list[str]:
+    """One line per family of builds (`among`) this server version cannot run, with the
+    ways out."""
     support = support_for_text(server_version)
     if support is None:
         return []
     notes = []
-    for family in dict.fromkeys(b.family for b in BUILDS):
-        members = [b for b in BUILDS if b.family == family]
+    for family in dict.fromkeys(b.family for b in among):
+        members = [b for b in among if b.family == family]
         if problem := can_serve(support, members[0].arch):
             keys = ", ".join(b.key for b in members)
             notes.append(f"{keys}: {problem}")
