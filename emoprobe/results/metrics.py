@@ -1,4 +1,4 @@
-"""Predictions → the paper's metrics, as scikit-learn defines them, computed in numpy.
+"""Predictions → the paper's metrics, computed by scikit-learn on integer label codes.
 Pure: a predictions table in, a `Metrics` record out; `Metrics.to_json` is metrics.json.
 
 Every image the model answered is scored (`SCORED_STATUSES`): an answer with no label
@@ -224,21 +224,23 @@ def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
 
 
 def _agreement(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Balanced accuracy, Cohen's kappa against the truth, the majority-class baseline
-    (scikit-learn's `balanced_accuracy_score` and `cohen_kappa_score`, in numpy)."""
+    """Balanced accuracy and Cohen's kappa against the truth (scikit-learn's), and the
+    majority-class baseline."""
+    import warnings
+
     import numpy as np
+    from sklearn.metrics import balanced_accuracy_score
 
     from emoprobe.results.stats import cohen_kappa
 
-    present, true_counts = np.unique(y_true, return_counts=True)
-    hits = np.array([np.count_nonzero((y_true == c) & (y_pred == c)) for c in present])
-    balanced = float(np.mean(hits / true_counts))
-    kappa = cohen_kappa(y_true, y_pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # predicted classes absent from the truth
+        balanced = float(balanced_accuracy_score(y_true, y_pred))
     support = np.bincount(y_true, minlength=len(labels))[: len(labels)]
     majority = int(np.argmax(support))  # the first of equals, in the task's order
     return {
         "balanced_accuracy": balanced,
-        "cohen_kappa": kappa,
+        "cohen_kappa": cohen_kappa(y_true, y_pred),
         "majority_baseline": Baseline(labels[majority], float(support[majority] / len(y_true))),
     }
 
@@ -246,35 +248,29 @@ def _agreement(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) ->
 def label_scores(
     y_true: np.ndarray, y_pred: np.ndarray, n_labels: int, n_columns: int
 ) -> tuple[dict[str, Any], list[ClassScores], list[list[int]]]:
-    """Accuracy, weighted and macro averages, per-class scores and the confusion counts
-    of integer codes, as scikit-learn's `precision_recall_fscore_support(labels=codes,
-    zero_division=0)`, `accuracy_score` and `confusion_matrix(labels=columns)` give them
-    (numpy only: scikit-learn costs a second to import). Codes ≥ `n_labels` are answers
-    that are no label; the matrix keeps the codes below `n_columns`."""
-    import numpy as np
+    """scikit-learn's accuracy, weighted and macro precision/recall/F1 over the task's
+    labels (`zero_division=0`), per-class scores and the confusion counts, of integer
+    codes. Codes ≥ `n_labels` are answers that are no label; the matrix keeps the codes
+    below `n_columns`."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-    true = np.asarray(y_true, dtype=np.int64)
-    pred = np.asarray(y_pred, dtype=np.int64)
-    inside = (true < n_columns) & (pred < n_columns)
-    cells = true[inside] * n_columns + pred[inside]
-    matrix = np.bincount(cells, minlength=n_columns * n_columns).reshape(n_columns, n_columns)
-    hits = np.bincount(true[true == pred], minlength=n_labels)[:n_labels].astype(np.float64)
-    support = np.bincount(true, minlength=n_labels)[:n_labels].astype(np.float64)
-    predicted = np.bincount(pred, minlength=n_labels)[:n_labels].astype(np.float64)
-    precision = np.divide(hits, predicted, out=np.zeros(n_labels), where=predicted > 0)
-    recall = np.divide(hits, support, out=np.zeros(n_labels), where=support > 0)
-    both = predicted + support
-    f1 = np.divide(2 * hits, both, out=np.zeros(n_labels), where=both > 0)
-    total = support.sum()
-    figures: dict[str, Any] = {"accuracy": float(np.mean(true == pred))}
-    for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
-        weighted = float((values * support).sum() / total) if total > 0 else 0.0
-        figures[f"{name}_weighted"] = weighted
-        figures[f"{name}_macro"] = float(values.mean())
+    codes = list(range(n_labels))
+    figures: dict[str, Any] = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    for average in ("weighted", "macro"):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            y_true, y_pred, labels=codes, average=average, zero_division=0
+        )
+        figures |= {
+            f"precision_{average}": float(precision),
+            f"recall_{average}": float(recall),
+            f"f1_{average}": float(f1),
+        }
+    each = precision_recall_fscore_support(y_true, y_pred, labels=codes, zero_division=0)
     per_class = [
-        ClassScores(float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
-        for i in range(n_labels)
+        ClassScores(float(each[0][i]), float(each[1][i]), float(each[2][i]), int(each[3][i]))
+        for i in codes
     ]
+    matrix = confusion_matrix(y_true, y_pred, labels=list(range(n_columns)))
     return figures, per_class, matrix[:n_labels].tolist()
 
 

@@ -16,6 +16,7 @@ indices, at a cost that does not grow with the number of images.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -238,20 +239,17 @@ def mcnemar_from_counts(b: int, c: int, exact_below: int = EXACT_BELOW) -> McNem
 
 
 def exact_binomial_p(k: int, n: int) -> float:
-    """Two-sided p of k successes in n fair coin tosses: scipy's exact binomial test
-    (the outcomes no likelier than k's), in exact integers."""
-    if n == 0:
-        return 1.0
-    low = min(k, n - k)
-    if 2 * low == n:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(low + 1))
-    return min(1.0, 2 * tail / (1 << n))
+    """Two-sided p of k successes in n fair coin tosses (scipy's exact binomial test)."""
+    from scipy.stats import binomtest
+
+    return 1.0 if n == 0 else float(binomtest(k, n, 0.5).pvalue)
 
 
 def chi2_1df_p(statistic: float) -> float:
-    """Upper-tail p of a chi-square statistic with one degree of freedom: erfc(√(x/2))."""
-    return math.erfc(math.sqrt(max(0.0, statistic) / 2))
+    """Upper-tail p of a chi-square statistic with one degree of freedom."""
+    from scipy.stats import chi2
+
+    return float(chi2.sf(statistic, 1))
 
 
 # -- many comparisons ---------------------------------------------------------------
@@ -278,23 +276,16 @@ def holm(p_values: Sequence[float]) -> list[float]:
 def cohen_kappa(
     first: Sequence[Any] | np.ndarray, second: Sequence[Any] | np.ndarray
 ) -> float | None:
-    """Cohen's kappa between two runs' predictions, as scikit-learn's
-    `cohen_kappa_score` (every answer counts, `unparsed` included); None where it is
-    undefined (both runs always say one thing)."""
+    """scikit-learn's Cohen's kappa between two runs' predictions (every answer counts,
+    `unparsed` included); None where it is undefined (both runs always say one thing)."""
+    from sklearn.metrics import cohen_kappa_score
+
     if len(first) == 0:
         return None
-    names, codes = np.unique(
-        np.concatenate([np.asarray(first), np.asarray(second)]), return_inverse=True
-    )
-    k, n = len(names), len(first)
-    confusion = np.bincount(codes[:n] * k + codes[n:], minlength=k * k).reshape(k, k)
-    confusion = confusion.astype(np.float64)
-    expected = np.outer(confusion.sum(axis=1), confusion.sum(axis=0)) / confusion.sum()
-    off = ~np.eye(k, dtype=bool)
-    chance = float(expected[off].sum())
-    if chance == 0:
-        return None
-    return 1 - float(confusion[off].sum()) / chance
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")
+        value = float(cohen_kappa_score(first, second))
+    return None if math.isnan(value) else value
 
 
 def agreement(first: Sequence[Any], second: Sequence[Any]) -> float | None:
