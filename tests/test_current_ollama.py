@@ -199,7 +199,7 @@ def test_think_on_a_model_that_cannot_think_is_one_line(cli, double, faces, tmp_
     assert image_chats(double) == []
 
 
-def test_a_think_value_the_server_refuses_stops_the_run_in_one_line(cli, faces, tmp_path):
+def test_an_unknown_think_value_is_one_line_before_any_image(cli, faces, tmp_path):
     with OllamaDouble(models=MODELS, version=OLD) as double:
         double.answer = lambda body: "happy"
         result = cli(

@@ -694,6 +694,7 @@ def _image_size_note(manifest: Manifest) -> str:
     model, version = manifest.model, manifest.server.version
     support = support_for_text(version) if manifest.backend == "ollama" else None
     rule = image_rule(model.family, support) if support else ""
+    version = inert(version) if version else version  # the server's words, never markup
     if costed and rule:
         text += (
             f" Image tokens by Ollama {version}'s rule for {inert(model.family)} ({rule}): about "
