@@ -194,7 +194,7 @@ def _bounded(server: HostileServer) -> None:
     [
         ("huge", "larger than 16 MiB"),
         ("gzip_bomb", "compressed its reply (gzip)"),
-        ("endless_header", "GET /api/version"),
+        ("endless_header", "GET /api/version: the reply's headers are longer than 100 KiB"),
     ],
 )
 def test_a_version_reply_that_floods_is_one_line_and_read_no_further(
