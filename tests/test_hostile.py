@@ -272,7 +272,7 @@ def test_the_openai_backend_keeps_to_the_same_caps():
 def test_a_host_failing_for_good_does_not_fail_images_another_host_can_answer(cli, tmp_path):
     root = tmp_path / "faces"
     make_image_folder(root, per_label=8)  # 40 images
-    with OllamaDouble(latency=0.05) as good, OllamaDouble(latency=0.05) as bad:
+    with OllamaDouble(latency=0.1) as good, OllamaDouble(latency=0.1) as bad:
         bad.inject("http500")
         result = ended(
             cli, "run", root, "--host", good.url, "--host", bad.url, "--out", tmp_path / "o",
