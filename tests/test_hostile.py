@@ -194,7 +194,7 @@ def _bounded(server: HostileServer) -> None:
     [
         ("huge", "larger than 16 MiB"),
         ("gzip_bomb", "compressed its reply (gzip)"),
-        ("endless_header", "GET /api/version"),
+        ("endless_header", "GET /api/version: the reply's headers are longer than 100 KiB"),
     ],
 )
 def test_a_version_reply_that_floods_is_one_line_and_read_no_further(
@@ -267,3 +267,17 @@ def test_the_openai_backend_keeps_to_the_same_caps():
         finally:
             backend.close()
     _bounded(server)
+
+
+def test_a_host_failing_for_good_does_not_fail_images_another_host_can_answer(cli, tmp_path):
+    root = tmp_path / "faces"
+    make_image_folder(root, per_label=8)  # 40 images
+    with OllamaDouble(latency=0.1) as good, OllamaDouble(latency=0.1) as bad:
+        bad.inject("http500")
+        result = ended(
+            cli, "run", root, "--host", good.url, "--host", bad.url, "--out", tmp_path / "o",
+            *FAST,
+        )  # fmt: skip
+        assert len(bad.chat_requests) > 1 + 5  # it failed the same way past one image's tries
+    assert result.exit_code == 0, result.output
+    assert len(rows(tmp_path / "o")) == 40

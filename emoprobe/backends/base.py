@@ -159,6 +159,9 @@ def transport_failure(error: Exception, what: str, timeout: float) -> BackendErr
 
     if isinstance(error, (ReplyTooLarge, ReplyRefused)):
         return RequestRejected(f"{what}: {error}")
+    if isinstance(error, httpx.RemoteProtocolError) and "too long" in str(error):
+        # h11 refuses headers past httpcore's cap (100 KiB) with "Receive buffer too long"
+        return RequestRejected(f"{what}: the reply's headers are longer than 100 KiB")
     if isinstance(error, httpx.TimeoutException):
         return TransientError(f"{what} timed out after {timeout:g}s")
     if isinstance(error, httpx.TransportError):

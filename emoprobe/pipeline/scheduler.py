@@ -12,8 +12,9 @@ Three things end a run that cannot get on:
 * a busy reply (HTTP 503/429) halves the host's window (down to one request in flight)
   and each answer grows it back by about one per window's worth of answers (AIMD), so a
   server with fewer slots than `window` is not flooded with requests it must refuse;
-* the same failure repeated by a server (`RetryPolicy.persists`) fails each image at its
-  first try, so the runner's "10 images in a row" stop comes in seconds;
+* the same failure repeated by a server (`RetryPolicy.persists`), while no other host
+  answers, fails each image at its first try, so the runner's "10 images in a row"
+  stop comes in seconds;
 * when no server has answered an image for `give_up_s` (the retries' backoffs plus one
   request timeout), failed probes included, the run stops: "no server has answered
   since HH:MM", resumable like any other early stop.
@@ -208,7 +209,7 @@ class Scheduler:
             busy = error.status in BUSY_STATUS
             if verdict is Verdict.RETRY and not busy and not isinstance(error, ServerUnreachable):
                 kind = f"{type(error).__name__} {error.status}" if error.status else str(error)
-                if self.retry.persists(host.repeated(kind)):
+                if self.retry.persists(host.repeated(kind)) and self._all_failing():
                     verdict = Verdict.REJECT  # the same failure again and again: it stays
             if verdict is Verdict.FATAL:
                 self.stop.halt(error)
@@ -233,6 +234,10 @@ class Scheduler:
                 self._failing_since = None
                 self._last_answer = time.time()
             self._hand_back(outcome)
+
+    def _all_failing(self) -> bool:
+        """No host is answering now (else a failed image is left for one that is)."""
+        return all(host.failures_in_a_row for host in self.hosts)
 
     def _no_answer(self) -> None:
         """A request or probe failed: give up once no server has answered for give_up_s."""
