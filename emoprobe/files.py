@@ -49,13 +49,14 @@ def write_atomic(path: Path, content: Content, *, binary: bool = False) -> None:
             IO[Any],
             os.fdopen(descriptor, "wb")
             if binary
-            else os.fdopen(descriptor, "w", encoding="utf-8", newline="\n"),
+            # a lone surrogate (text from a server) becomes "?" rather than a failed write
+            else os.fdopen(descriptor, "w", encoding="utf-8", errors="replace", newline="\n"),
         )
         with handle:
             if callable(content):
                 content(handle)
             else:
-                handle.write(content)
+                handle.write(writable_text(content) if isinstance(content, str) else content)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, _umask_mode())

@@ -543,3 +543,23 @@ def test_classify_reads_a_poisoned_cache_value_as_a_counted_miss(
     assert "cached" not in again.stdout
     assert "warning: 1 cached value(s)" in again.stderr
     assert len(ollama_double.chat_requests) == 2
+
+
+def test_a_lone_surrogate_in_the_model_details_neither_aborts_the_run(cli, faces, tmp_path):
+    root, truth = faces
+    spec = ModelSpec(
+        name="sly:7b",
+        capabilities=["completion", "vision"],
+        family="fam\udc80",
+        quantization_level="Q\ud800",
+    )
+    with OllamaDouble(models=[spec], answer=answer_by_image(truth)) as double:
+        out = tmp_path / "out"
+        result = cli("run", root, "--host", double.url, "--model", "sly:7b", "--out", out)
+        assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert (manifest["model"]["family"], manifest["model"]["quantization"]) == (
+        "fam\ufffd",
+        "Q\ufffd",
+    )
+    assert "fam\ufffd" in (out / "report.md").read_text(encoding="utf-8")
