@@ -18,11 +18,12 @@ from typing import IO, Any, cast
 from emoprobe.errors import WriteError
 
 Content = str | bytes | Callable[[IO[Any]], object]
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_LONE_SURROGATE = re.compile("[\x00\ud800-\udfff]")
 
 
 def writable_text(text: str) -> str:
-    """`text` with lone surrogates (valid JSON escapes, but no UTF-8) as U+FFFD."""
+    """`text` with lone surrogates (valid JSON escapes, but no UTF-8) and NUL (which
+    Python 3.10's csv cannot read back) as U+FFFD."""
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 

@@ -563,3 +563,40 @@ def test_a_lone_surrogate_in_the_model_details_neither_aborts_the_run(cli, faces
         "Q\ufffd",
     )
     assert "fam\ufffd" in (out / "report.md").read_text(encoding="utf-8")
+
+
+# -- odd text in answers and server messages -----------------------------------------------
+ODD_ANSWERS = {
+    0: "tired\r",  # a lone carriage return: csv quotes it only if told to
+    1: "happy\r\nreally",
+    2: "happy\x00",  # NUL: Python 3.10's csv cannot read it back
+    3: "a\u2028b neutral",
+    4: "\ufeffconfused",
+    5: "\x1b[2J\x1b[31mhappy",
+}
+
+
+def test_odd_characters_in_answers_survive_the_file_and_a_resume(
+    cli, ollama_double, faces, tmp_path
+):
+    root, truth = faces
+    answering(ollama_double, truth, ODD_ANSWERS)
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run recovers the file, then has nothing to do
+        result = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet")
+        assert result.exit_code == 0, result.output
+    rows = read_rows(out / "predictions.csv")
+    assert len(rows) == len(truth)
+    raws = {row.raw for row in rows}
+    expected = {text.replace("\x00", "\ufffd") for text in ODD_ANSWERS.values()}
+    assert expected <= raws
+    assert "\x1b" not in result.output
+
+
+def test_control_characters_in_a_servers_words_never_reach_the_terminal(cli, faces, tmp_path):
+    root, _ = faces
+    spec = ModelSpec(name="blind:1b", capabilities=["completion", "\x1b[2J\x1b[31mevil\nline"])
+    with OllamaDouble(models=[spec]) as double:
+        result = cli("run", root, "--host", double.url, "--model", "blind:1b")
+    message = one_line_error(result, "cannot read images")
+    assert "\x1b" not in message and "\\x1b[2J" in message

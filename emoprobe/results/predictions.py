@@ -185,9 +185,11 @@ def header_for(score_labels: Sequence[str] = ()) -> str:
 
 
 def _row_text(values: Sequence[str]) -> str:
+    """One CSV line ending in "\n"; a cell holding "\r" or "\n" is quoted (csv quotes only
+    what is in its line terminator, so the row is written with "\r\n" and ends in "\n")."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()[:-2] + "\n"
 
 
 HEADER = header_for()
