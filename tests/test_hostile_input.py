@@ -600,3 +600,11 @@ def test_control_characters_in_a_servers_words_never_reach_the_terminal(cli, fac
         result = cli("run", root, "--host", double.url, "--model", "blind:1b")
     message = one_line_error(result, "cannot read images")
     assert "\x1b" not in message and "\\x1b[2J" in message
+
+
+def test_an_older_files_unquoted_carriage_return_is_read_as_itself(tmp_path):
+    row = Row("happy/000.png", "a" * 64, "tired", "tired", "tired\rnow", "ok", latency_s=0.1)
+    path = tmp_path / "predictions.csv"
+    line = ",".join(row.cells()) + "\n"  # as emoprobe 0.1 wrote it: the "\r" unquoted
+    path.write_text(HEADER + line, newline="")
+    assert read_rows(path) == [row]
