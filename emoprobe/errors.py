@@ -104,3 +104,14 @@ class TransientError(BackendError):
 
 class RequestRejected(BackendError):
     """The server refused the request itself (HTTP 4xx); retrying will not help."""
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line: whitespace runs as one space, and `printable`."""
+    return printable(" ".join(str(text).split()))
+
+
+def printable(text: str) -> str:
+    """`text` with control and format characters escaped, newlines too (a server's or a
+    file name's text must not move a terminal's cursor or start a line of its own)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

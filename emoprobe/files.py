@@ -18,11 +18,12 @@ from typing import IO, Any, cast
 from emoprobe.errors import WriteError
 
 Content = str | bytes | Callable[[IO[Any]], object]
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_LONE_SURROGATE = re.compile("[\x00\ud800-\udfff]")
 
 
 def writable_text(text: str) -> str:
-    """`text` with lone surrogates (valid JSON escapes, but no UTF-8) as U+FFFD."""
+    """`text` with lone surrogates (valid JSON escapes, but no UTF-8) and NUL (which
+    Python 3.10's csv cannot read back) as U+FFFD."""
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 
@@ -49,13 +50,14 @@ def write_atomic(path: Path, content: Content, *, binary: bool = False) -> None:
             IO[Any],
             os.fdopen(descriptor, "wb")
             if binary
-            else os.fdopen(descriptor, "w", encoding="utf-8", newline="\n"),
+            # a lone surrogate (text from a server) becomes "?" rather than a failed write
+            else os.fdopen(descriptor, "w", encoding="utf-8", errors="replace", newline="\n"),
         )
         with handle:
             if callable(content):
                 content(handle)
             else:
-                handle.write(content)
+                handle.write(writable_text(content) if isinstance(content, str) else content)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, _umask_mode())

@@ -543,3 +543,68 @@ def test_classify_reads_a_poisoned_cache_value_as_a_counted_miss(
     assert "cached" not in again.stdout
     assert "warning: 1 cached value(s)" in again.stderr
     assert len(ollama_double.chat_requests) == 2
+
+
+def test_a_lone_surrogate_in_the_model_details_neither_aborts_the_run(cli, faces, tmp_path):
+    root, truth = faces
+    spec = ModelSpec(
+        name="sly:7b",
+        capabilities=["completion", "vision"],
+        family="fam\udc80",
+        quantization_level="Q\ud800",
+    )
+    with OllamaDouble(models=[spec], answer=answer_by_image(truth)) as double:
+        out = tmp_path / "out"
+        result = cli("run", root, "--host", double.url, "--model", "sly:7b", "--out", out)
+        assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert (manifest["model"]["family"], manifest["model"]["quantization"]) == (
+        "fam\ufffd",
+        "Q\ufffd",
+    )
+    assert "fam\ufffd" in (out / "report.md").read_text(encoding="utf-8")
+
+
+# -- odd text in answers and server messages -----------------------------------------------
+ODD_ANSWERS = {
+    0: "tired\r",  # a lone carriage return: csv quotes it only if told to
+    1: "happy\r\nreally",
+    2: "happy\x00",  # NUL: Python 3.10's csv cannot read it back
+    3: "a\u2028b neutral",
+    4: "\ufeffconfused",
+    5: "\x1b[2J\x1b[31mhappy",
+}
+
+
+def test_odd_characters_in_answers_survive_the_file_and_a_resume(
+    cli, ollama_double, faces, tmp_path
+):
+    root, truth = faces
+    answering(ollama_double, truth, ODD_ANSWERS)
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run recovers the file, then has nothing to do
+        result = cli("run", root, "--host", ollama_double.url, "--out", out, "--quiet")
+        assert result.exit_code == 0, result.output
+    rows = read_rows(out / "predictions.csv")
+    assert len(rows) == len(truth)
+    raws = {row.raw for row in rows}
+    expected = {text.replace("\x00", "\ufffd") for text in ODD_ANSWERS.values()}
+    assert expected <= raws
+    assert "\x1b" not in result.output
+
+
+def test_control_characters_in_a_servers_words_never_reach_the_terminal(cli, faces, tmp_path):
+    root, _ = faces
+    spec = ModelSpec(name="blind:1b", capabilities=["completion", "\x1b[2J\x1b[31mevil\nline"])
+    with OllamaDouble(models=[spec]) as double:
+        result = cli("run", root, "--host", double.url, "--model", "blind:1b")
+    message = one_line_error(result, "cannot read images")
+    assert "\x1b" not in message and "\\x1b[2J" in message
+
+
+def test_an_older_files_unquoted_carriage_return_is_read_as_itself(tmp_path):
+    row = Row("happy/000.png", "a" * 64, "tired", "tired", "tired\rnow", "ok", latency_s=0.1)
+    path = tmp_path / "predictions.csv"
+    line = ",".join(row.cells()) + "\n"  # as emoprobe 0.1 wrote it: the "\r" unquoted
+    path.write_text(HEADER + line, newline="")
+    assert read_rows(path) == [row]

@@ -36,6 +36,15 @@ class ModelInfo:
     language_weights: str = ""  # tensor types /api/show lists ("" = not reported)
     vision_weights: str = ""  # of the vision tower and projector (v.*, mm.*)
 
+    def __post_init__(self) -> None:
+        # The server's words, kept as said, but never a lone surrogate no file can hold.
+        for name, value in vars(self).items():
+            if isinstance(value, str):
+                object.__setattr__(self, name, writable_text(value))
+            elif isinstance(value, tuple):
+                cleaned = tuple(writable_text(v) if isinstance(v, str) else v for v in value)
+                object.__setattr__(self, name, cleaned)
+
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
         record["capabilities"] = list(self.capabilities)

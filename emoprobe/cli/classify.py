@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from emoprobe.cli.params import host_option, request_options
+from emoprobe.errors import one_line
 from emoprobe.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def classify(
             failures += result.raw is None
             _print_result(path, result, as_json)
         if warning := probe.cache.unreadable_warning():
-            click.echo(f"warning: {warning}", err=True)
+            click.echo(f"warning: {one_line(warning)}", err=True)
     return 1 if failures else 0
 
 

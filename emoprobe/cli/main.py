@@ -15,7 +15,7 @@ from click.exceptions import NoArgsIsHelpError
 
 from emoprobe._version import __version__
 from emoprobe.cli.params import with_flag_hint
-from emoprobe.errors import EmoprobeError
+from emoprobe.errors import EmoprobeError, one_line
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -56,7 +56,7 @@ class EmoprobeGroup(click.Group):
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 

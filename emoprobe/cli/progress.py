@@ -30,6 +30,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from emoprobe.errors import printable
 from emoprobe.pipeline.runner import RunEvents
 from emoprobe.results.predictions import OK, STATUSES, Row, current_status
 
@@ -76,6 +77,7 @@ class _Lines:
         self.bar: Progress | None = None
 
     def say(self, text: str) -> None:
+        text = printable(text)
         if self.bar is not None:
             self.bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:

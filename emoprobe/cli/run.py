@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from emoprobe.cli.params import request_options
+from emoprobe.errors import one_line
 from emoprobe.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ def _run_models(models: tuple[str, ...], config: RunConfig, quiet: bool) -> int:
         lambda each: _run_one(each, quiet),
         on_start=lambda index, model: click.echo(f"model {index + 1}/{len(models)}: {model}"),
         on_done=_print_summary,
-        warn=lambda message: click.echo(f"warning: {message}", err=True),
+        warn=lambda message: click.echo(f"warning: {one_line(message)}", err=True),
     )
     if study.comparison is not None:
         click.echo(study.summary)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from emoprobe.data.dataset import DATASET_FORMATS
-from emoprobe.errors import ConfigError
+from emoprobe.errors import ConfigError, printable
 from emoprobe.task.answers import ANSWER_MODES
 from emoprobe.task.definition import PAPER_TASK, Task, load_task
 from emoprobe.task.model_options import DEFAULT_OPTIONS, OPTION_TYPES, typed_option
@@ -135,7 +135,7 @@ _VARIANT_KEYS = (
 def load_study(path: str | os.PathLike[str]) -> StudySpec:
     """The study a TOML file describes; any mistake is a one-line `ConfigError`."""
     file = Path(os.fspath(path))
-    shown = _printable(os.fspath(file))
+    shown = printable(os.fspath(file))
     try:
         text = file.read_bytes().decode("utf-8-sig")
     except (FileNotFoundError, NotADirectoryError):
@@ -163,7 +163,7 @@ class _StudyReader:
 
     def __init__(self, path: Path, text: str, doc: dict[str, Any]) -> None:
         self.path = path
-        self.shown = _printable(os.fspath(path))
+        self.shown = printable(os.fspath(path))
         self.lines = text.splitlines()
         self.doc = doc
 
@@ -198,7 +198,7 @@ class _StudyReader:
         if not _NAME.match(text):
             raise self.fail(
                 where,
-                f"{_shown_where(where)} {_printable(text)!r} must be letters, digits, '.', "
+                f"{_shown_where(where)} {printable(text)!r} must be letters, digits, '.', "
                 "'_' or '-' (it names a folder), at most 64",
             )
         return text
@@ -244,7 +244,7 @@ class _StudyReader:
             if not dataset.exists():
                 raise self.fail(
                     ("dataset",),
-                    f"dataset {_printable(str(dataset))} does not exist (a path relative to "
+                    f"dataset {printable(str(dataset))} does not exist (a path relative to "
                     "the study file)",
                 )
         dataset_format = None
@@ -443,7 +443,3 @@ def _kind(value: Any) -> str:
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
         type(value), type(value).__name__
     )
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

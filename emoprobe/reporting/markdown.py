@@ -308,7 +308,7 @@ def _sample_line(metrics: Metrics, manifest: Manifest) -> str:
     """The sample as asked for and as drawn, per class; a warning where it is short."""
     sample = metrics.sample
     if sample is None:
-        return f"**Sample:** {manifest.dataset.sample_text()}."
+        return f"**Sample:** {inert(manifest.dataset.sample_text())}."
     asked = (
         f"{sample.per_class} per class requested, seed {sample.seed}"
         if sample.per_class
@@ -694,10 +694,10 @@ def _image_size_note(manifest: Manifest) -> str:
     model, version = manifest.model, manifest.server.version
     support = support_for_text(version) if manifest.backend == "ollama" else None
     rule = image_rule(model.family, support) if support else ""
-    version = inert(version) if version else version  # the server's words, never markup
+    family, shown_version = inert(model.family), inert(version or "")
     if costed and rule:
         text += (
-            f" Image tokens by Ollama {version}'s rule for {inert(model.family)} ({rule}): about "
+            f" Image tokens by Ollama {shown_version}'s rule for {family} ({rule}): about "
             f"{tokens_sent / costed:,.0f} per image sent ({costed} of {images} requests)"
         )
         if manifest.max_side and tokens_source:
@@ -709,13 +709,13 @@ def _image_size_note(manifest: Manifest) -> str:
         text += "."
     elif rule:
         text += (
-            f" Image tokens by Ollama {version}'s rule for {inert(model.family)}: {rule} "
+            f" Image tokens by Ollama {shown_version}'s rule for {family}: {rule} "
             "(not counted per image in this run)."
         )
     else:
         text += (
-            f" Image tokens: no rule for family {inert(model.family) or '(none)'} on "
-            f"{'Ollama ' + inert(version) if version else 'this server'}; see the server's count."
+            f" Image tokens: no rule for family {family or '(none)'} on "
+            f"{'Ollama ' + shown_version if version else 'this server'}; see the server's count."
         )
     prompt = sum(s.prompt_eval_count for s in sessions)
     if prompt:

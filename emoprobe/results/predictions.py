@@ -185,9 +185,11 @@ def header_for(score_labels: Sequence[str] = ()) -> str:
 
 
 def _row_text(values: Sequence[str]) -> str:
+    """One CSV line ending in "\n"; a cell holding "\r" or "\n" is quoted (csv quotes only
+    what is in its line terminator, so the row is written with "\r\n" and ends in "\n")."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()[:-2] + "\n"
 
 
 HEADER = header_for()
@@ -207,6 +209,9 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
     return rows, good
 
 
+_CARRIAGE_RETURN = "\ue000"  # a private-use character stands in for "\r" while csv reads
+
+
 def _read(path: Path) -> tuple[list[Row], int, bool, list[str]]:
     """`read_complete`, and whether the header is an older one, and the scored labels."""
     _refuse_symlink(path)
@@ -220,7 +225,8 @@ def _read(path: Path) -> tuple[list[Row], int, bool, list[str]]:
             if not line.endswith(b"\n"):
                 break  # a tail the writer never finished
             consumed[0] += len(line)
-            yield line.decode("utf-8", "replace")
+            # Older files hold "\r" unquoted, which csv refuses: it is read as itself.
+            yield line.decode("utf-8", "replace").replace("\r", _CARRIAGE_RETURN)
         ended[0] = True
 
     def malformed(line: int, why: str) -> ConfigError:
@@ -238,6 +244,7 @@ def _read(path: Path) -> tuple[list[Row], int, bool, list[str]]:
         reader = csv.reader(lines(handle), strict=True)
         try:
             for values in reader:
+                values = [cell.replace(_CARRIAGE_RETURN, "\r") for cell in values]
                 if score_labels is None:
                     fixed, score_labels = _header_labels(path, values)
                     width = fixed + len(score_labels)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emoprobe.errors import ConfigError
+from emoprobe.errors import ConfigError, printable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -137,16 +137,11 @@ _KEYS = (
 _REQUIRED = ("name", "labels", "instruction", "definitions")
 
 
-def _printable(text: str) -> str:
-    """`text` safe for a one-line message: control characters escaped."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
 class _TaskFile:
     """Reads one task file's fields; `fail` makes the one-line ConfigError."""
 
     def __init__(self, path: Path, doc: dict[str, Any]) -> None:
-        self.shown = _printable(os.fspath(path))
+        self.shown = printable(os.fspath(path))
         self.doc = doc
 
     def fail(self, message: str) -> ConfigError:
@@ -211,7 +206,7 @@ def load_task(path: str | os.PathLike[str]) -> Task:
         Happy = "happiness"
     """
     file = Path(os.fspath(path))
-    shown = _printable(os.fspath(file))
+    shown = printable(os.fspath(file))
     try:
         raw = file.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
