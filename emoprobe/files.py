@@ -21,6 +21,15 @@ Content = str | bytes | Callable[[IO[Any]], object]
 _LONE_SURROGATE = re.compile("[\x00\ud800-\udfff]")
 
 
+_NOT_IN_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def slug(text: str, strip: str = "-") -> str:
+    """`text` as part of a file name: each run of other characters than letters, digits,
+    `.`, `_` and `-` becomes one `-`; `strip`'s characters are taken off both ends."""
+    return _NOT_IN_SLUG.sub("-", text).strip(strip)
+
+
 def writable_text(text: str) -> str:
     """`text` with lone surrogates (valid JSON escapes, but no UTF-8) and NUL (which
     Python 3.10's csv cannot read back) as U+FFFD."""

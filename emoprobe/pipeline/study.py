@@ -9,7 +9,6 @@ is unloaded (keep_alive 0) on every host, so only one is loaded at a time.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from emoprobe.errors import (
     ServerUnreachable,
     TransientError,
 )
+from emoprobe.files import slug
 from emoprobe.pipeline.config import RunConfig
 from emoprobe.pipeline.runner import RunResult
 from emoprobe.pipeline.study_file import Cell, StudySpec
@@ -123,7 +123,7 @@ def check_models(backend: Backend, models: Sequence[str], answer_modes: Sequence
 
 
 def _slug(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-")
+    return slug(model)
 
 
 def _unload(backend: Backend, model: str, warn: Callable[[str], None]) -> None:

@@ -39,8 +39,9 @@ from typing import Any
 
 from emoprobe.data.dataset import DATASET_FORMATS
 from emoprobe.errors import ConfigError, printable
+from emoprobe.files import slug
 from emoprobe.task.answers import ANSWER_MODES
-from emoprobe.task.definition import PAPER_TASK, Task, load_task
+from emoprobe.task.definition import PAPER_TASK, Task, load_task, toml_type
 from emoprobe.task.model_options import DEFAULT_OPTIONS, OPTION_TYPES, typed_option
 
 if sys.version_info >= (3, 11):
@@ -76,8 +77,7 @@ class Cell:
     @property
     def folder(self) -> str:
         """The cell's run folder name under the study's folder (readable, unique)."""
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.model).strip("-")
-        return f"{slug}__{self.answer_mode}__{self.variant.name}"
+        return f"{slug(self.model)}__{self.answer_mode}__{self.variant.name}"
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,8 @@ class _StudyReader:
 
     def string(self, value: Any, where: Where, *, empty_ok: bool = False) -> str:
         if not isinstance(value, str):
-            raise self.fail(where, f"{_shown_where(where)} must be a string, not {_kind(value)}")
+            shown = _shown_where(where)
+            raise self.fail(where, f"{shown} must be a string, not {toml_type(value)}")
         if not value.strip() and not empty_ok:
             raise self.fail(where, f"{_shown_where(where)} is empty")
         return value.strip()
@@ -206,7 +207,7 @@ class _StudyReader:
     def integer(self, value: Any, where: Where, least: int | None = None) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.fail(
-                where, f"{_shown_where(where)} must be a whole number, not {_kind(value)}"
+                where, f"{_shown_where(where)} must be a whole number, not {toml_type(value)}"
             )
         if least is not None and value < least:
             raise self.fail(where, f"{_shown_where(where)} must be at least {least} (got {value})")
@@ -290,7 +291,7 @@ class _StudyReader:
         table = self.doc.get("options", {})
         if not isinstance(table, dict):
             raise self.fail(
-                ("options",), f"options must be a table ([options]), not {_kind(table)}"
+                ("options",), f"options must be a table ([options]), not {toml_type(table)}"
             )
         options = dict(DEFAULT_OPTIONS)
         for key, value in table.items():
@@ -340,7 +341,7 @@ class _StudyReader:
                 raise self.fail(
                     (*where, "definitions"),
                     f"definitions must be true or false (show the class definitions), "
-                    f"not {_kind(shown)}",
+                    f"not {toml_type(shown)}",
                 )
             changes["list_definitions"] = shown
         if "label_order" in table:
@@ -432,14 +433,4 @@ def _shown_where(where: Where) -> str:
 
 
 def _stem_name(path: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-.") or "study"
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
-        type(value), type(value).__name__
-    )
+    return slug(path.stem, "-.") or "study"

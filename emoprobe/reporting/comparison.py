@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
 
-from emoprobe.files import write_atomic
+from emoprobe.files import slug, write_atomic
 from emoprobe.reporting.markdown import (
     PValue,
     alarm_text,
@@ -253,5 +252,5 @@ def summary_text(comparison: Comparison) -> str:
 
 def default_comparison_dir(reports: Path, name: str) -> Path:
     """reports/comparison-<dataset>-<timestamp>/."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "dataset"
-    return reports / f"comparison-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = slug(name) or "dataset"
+    return reports / f"comparison-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"

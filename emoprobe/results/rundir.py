@@ -7,7 +7,6 @@ plots are the caller's (`emoprobe.reporting.markdown`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from emoprobe.errors import ConfigError, RunLockedError
-from emoprobe.files import write_atomic
+from emoprobe.files import slug, write_atomic
 from emoprobe.results.load import RunRecord, load_run
 from emoprobe.results.manifest import FILENAME as MANIFEST
 from emoprobe.results.manifest import FileRecord, Fingerprint, Manifest, Session, read_manifest
@@ -135,7 +134,7 @@ def default_out_dir(
     parts = [dataset_root.name or "dataset", config.model]
     if config.per_class:
         parts.append(f"n{config.per_class}-seed{config.seed}")
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)).strip("-")
+    stem = slug("-".join(parts))
     for number in range(1, 1000):
         candidate = reports / (stem if number == 1 else f"{stem}-{number}")
         manifest = RunDir(candidate).read_manifest() if candidate.exists() else None

@@ -151,7 +151,7 @@ class _TaskFile:
         self, key: str, value: Any, *, empty_ok: bool = False, one_line: bool = False
     ) -> str:
         if not isinstance(value, str):
-            raise self.fail(f"{key} must be a string (got {_toml_type(value)})")
+            raise self.fail(f"{key} must be a string (got {toml_type(value)})")
         value = value.strip()
         if not value and not empty_ok:
             raise self.fail(f"{key} is empty")
@@ -162,18 +162,18 @@ class _TaskFile:
     def table(self, key: str) -> dict[str, Any]:
         value = self.doc.get(key, {})
         if not isinstance(value, dict):
-            raise self.fail(f"{key} must be a table ([{key}]), got {_toml_type(value)}")
+            raise self.fail(f"{key} must be a table ([{key}]), got {toml_type(value)}")
         return value
 
     def string_list(self, key: str, value: Any) -> list[str]:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise self.fail(f"{key} must be a list of strings (got {_toml_type(value)})")
+            raise self.fail(f"{key} must be a list of strings (got {toml_type(value)})")
         return [self.string(f"an entry of {key}", item, one_line=True) for item in value]
 
 
-def _toml_type(value: Any) -> str:
+def toml_type(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -267,7 +267,7 @@ def _task_from_doc(f: _TaskFile) -> Task:
 
 def _labels(f: _TaskFile, value: Any) -> list[str]:
     if not isinstance(value, list):
-        raise f.fail(f"labels must be a list of strings (got {_toml_type(value)})")
+        raise f.fail(f"labels must be a list of strings (got {toml_type(value)})")
     labels = [f.string("a label", item, one_line=True) for item in value]
     if len(labels) < 2:
         raise f.fail(f"labels must name at least two labels (got {len(labels)})")
