@@ -26,7 +26,7 @@ from emoprobe.backends.base import (
     close_names,
     transport_failure,
 )
-from emoprobe.backends.bounded import bounded_transport
+from emoprobe.backends.bounded import client_options
 from emoprobe.backends.ollama_client import ollama
 from emoprobe.backends.server_support import (
     WAYS_OUT,
@@ -88,25 +88,8 @@ class OllamaBackend:
         self.host = host
         self.timeout = timeout
         self.keep_alive = keep_alive
-        limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        # trust_env=False: a proxy variable must never route students' faces elsewhere;
-        # follow_redirects=False: nor may a redirect (the client follows them by default).
-        # The bounded transport makes `timeout` a deadline for each request as a whole
-        # and caps each reply's size (a hostile server cannot hold or flood the run).
-        self._client = ollama.Client(
-            host=host,
-            timeout=limits,
-            trust_env=False,
-            follow_redirects=False,
-            transport=bounded_transport(),
-        )
-        self._http = httpx.Client(
-            base_url=host,
-            timeout=limits,
-            trust_env=False,
-            follow_redirects=False,
-            transport=bounded_transport(),
-        )
+        self._client = ollama.Client(host=host, **client_options(timeout))
+        self._http = httpx.Client(base_url=host, **client_options(timeout))
 
     @property
     def client(self) -> ollama.Client:

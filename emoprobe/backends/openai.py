@@ -35,7 +35,7 @@ from emoprobe.backends.base import (
     ModelInfo,
     transport_failure,
 )
-from emoprobe.backends.bounded import bounded_transport
+from emoprobe.backends.bounded import client_options
 from emoprobe.errors import (
     BackendError,
     ConfigError,
@@ -171,15 +171,7 @@ class OpenAIBackend:
         headers = {"Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        # trust_env=False: a proxy variable must never route students' faces elsewhere.
-        self._http = httpx.Client(
-            timeout=limits,
-            headers=headers,
-            trust_env=False,
-            follow_redirects=False,
-            transport=bounded_transport(),
-        )
+        self._http = httpx.Client(headers=headers, **client_options(timeout))
 
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.base_url!r}, timeout={self.timeout:g})"
