@@ -197,8 +197,8 @@ def _print_summary(result: RunResult) -> None:
     from emoprobe.reporting.markdown import status_counts
 
     metrics, session = result.metrics, result.session
-    wall = session.get("wall_s") or 0.0
-    fresh = session.get("requests", 0) + session.get("cache_hits", 0)
+    wall = session.wall_s
+    fresh = session.requests + session.cache_hits
 
     def figure(key: str) -> str:
         value = getattr(metrics, key)
@@ -208,13 +208,13 @@ def _print_summary(result: RunResult) -> None:
         f"{result.finished}/{result.total} images  accuracy {figure('accuracy')}  "
         f"weighted F1 {figure('f1_weighted')}  {status_counts(metrics)}"
     )
-    if fresh or session.get("failed"):
+    if fresh or session.failed:
         click.echo(
-            f"requests {session.get('requests', 0)}  cache hits {session.get('cache_hits', 0)}  "
+            f"requests {session.requests}  cache hits {session.cache_hits}  "
             f"wall {format_duration(wall)}  {(fresh / wall if wall else 0):.1f} images/s"
         )
-    elif session.get("rows_written"):
-        line = f"no request sent: {session['rows_written']} images recorded without an answer"
+    elif session.rows_written:
+        line = f"no request sent: {session.rows_written} images recorded without an answer"
         if result.not_cached:
             line += f" ({result.not_cached} not in the cache: a run without --offline answers them)"
         click.echo(line)

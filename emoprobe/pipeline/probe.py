@@ -145,6 +145,7 @@ class Probe:
         retry: RetryPolicy | None = None,
         stop: Stop | None = None,
         on_warning: Callable[[str], None] | None = None,
+        stats: RunStats | None = None,
     ) -> None:
         self.task = task
         self.model = model
@@ -159,7 +160,7 @@ class Probe:
         self.max_side = max_side
         self.retry = retry or RetryPolicy()
         self.stop = stop or Stop()
-        self.stats = RunStats()
+        self.stats = stats or RunStats()
         self.keys = KeyMaker(
             info.backend, info.digest, task, self.options, answer_mode, max_side, model
         )

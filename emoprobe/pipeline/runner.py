@@ -43,7 +43,7 @@ from emoprobe.pipeline.probe import (
 )
 from emoprobe.pipeline.retry import RetryPolicy, Stop
 from emoprobe.pipeline.scheduler import Host, Scheduler
-from emoprobe.pipeline.stats import failure_kind
+from emoprobe.pipeline.stats import RunStats
 from emoprobe.results.manifest import (
     DatasetRecord,
     Fingerprint,
@@ -90,7 +90,7 @@ class RunResult:
     finished: int
     failed: int
     metrics: Metrics
-    session: dict[str, Any]
+    session: Session
     abort_reason: str = ""
     not_cached: int = 0
 
@@ -133,7 +133,7 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         if len(done) < len(recovered):
             keep_only(rundir.predictions, list(done.values()), config.score_labels)
         todo = [item for item in sample if item.relpath not in done]
-        session: dict[str, Any] = {"started_at": _now(), "rows_written": 0}
+        stats = RunStats(started_at=_now())
         abort_reason = ""
         failed = 0
         if todo:
@@ -185,11 +185,11 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                     retry=RetryPolicy(config.retries, config.backoff),
                     stop=Stop(),
                     on_warning=events.warning,
+                    stats=stats,
                 )
                 pipeline = _Pipeline(config, probe, backends, events, todo, windows)
                 with PredictionWriter(rundir.predictions, config.score_labels) as writer:
                     failed, abort_reason = pipeline.run(writer, done)
-                session.update(pipeline.stats())
                 if warning := cache.unreadable_warning():
                     events.warning(warning)
         rows = _rows_in_sample_order(sample, recover(rundir.predictions))
@@ -197,8 +197,9 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
         if manifest is not None and manifest.dataset.drawn is None:
             manifest.dataset.drawn = _per_class(sample)  # older manifests lack it
         del sample, dataset, done, todo  # the report's libraries are large: make room first
-        session["finished_at"] = _now()
-        result_metrics = rundir.finish(manifest, rows, Session.from_stats(session), task.labels)
+        stats.finished_at = _now()
+        session = stats.snapshot()
+        result_metrics = rundir.finish(manifest, rows, session, task.labels)
         if manifest is not None:
             from emoprobe.reporting.markdown import write_report
 
@@ -289,12 +290,7 @@ class _Pipeline:
             on_retry=self._retrying,
             give_up_s=probe.retry.patience_s() + config.timeout,
         )
-        self._counts: dict[str, Any] = {
-            "cache_hits": 0,
-            "failed": 0,
-            "failure_kinds": {},
-            "rows_written": 0,
-        }
+        self.stats = probe.stats
         self._started = time.monotonic()
 
     def run(self, writer: PredictionWriter, done: dict[str, Row]) -> tuple[int, str]:
@@ -307,11 +303,8 @@ class _Pipeline:
         finally:
             self.stop.set()
             wall = time.monotonic() - self._started
-            self._counts["wall_s"] = wall
-            self._counts["hosts"] = [host.stats(wall) for host in self.hosts]
-
-    def stats(self) -> dict[str, Any]:
-        return {**self.probe.stats.to_dict(), **self._counts}
+            self.stats.wall_s = wall
+            self.stats.hosts = [host.record(wall) for host in self.hosts]
 
     def _retrying(self, job: Job, error: str, delay: float) -> None:
         self.events.retrying(self.todo[job.seq].relpath, error, job.failures, delay)
@@ -368,10 +361,7 @@ class _Pipeline:
                         continue
                     failed += 1
                     consecutive += 1
-                    self._counts["failed"] += 1
-                    kinds = self._counts["failure_kinds"]
-                    kind = failure_kind(outcome.failure)
-                    kinds[kind] = kinds.get(kind, 0) + 1
+                    self.stats.failed_image(outcome.failure)
                     self.events.request_failed(item.relpath, outcome.failure)
                     if consecutive >= self.config.max_consecutive_failures and not reason:
                         reason = (
@@ -384,8 +374,8 @@ class _Pipeline:
                 self._warn_duplicate(outcome, item, labels_by_sha)
                 row = self._row(outcome, item)
                 writer.write(row)
-                self._counts["rows_written"] += 1
-                self._counts["cache_hits"] += outcome.cached
+                self.stats.rows_written += 1
+                self.stats.cache_hits += outcome.cached
                 self.events.row_written(row)
         if self.stop.fatal is not None:
             raise self.stop.fatal

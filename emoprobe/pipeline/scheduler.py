@@ -28,12 +28,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from emoprobe.backends.base import BUSY_STATUS, Backend
 from emoprobe.errors import BackendError, ServerUnreachable
 from emoprobe.pipeline.probe import STOPPED, Job, Outcome, Probe
 from emoprobe.pipeline.retry import Verdict
+from emoprobe.results.manifest import HostRecord
 
 POLL_S = 0.05
 
@@ -93,15 +93,10 @@ class Host:
                 self.last_failure, self.repeats = failure, 1
             return self.repeats
 
-    def stats(self, wall_s: float) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "images": self.images,
-            "errors": self.errors,
-            "images_per_s": self.images / wall_s if wall_s > 0 else None,
-            "busy_s": round(self.busy_s, 3),
-            "busy_replies": self.busy_replies,
-        }
+    def record(self, wall_s: float) -> HostRecord:
+        """What this host did, for the session record."""
+        per_s = self.images / wall_s if wall_s > 0 else None
+        return HostRecord(self.url, self.images, self.errors, per_s, round(self.busy_s, 3))
 
 
 class Scheduler:

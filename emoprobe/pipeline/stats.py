@@ -2,51 +2,41 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import fields
+from typing import ClassVar
 
 from emoprobe.backends.base import Answer
+from emoprobe.results.manifest import Session
 
 NS_PER_MS = 1_000_000
 
 
-@dataclass
-class RunStats:
-    """Requests, retries, tokens and time of one run; update it through its methods."""
+class RunStats(Session):
+    """The session record of one run, counted as it goes; update it through its methods."""
 
-    requests: int = 0
-    retries: int = 0
-    load_s: float | None = None
-    output_tokens: int = 0
-    output_ms: float = 0.0
-    prompt_tokens: int = 0
-    prompt_ms: float = 0.0
-    request_seconds: float = 0.0
-    pixels_source: int = 0  # of the images sent, before and after max_side
-    pixels_sent: int = 0
-    image_tokens_sent: int = 0  # by the server's rule (server_support), images that have one
-    image_tokens_source: int = 0  # the same images as stored, before max_side
-    images_costed: int = 0
-    json_invalid: int = 0  # json-mode answers that did not validate against the schema
-    retry_kinds: dict[str, int] = field(default_factory=dict)  # `failure_kind` → retries
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _lock: ClassVar[threading.Lock] = threading.Lock()  # brief, rare updates: one will do
 
     def answered(self, answer: Answer) -> None:
         with self._lock:
             self.requests += 1
             self.request_seconds += answer.latency_s
-            self.output_tokens += answer.output_tokens
-            self.output_ms += answer.output_ms
-            self.prompt_tokens += answer.prompt_tokens
-            self.prompt_ms += answer.prompt_ms
+            self.eval_count += answer.output_tokens
+            self.eval_duration_ns += round(answer.output_ms * NS_PER_MS)
+            self.prompt_eval_count += answer.prompt_tokens
+            self.prompt_eval_duration_ns += round(answer.prompt_ms * NS_PER_MS)
 
     def retried(self, error: str = "") -> None:
         with self._lock:
             self.retries += 1
-            kind = failure_kind(error)
-            self.retry_kinds[kind] = self.retry_kinds.get(kind, 0) + 1
+            _count(self.retry_kinds, failure_kind(error))
+
+    def failed_image(self, error: str) -> None:
+        with self._lock:
+            self.failed += 1
+            _count(self.failure_kinds, failure_kind(error))
 
     def json_rejected(self) -> None:
         with self._lock:
@@ -67,26 +57,14 @@ class RunStats:
                 self.image_tokens_sent += tokens_sent
                 self.image_tokens_source += tokens_source
 
-    def to_dict(self) -> dict[str, Any]:
-        """The session record's fields (the names earlier run folders use)."""
+    def snapshot(self) -> Session:
+        """A plain copy, for the manifest."""
         with self._lock:
-            return {
-                "requests": self.requests,
-                "retries": self.retries,
-                "load_s": self.load_s,
-                "eval_count": self.output_tokens,
-                "eval_duration_ns": round(self.output_ms * NS_PER_MS),
-                "prompt_eval_count": self.prompt_tokens,
-                "prompt_eval_duration_ns": round(self.prompt_ms * NS_PER_MS),
-                "request_seconds": self.request_seconds,
-                "pixels_source": self.pixels_source,
-                "pixels_sent": self.pixels_sent,
-                "image_tokens_sent": self.image_tokens_sent,
-                "image_tokens_source": self.image_tokens_source,
-                "images_costed": self.images_costed,
-                "json_invalid": self.json_invalid,
-                "retry_kinds": dict(self.retry_kinds),
-            }
+            return Session(**{f.name: copy.copy(getattr(self, f.name)) for f in fields(Session)})
+
+
+def _count(counts: dict[str, int], kind: str) -> None:
+    counts[kind] = counts.get(kind, 0) + 1
 
 
 _KINDS = (

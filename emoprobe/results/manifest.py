@@ -143,12 +143,6 @@ class Session:
     hosts: list[HostRecord] = field(default_factory=list)
     finished_at: str | None = None
 
-    @classmethod
-    def from_stats(cls, stats: dict[str, Any]) -> Session:
-        """A session from the pipeline's counters (names as the fields)."""
-        session: Session = _parse(cls, stats, "session")
-        return session
-
 
 @dataclass(slots=True)  # 100,000s of them: no __dict__ each
 class FileRecord:
