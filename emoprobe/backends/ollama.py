@@ -10,9 +10,9 @@ import base64
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -47,8 +47,6 @@ from emoprobe.errors import (
     ServerUnreachable,
     TransientError,
 )
-
-T = TypeVar("T")
 
 NS_PER_MS = 1_000_000
 MAX_TOKEN_CHARS = 256  # longer than any token of a vision model's vocabulary
@@ -166,7 +164,8 @@ class OllamaBackend:
         if model.startswith("emoprobe-"):
             return error  # a build of emoprobe's: the fix is to build it
         try:
-            listing = self._call(self._client.list, model)
+            with self.translating("request", model):
+                listing = self._client.list()
         except BackendError:
             return error
         names = [entry.model or "" for entry in listing.models]
@@ -198,58 +197,48 @@ class OllamaBackend:
     ) -> dict[str, Any]:
         """One small request; its JSON object (errors translated, never a redirect)."""
         with self.translating(f"{method} {path}", model):
-            response = self._http.request(method, path, json=body)
-            self._refuse_redirect(response)
-            if response.status_code >= 400:
-                raise ollama.ResponseError(_error_text(response), response.status_code)
-            value = response.json()
+            value = self._checked(self._http.request(method, path, json=body)).json()
         if not isinstance(value, dict):
             raise TransientError(f"malformed reply to {method} {path} (not a JSON object)")
         return value
 
     def _listed(self, model: str) -> Any:
         wanted = full_model_name(model)
-        listing = self._call(self._client.list, model)
+        with self.translating("request", model):
+            listing = self._client.list()
         for entry in listing.models:
             if full_model_name(entry.model or "") == wanted:
                 return entry
         return None
 
     def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
-        """An empty chat loads the model and keeps it for the run (`keep_alive`);
-        `timeout` bounds the load as it bounds every request.
-
-        With the run's options (num_ctx decides how the runner is loaded) and its `think`,
-        which the server checks against the model's capabilities before loading.
-        """
+        """An empty chat loads the model and keeps it for the run (`keep_alive`), with the
+        run's options (num_ctx decides how the runner is loaded) and its `think`, which
+        the server checks against the model's capabilities before loading."""
         started = time.monotonic()
         sent = dict(options or {})
         think = sent.pop("think", None)
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": [],
-            "keep_alive": self.keep_alive,
-            "stream": False,
-        }
-        if sent:
-            body["options"] = sent
+        extra: dict[str, Any] = {"options": sent} if sent else {}
         if think is not None:
-            body["think"] = think
-        with self.translating("loading the model", model):
-            response = self._http.post("/api/chat", json=body)
-            self._refuse_redirect(response)
-            if response.status_code >= 400:
-                raise ollama.ResponseError(_error_text(response), response.status_code)
+            extra["think"] = think
+        self._empty_chat("loading the model", model, self.keep_alive, extra)
         return time.monotonic() - started
 
     def unload(self, model: str) -> None:
         """An empty chat with `keep_alive: 0` unloads the model and frees its memory."""
-        body = {"model": model, "messages": [], "keep_alive": 0, "stream": False}
-        with self.translating("unloading the model", model):
-            response = self._http.post("/api/chat", json=body)
-            self._refuse_redirect(response)
-            if response.status_code >= 400:
-                raise ollama.ResponseError(_error_text(response), response.status_code)
+        self._empty_chat("unloading the model", model, 0)
+
+    def _empty_chat(
+        self, what: str, model: str, keep_alive: str | float, extra: dict[str, Any] | None = None
+    ) -> None:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [],
+            "keep_alive": keep_alive,
+            "stream": False,
+        }
+        with self.translating(what, model):
+            self._checked(self._http.post("/api/chat", json=body | (extra or {})))
 
     # -- one image ----------------------------------------------------------------
     def encode(self, request: ChatRequest) -> bytes:
@@ -350,10 +339,6 @@ class OllamaBackend:
         self._http.close()
 
     # -- error translation ----------------------------------------------------------
-    def _call(self, function: Callable[[], T], model: str) -> T:
-        with self.translating("request", model):
-            return function()
-
     @contextmanager
     def translating(self, what: str, model: str = "") -> Iterator[None]:
         """Turn the client's and httpx's exceptions inside into emoprobe's own."""
@@ -379,6 +364,13 @@ class OllamaBackend:
             raise self._from_status(
                 response.status_code, response.headers.get("location", ""), "", location=True
             )
+
+    def _checked(self, response: httpx.Response) -> httpx.Response:
+        """`response`, unless it is a redirect or an error (raised as the client would)."""
+        self._refuse_redirect(response)
+        if response.status_code >= 400:
+            raise ollama.ResponseError(_error_text(response), response.status_code)
+        return response
 
     def _from_status(
         self, status: int, message: str, model: str, *, location: bool = False

@@ -44,18 +44,18 @@ class Host:
 
     url: str
     backend: Backend
+    done: HostRecord = field(init=False)  # images, errors, busy seconds: the session's record
     failures_in_a_row: int = 0
     ready_at: float = 0.0
-    images: int = 0
-    errors: int = 0
-    busy_s: float = 0.0
-    busy_replies: int = 0
     limit: float = 1.0  # requests it may have in flight now (the scheduler sets it)
     in_flight: int = 0
     last_failure: str = ""
     repeats: int = 0  # how often last_failure came in a row
     window: int | None = None  # most requests in flight here; None: the scheduler's
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.done = HostRecord(self.url)
 
     def take_slot(self) -> bool:
         """Whether one more request may go now (it then counts as in flight)."""
@@ -72,16 +72,15 @@ class Host:
     def busy(self) -> None:
         """A busy reply: halve what is in flight (at least one)."""
         with self.lock:
-            self.busy_replies += 1
-            self.errors += 1
+            self.done.errors += 1
             self.limit = max(1.0, min(self.limit, self.in_flight) / 2)
 
     def answered(self, latency_s: float, window: int) -> None:
         with self.lock:
             self.failures_in_a_row = 0
             self.last_failure, self.repeats = "", 0
-            self.images += 1
-            self.busy_s += latency_s
+            self.done.images += 1
+            self.done.busy_s += latency_s
             self.limit = min(float(window), self.limit + 1 / self.limit)
 
     def repeated(self, failure: str) -> int:
@@ -95,8 +94,8 @@ class Host:
 
     def record(self, wall_s: float) -> HostRecord:
         """What this host did, for the session record."""
-        per_s = self.images / wall_s if wall_s > 0 else None
-        return HostRecord(self.url, self.images, self.errors, per_s, round(self.busy_s, 3))
+        per_s = self.done.images / wall_s if wall_s > 0 else None
+        return replace(self.done, images_per_s=per_s, busy_s=round(self.done.busy_s, 3))
 
 
 class Scheduler:
@@ -247,7 +246,7 @@ class Scheduler:
 
     def _cool_down(self, host: Host) -> None:
         with host.lock:
-            host.errors += 1
+            host.done.errors += 1
             host.failures_in_a_row += 1
             delay = self.retry.delay(host.failures_in_a_row - 1)
             host.ready_at = max(host.ready_at, time.monotonic() + delay)

@@ -26,6 +26,13 @@ class PaperResult:
     images: int = 5000  # 1,000 per class
 
 
+PAPER_ORDER = ("confused", "distracted", "happy", "neutral", "tired")  # the text's order
+
+
+def _per_class(*f1: float) -> dict[str, float]:
+    return dict(zip(PAPER_ORDER, f1, strict=True))
+
+
 PAPER_RESULTS = {
     "qwen": PaperResult(
         model="Qwen2.5-VL-7B-Instruct",
@@ -33,13 +40,7 @@ PAPER_RESULTS = {
         accuracy=0.5546,
         precision=0.7613,
         recall=0.5546,
-        per_class_f1={
-            "confused": 0.65,
-            "distracted": 0.01,
-            "happy": 0.83,
-            "neutral": 0.51,
-            "tired": 0.59,
-        },
+        per_class_f1=_per_class(0.65, 0.01, 0.83, 0.51, 0.59),
         per_class_precision={"distracted": 1.00},
         per_class_recall={"distracted": 0.01},
         parameters_b=7,
@@ -50,13 +51,7 @@ PAPER_RESULTS = {
         accuracy=0.5118,
         precision=0.6473,
         recall=0.5118,
-        per_class_f1={
-            "confused": 0.27,
-            "distracted": 0.04,
-            "happy": 0.92,
-            "neutral": 0.55,
-            "tired": 0.49,
-        },
+        per_class_f1=_per_class(0.27, 0.04, 0.92, 0.55, 0.49),
         per_class_precision={"distracted": 1.00},
         per_class_recall={"distracted": 0.02},
         parameters_b=11,
