@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from emoprobe.backends.server_support import image_rule, support_for_text
 from emoprobe.backends.weights import quantization_scope
@@ -36,6 +36,7 @@ from emoprobe.task.parse import synonym_used
 if TYPE_CHECKING:
     import pandas as pd
 
+T = TypeVar("T")
 REPORT = "report.md"
 QUOTED_ANSWERS = 5
 QUOTE_LENGTH = 80
@@ -104,6 +105,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(names) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
+
+
+def column_table(columns: Sequence[tuple[str, Callable[[T], Any]]], items: Iterable[T]) -> str:
+    """`table` of `items`, one row each: a column is its header and how to read its value."""
+    rows = [[read(item) for _, read in columns] for item in items]
+    return table([name for name, _ in columns], rows)
 
 
 def _cell(value: Any) -> str:

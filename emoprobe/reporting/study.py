@@ -7,16 +7,18 @@ cell's predictions.csv and manifest.json.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from emoprobe.files import write_atomic
-from emoprobe.pipeline.study_file import StudySpec
-from emoprobe.reporting.markdown import PValue, fixed, interval, signed, table
-from emoprobe.results.study import ALPHA, StudyFigures
+from emoprobe.pipeline.study_file import StudySpec, Variant
+from emoprobe.reporting.markdown import PValue, column_table, fixed, interval, signed, table
+from emoprobe.results.study import ALPHA, CellFigures, PairTest, StudyFigures
 from emoprobe.task.definition import UNPARSED
 
 REPORT = "report.md"
+_SETTINGS = ("answer_mode", "variant")  # what two models compared share
 _FACTOR_NAMES = {"model": "model", "answer_mode": "answer mode", "variant": "prompt variant"}
 
 
@@ -71,36 +73,24 @@ def _header(spec: StudySpec, figures: StudyFigures, notes: Sequence[str]) -> str
 
 
 def _cells(figures: StudyFigures) -> str:
-    header = [
-        "cell",
-        "folder",
-        "quantization",
-        "scored (of sampled)",
-        "accuracy",
-        "accuracy 95% CI",
-        "weighted F1",
-        "F1 95% CI",
-        "macro F1",
-        "unparsed",
-        "images/s",
+    columns: list[tuple[str, Callable[[CellFigures], Any]]] = [
+        ("cell", lambda cell: cell.name),
+        ("folder", lambda cell: f"`{cell.folder}`"),
+        ("quantization", lambda cell: cell.quantization),
+        ("scored (of sampled)", lambda cell: f"{cell.scored_all} of {_or_unknown(cell.sampled)}"),
+        ("accuracy", lambda cell: cell.metrics.accuracy),
+        ("accuracy 95% CI", lambda cell: interval(cell.accuracy_interval)),
+        ("weighted F1", lambda cell: cell.metrics.f1_weighted),
+        ("F1 95% CI", lambda cell: interval(cell.f1_interval)),
+        ("macro F1", lambda cell: cell.metrics.f1_macro),
+        ("unparsed", lambda cell: cell.metrics.n_unparsed),
+        ("images/s", lambda cell: fixed(cell.images_per_s, 2)),
     ]
-    rows = [
-        [
-            cell.name,
-            f"`{cell.folder}`",
-            cell.quantization,
-            f"{cell.scored_all} of {'?' if cell.sampled is None else cell.sampled}",
-            cell.metrics.accuracy,
-            interval(cell.accuracy_interval),
-            cell.metrics.f1_weighted,
-            interval(cell.f1_interval),
-            cell.metrics.f1_macro,
-            cell.metrics.n_unparsed,
-            fixed(cell.images_per_s, 2),
-        ]
-        for cell in figures.cells
-    ]
-    return "## Cells\n\n" + table(header, rows) + "\n"
+    return "## Cells\n\n" + column_table(columns, figures.cells) + "\n"
+
+
+def _or_unknown(count: int | None) -> str:
+    return "?" if count is None else str(count)
 
 
 def _tests(figures: StudyFigures) -> str:
@@ -114,34 +104,19 @@ def _tests(figures: StudyFigures) -> str:
         f"\u201csignificant\u201d: corrected p < {ALPHA}.\n\n"
     )
     names = [cell.name for cell in figures.cells]
-    rows = [
-        [
-            _FACTOR_NAMES[pair.factor],
-            names[pair.first],
-            names[pair.second],
-            pair.only_first_right,
-            pair.only_second_right,
-            signed(pair.accuracy_difference),
-            PValue(pair.p_value),
-            PValue(pair.p_holm),
-            "yes" if pair.significant else "no",
-            pair.method,
-        ]
-        for pair in figures.pairs
+    columns: list[tuple[str, Callable[[PairTest], Any]]] = [
+        ("differs in", lambda pair: _FACTOR_NAMES[pair.factor]),
+        ("cell A", lambda pair: names[pair.first]),
+        ("cell B", lambda pair: names[pair.second]),
+        ("only A right", lambda pair: pair.only_first_right),
+        ("only B right", lambda pair: pair.only_second_right),
+        ("accuracy B − A", lambda pair: signed(pair.accuracy_difference)),
+        ("p", lambda pair: PValue(pair.p_value)),
+        ("p (Holm)", lambda pair: PValue(pair.p_holm)),
+        ("significant", lambda pair: "yes" if pair.significant else "no"),
+        ("test", lambda pair: pair.method),
     ]
-    header = [
-        "differs in",
-        "cell A",
-        "cell B",
-        "only A right",
-        "only B right",
-        "accuracy B − A",
-        "p",
-        "p (Holm)",
-        "significant",
-        "test",
-    ]
-    return title + intro + table(header, rows) + "\n"
+    return title + intro + column_table(columns, figures.pairs) + "\n"
 
 
 def _agreement(figures: StudyFigures) -> str:
@@ -155,18 +130,14 @@ def _agreement(figures: StudyFigures) -> str:
         f"the {figures.shared} shared images.\n\n"
     )
     cells = figures.cells
-    rows = [
-        [
-            f"{cells[p.first].factors['answer_mode']} · {cells[p.first].factors['variant']}",
-            cells[p.first].factors["model"],
-            cells[p.second].factors["model"],
-            p.kappa,
-            p.agreement,
-        ]
-        for p in pairs
+    columns: list[tuple[str, Callable[[PairTest], Any]]] = [
+        ("answer · variant", lambda p: " · ".join(cells[p.first].factors[f] for f in _SETTINGS)),
+        ("model A", lambda p: cells[p.first].factors["model"]),
+        ("model B", lambda p: cells[p.second].factors["model"]),
+        ("Cohen's κ", lambda p: p.kappa),
+        ("same answer", lambda p: p.agreement),
     ]
-    header = ["answer · variant", "model A", "model B", "Cohen's κ", "same answer"]
-    return title + intro + table(header, rows) + "\n"
+    return title + intro + column_table(columns, pairs) + "\n"
 
 
 def _answer_shares(figures: StudyFigures) -> str:
@@ -192,18 +163,16 @@ def _truth_shares(figures: StudyFigures) -> list[float]:
 
 
 def _variants(spec: StudySpec) -> str:
-    rows = [
-        [
-            variant.name,
-            variant.task.name,
-            ", ".join(variant.task.labels),
-            "yes" if variant.task.list_definitions else "no",
-            f"`{variant.task.prompt_sha256[:12]}`",
-        ]
-        for variant in spec.variants
+    columns: list[tuple[str, Callable[[Variant], Any]]] = [
+        ("variant", lambda variant: variant.name),
+        ("task", lambda variant: variant.task.name),
+        ("label order", lambda variant: ", ".join(variant.task.labels)),
+        ("definitions listed", lambda variant: "yes" if variant.task.list_definitions else "no"),
+        ("prompt sha256", lambda variant: f"`{variant.task.prompt_sha256[:12]}`"),
     ]
-    header = ["variant", "task", "label order", "definitions listed", "prompt sha256"]
     return (
         "## Prompt variants\n\n"
-        "Each cell's manifest.json holds its whole system prompt.\n\n" + table(header, rows) + "\n"
+        "Each cell's manifest.json holds its whole system prompt.\n\n"
+        + column_table(columns, spec.variants)
+        + "\n"
     )
