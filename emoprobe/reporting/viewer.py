@@ -14,9 +14,9 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from emoprobe.errors import ConfigError
 from emoprobe.results.load import RunRecord
@@ -25,6 +25,7 @@ from emoprobe.results.predictions import SCORED_STATUSES, UNANSWERED_STATUSES, R
 from emoprobe.results.stats import agreement, cohen_kappa, mcnemar
 from emoprobe.task.definition import UNPARSED
 
+T = TypeVar("T")
 SCORED = SCORED_STATUSES
 NO_ANSWER = "error"  # the page's column for images without an answer
 LINKED_NOTE = (
@@ -268,6 +269,18 @@ def _figure(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _html_table(
+    table_id: str, columns: Sequence[tuple[str, Callable[[T], object]]], items: Sequence[T]
+) -> str:
+    """An HTML table of `items`, one row each: a column is its header and its value."""
+    head = "".join(f"<th>{name}</th>" for name, _ in columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_e(read(item))}</td>" for _, read in columns) + "</tr>"
+        for item in items
+    )
+    return f'<table id="{table_id}"><tr>{head}</tr>{rows}</table>'
+
+
 def _runs_table(figures: list[dict[str, Any]], shared: int) -> str:
     left_out = [f for f in figures if f["left_out"]]
     note = ""
@@ -277,77 +290,33 @@ def _runs_table(figures: list[dict[str, Any]], shared: int) -> str:
             f'<p id="left-out">Showing the {shared} images every run has; left out because '
             f"another run lacks them — {parts}.</p>"
         )
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "run",
-            "model",
-            "quant",
-            "answer",
-            "scored",
-            "accuracy",
-            "weighted F1",
-            "unparsed",
-            "errors",
-        )
-    )
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{_e(v)}</td>"
-            for v in (
-                f["name"],
-                f["model"],
-                f["quantization"],
-                f["answer_mode"],
-                f["scored"],
-                _figure(f["accuracy"]),
-                _figure(f["f1_weighted"]),
-                f["unparsed"],
-                f["errors"],
-            )
-        )
-        + "</tr>"
-        for f in figures
-    )
-    return f'<table id="runs"><tr>{head}</tr>{rows}</table>{note}'
+    columns: list[tuple[str, Callable[[dict[str, Any]], object]]] = [
+        ("run", lambda f: f["name"]),
+        ("model", lambda f: f["model"]),
+        ("quant", lambda f: f["quantization"]),
+        ("answer", lambda f: f["answer_mode"]),
+        ("scored", lambda f: f["scored"]),
+        ("accuracy", lambda f: _figure(f["accuracy"])),
+        ("weighted F1", lambda f: _figure(f["f1_weighted"])),
+        ("unparsed", lambda f: f["unparsed"]),
+        ("errors", lambda f: f["errors"]),
+    ]
+    return _html_table("runs", columns, figures) + note
 
 
 def _pairs_table(pairs: list[PairedFigures], n_both: int) -> str:
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "run A",
-            "run B",
-            "only A right",
-            "only B right",
-            "McNemar p",
-            "test",
-            "Cohen's κ",
-            "same answer",
-        )
-    )
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{_e(v)}</td>"
-            for v in (
-                p.first,
-                p.second,
-                p.only_first_right,
-                p.only_second_right,
-                _figure(p.p_value, 4),
-                p.method,
-                _figure(p.kappa),
-                _figure(p.agreement),
-            )
-        )
-        + "</tr>"
-        for p in pairs
-    )
-    return (
-        f"<h2>Paired, on the {n_both} images every run scored</h2>"
-        f'<table id="pairs"><tr>{head}</tr>{rows}</table>'
+    columns: list[tuple[str, Callable[[PairedFigures], object]]] = [
+        ("run A", lambda p: p.first),
+        ("run B", lambda p: p.second),
+        ("only A right", lambda p: p.only_first_right),
+        ("only B right", lambda p: p.only_second_right),
+        ("McNemar p", lambda p: _figure(p.p_value, 4)),
+        ("test", lambda p: p.method),
+        ("Cohen's κ", lambda p: _figure(p.kappa)),
+        ("same answer", lambda p: _figure(p.agreement)),
+    ]
+    return f"<h2>Paired, on the {n_both} images every run scored</h2>" + _html_table(
+        "pairs", columns, pairs
     )
 
 
