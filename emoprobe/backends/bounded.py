@@ -2,7 +2,7 @@
 
 httpx bounds each single wait on the socket, so a server that trickles one byte every
 half second (headers or body) holds a request forever, and a reply is read whole into
-memory however large it is. `bounded_transport()` gives an httpx client a transport
+memory however large it is. `BoundedTransport` is an httpx transport
 that bounds every request as a whole:
 
 * a deadline: connect, send, headers and body must all be done within the request's
@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpcore
@@ -146,19 +147,14 @@ class _BoundedBody(httpx.SyncByteStream):
             close()
 
 
-class _bounded:
+@contextmanager
+def _bounded(bounds: _Bounds) -> Iterator[None]:
     """Make `bounds` the current thread's bounds for the duration of a `with`."""
-
-    def __init__(self, bounds: _Bounds) -> None:
-        self._bounds = bounds
-        self._previous: _Bounds | None = None
-
-    def __enter__(self) -> None:
-        self._previous = _bounds()
-        _current.bounds = self._bounds
-
-    def __exit__(self, *exc_info: object) -> None:
-        _current.bounds = self._previous
+    previous, _current.bounds = _bounds(), bounds
+    try:
+        yield
+    finally:
+        _current.bounds = previous
 
 
 class BoundedTransport(httpx.BaseTransport):
@@ -191,11 +187,6 @@ class BoundedTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-def bounded_transport(max_bytes: int = MAX_REPLY_BYTES) -> BoundedTransport:
-    """A transport for `httpx.Client(transport=...)`; see the module doc."""
-    return BoundedTransport(max_bytes)
-
-
 def client_options(timeout: float) -> dict[str, Any]:
     """The settings of every HTTP client emoprobe opens to a model server.
 
@@ -209,5 +200,5 @@ def client_options(timeout: float) -> dict[str, Any]:
         "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         "trust_env": False,
         "follow_redirects": False,
-        "transport": bounded_transport(),
+        "transport": BoundedTransport(),
     }

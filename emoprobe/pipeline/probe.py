@@ -486,29 +486,20 @@ def resolve_think(
     wanted = resolved.get("think")
     if wanted is None and (capabilities is None or "thinking" not in capabilities):
         return resolved  # nothing to switch off: leave the request (and cache key) as it was
+
+    def refused(why: str) -> ConfigError:
+        return ConfigError(f"options: think={wanted}{why}", model=info.name, setting="options")
+
     if support is not None and not support.think_field and wanted not in (None, False):
-        raise ConfigError(
-            f"options: think={wanted} needs Ollama 0.9.0 or newer, the server is {support.version}",
-            model=info.name,
-            setting="options",
-        )
+        raise refused(f" needs Ollama 0.9.0 or newer, the server is {support.version}")
     try:
         if support is not None:
             think_value(support, capabilities, wanted not in (None, False))
     except ValueError:
-        raise ConfigError(
-            f"options: think={wanted}: {info.name} cannot think (its capabilities: "
-            f"{', '.join(info.capabilities)})",
-            model=info.name,
-            setting="options",
-        ) from None
+        abilities = ", ".join(info.capabilities)
+        raise refused(f": {info.name} cannot think (its capabilities: {abilities})") from None
     if isinstance(wanted, str) and support is not None and not support.think_levels:
-        raise ConfigError(
-            f"options: think={wanted}: levels need Ollama 0.11.0 or newer, the server is "
-            f"{support.version}",
-            model=info.name,
-            setting="options",
-        )
+        raise refused(f": levels need Ollama 0.11.0 or newer, the server is {support.version}")
     resolved["think"] = False if wanted is None else wanted
     return resolved
 
