@@ -142,14 +142,8 @@ def build_request(request: ChatRequest) -> dict[str, Any]:
 
 # -- the backend ---------------------------------------------------------------------------
 class OpenAIBackend:
-    """Talks to one OpenAI-compatible server; safe to share between threads.
-
-    `host` is the API's base URL, e.g. `http://127.0.0.1:8000/v1`; `/v1` is appended when
-    the URL's path does not already end in it. `timeout` bounds each request as a whole
-    (connecting: at most 10 s), and each reply's size is capped (`backends.bounded`).
-    The API key, when the environment variable `api_key_env` holds one, is sent as a
-    bearer token.
-    """
+    """Talks to one OpenAI-compatible server (see the module doc); thread-safe. The API
+    key, when `$api_key_env` holds one, is sent as a bearer token."""
 
     name = "openai"
 
@@ -327,11 +321,8 @@ class OpenAIBackend:
         raise RequestRejected(f"HTTP {status}: {message}")
 
     def _auth_error(self, status: int) -> BackendError:
-        """401/403: no retry can help and no other image can succeed, so a plain
-        BackendError, which the classifier treats as fatal (it stops the run) and the CLI
-        shows as one line. RequestRejected would fail image after image; ServerUnreachable
-        and TransientError would be retried; ModelNotFound/ModelUnsuitable would misname it.
-        """
+        """401/403: no retry or other image can succeed, so a plain BackendError (fatal:
+        it stops the run), not one that fails image after image or is retried."""
         what = "wants an API key" if status == 401 else "refuses access"
         if self._api_key:
             fix = f"check the key in ${self.api_key_env}"
