@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
-from emoprobe.errors import BackendError, RequestRejected, TransientError
+from emoprobe.errors import BackendError, RequestRejected, ServerUnreachable, TransientError
 from emoprobe.files import writable_text
 
 # HTTP statuses worth retrying besides 5xx: timeout, too early, rate limit, cancelled.
@@ -157,11 +158,33 @@ def close_names(name: str, names: Iterable[str], most: int = 3) -> list[str]:
     return difflib.get_close_matches(name, sorted(set(names)), n=most, cutoff=0.6)
 
 
-def transport_failure(error: Exception, what: str, timeout: float) -> BackendError | None:
-    """Timeouts, dropped connections and garbled replies, as retryable errors.
+@contextmanager
+def translated(
+    what: str, timeout: float, unreachable: str, *, otherwise: bool = False
+) -> Iterator[None]:
+    """httpx's failures inside as emoprobe's errors, for both backends: a refused
+    connection as ServerUnreachable(`unreachable`), the rest as `transport_failure`
+    says; any other httpx error re-raised, or with `otherwise` a TransientError."""
+    import httpx
 
-    The one translation both backends share; None for anything else.
-    """
+    try:
+        yield
+    except BackendError:
+        raise
+    except (ConnectionError, httpx.ConnectError):
+        raise ServerUnreachable(unreachable) from None
+    except (httpx.HTTPError, ValueError, TypeError, KeyError) as error:
+        failure = transport_failure(error, what, timeout)
+        if failure is None and otherwise:
+            failure = TransientError(f"{what} failed ({type(error).__name__})")
+        if failure is None:
+            raise
+        raise failure from None
+
+
+def transport_failure(error: Exception, what: str, timeout: float) -> BackendError | None:
+    """Timeouts, dropped connections and garbled replies, as retryable errors; None
+    for anything else."""
     import httpx
 
     from emoprobe.backends.bounded import ReplyRefused, ReplyTooLarge

@@ -24,7 +24,7 @@ from emoprobe.backends.base import (
     ChatRequest,
     ModelInfo,
     close_names,
-    transport_failure,
+    translated,
 )
 from emoprobe.backends.bounded import client_options
 from emoprobe.backends.ollama_client import ollama
@@ -342,22 +342,15 @@ class OllamaBackend:
     @contextmanager
     def translating(self, what: str, model: str = "") -> Iterator[None]:
         """Turn the client's and httpx's exceptions inside into emoprobe's own."""
+        unreachable = (
+            f"cannot reach Ollama at {self.host}: start it with `ollama serve` "
+            "or point --host at a running server"
+        )
         try:
-            yield
-        except BackendError:
-            raise
+            with translated(what, self.timeout, unreachable):
+                yield
         except ollama.ResponseError as error:
             raise self._from_status(error.status_code, error.error, model) from None
-        except (ConnectionError, httpx.ConnectError):
-            raise ServerUnreachable(
-                f"cannot reach Ollama at {self.host}: start it with `ollama serve` "
-                "or point --host at a running server"
-            ) from None
-        except (httpx.HTTPError, ValueError, TypeError, KeyError) as error:
-            failure = transport_failure(error, what, self.timeout)
-            if failure is None:
-                raise
-            raise failure from None
 
     def _refuse_redirect(self, response: httpx.Response) -> None:
         if response.is_redirect:

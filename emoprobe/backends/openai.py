@@ -33,7 +33,7 @@ from emoprobe.backends.base import (
     Answer,
     ChatRequest,
     ModelInfo,
-    transport_failure,
+    translated,
 )
 from emoprobe.backends.bounded import client_options
 from emoprobe.errors import (
@@ -359,20 +359,12 @@ class OpenAIBackend:
 
     @contextmanager
     def translating(self, what: str, model: str = "") -> Iterator[None]:
-        try:
+        unreachable = (
+            f"cannot reach an OpenAI-compatible server at {self.base_url}: start it "
+            "(vLLM, llama-server, LM Studio, `ollama serve`) or point --host at a running one"
+        )
+        with translated(what, self.timeout, unreachable, otherwise=True):
             yield
-        except BackendError:
-            raise
-        except httpx.ConnectError:
-            raise ServerUnreachable(
-                f"cannot reach an OpenAI-compatible server at {self.base_url}: start it "
-                "(vLLM, llama-server, LM Studio, `ollama serve`) or point --host at a running one"
-            ) from None
-        except (httpx.HTTPError, ValueError, TypeError, KeyError) as error:
-            failure = transport_failure(error, what, self.timeout) or TransientError(
-                f"{what} failed ({type(error).__name__})"
-            )
-            raise failure from None
 
 
 # -- replies --------------------------------------------------------------------------------
