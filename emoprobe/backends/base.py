@@ -172,7 +172,7 @@ def translated(
     except BackendError:
         raise
     except (ConnectionError, httpx.ConnectError):
-        raise ServerUnreachable(unreachable) from None
+        raise ServerUnreachable(unreachable, setting="host") from None
     except (httpx.HTTPError, ValueError, TypeError, KeyError) as error:
         failure = transport_failure(error, what, timeout)
         if failure is None and otherwise:

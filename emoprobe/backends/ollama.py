@@ -110,7 +110,9 @@ class OllamaBackend:
             kind = response.headers.get("content-type", "no content type").split(";")[0]
             raise ServerUnreachable(
                 f"{self.host} answers, but not as an Ollama server "
-                f"(GET /api/version gave HTTP {response.status_code}, {kind}): check --host"
+                f"(GET /api/version gave HTTP {response.status_code}, {kind}): check the host",
+                host=self.host,
+                setting="host",
             ) from None
         return str(version)
 
@@ -344,7 +346,7 @@ class OllamaBackend:
         """Turn the client's and httpx's exceptions inside into emoprobe's own."""
         unreachable = (
             f"cannot reach Ollama at {self.host}: start it with `ollama serve` "
-            "or point --host at a running server"
+            "or point the host at a running server"
         )
         try:
             with translated(what, self.timeout, unreachable):

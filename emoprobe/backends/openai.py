@@ -295,7 +295,9 @@ class OpenAIBackend:
             kind = response.headers.get("content-type", "no content type").split(";")[0]
             raise ServerUnreachable(
                 f"{self.base_url} answers, but not as an OpenAI-compatible server "
-                f"({what} gave HTTP {status}, {kind}): check --host (it should end in /v1)"
+                f"({what} gave HTTP {status}, {kind}): check the host (it should end in /v1)",
+                host=self.host,
+                setting="host",
             )
         return [entry for entry in entries if isinstance(entry, dict)]
 
@@ -361,7 +363,7 @@ class OpenAIBackend:
     def translating(self, what: str, model: str = "") -> Iterator[None]:
         unreachable = (
             f"cannot reach an OpenAI-compatible server at {self.base_url}: start it "
-            "(vLLM, llama-server, LM Studio, `ollama serve`) or point --host at a running one"
+            "(vLLM, llama-server, LM Studio, `ollama serve`) or point the host at a running one"
         )
         with translated(what, self.timeout, unreachable, otherwise=True):
             yield
