@@ -315,4 +315,5 @@ def write_study_outputs(
         study.out / "view.html",
         embed_thumbnails=embed_thumbnails,
         title=title,
+        names=[cell.name for cell in runs],
     ).path

@@ -19,17 +19,23 @@ class ViewPage:
 
 
 def write_view(
-    runs: Sequence[RunRecord], out: Path, *, embed_thumbnails: bool = False, title: str
+    runs: Sequence[RunRecord],
+    out: Path,
+    *,
+    embed_thumbnails: bool = False,
+    title: str,
+    names: Sequence[str] | None = None,
 ) -> ViewPage:
     """One self-contained HTML file at `out` over the images every run has: linked by
-    path (no image data in the page) unless `embed_thumbnails`."""
+    path (no image data in the page) unless `embed_thumbnails`; `names` the runs'
+    names as shown (their folders' where not given)."""
     shared = share_images(runs)
     files = [image_file(runs[0], row) for row in shared.rows[0]]
     if embed_thumbnails:
         images = [thumbnail_data_uri(file) for file in files]
     else:
         images = [image_link(file, out.parent) for file in files]
-    page = view_html(runs, shared, images, embedded=embed_thumbnails, title=title)
+    page = view_html(runs, shared, images, embedded=embed_thumbnails, title=title, names=names)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, page)
     return ViewPage(out, shared)

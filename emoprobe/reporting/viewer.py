@@ -87,9 +87,14 @@ def run_names(runs: Sequence[RunRecord]) -> list[str]:
 
 
 def view_data(
-    runs: Sequence[RunRecord], shared: SharedImages, images: Sequence[str], embedded: bool
+    runs: Sequence[RunRecord],
+    shared: SharedImages,
+    images: Sequence[str],
+    embedded: bool,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The page's data: columns of codes plus one table of distinct answer texts."""
+    """The page's data: columns of codes plus one table of distinct answer texts;
+    `names` the runs' names as shown (`run_names` where not given)."""
     labels = runs[0].labels
     columns = [*labels, UNPARSED, NO_ANSWER]
     code = {name: index for index, name in enumerate(columns)}
@@ -98,7 +103,7 @@ def view_data(
     def text_code(text: str) -> int:
         return strings.setdefault(text, len(strings))
 
-    names = run_names(runs)
+    names = names or run_names(runs)
     columns_by_run = []
     for run, rows, name in zip(runs, shared.rows, names, strict=True):
         scores = [_scores(row, labels) for row in rows]
@@ -167,11 +172,13 @@ class PairedFigures:
     agreement: float | None
 
 
-def run_figures(runs: Sequence[RunRecord], shared: SharedImages) -> list[dict[str, Any]]:
+def run_figures(
+    runs: Sequence[RunRecord], shared: SharedImages, names: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Per run, on the shared images: scored count, accuracy, weighted F1, errors."""
     figures = []
     for run, rows, name, left_out in zip(
-        runs, shared.rows, run_names(runs), shared.left_out, strict=True
+        runs, shared.rows, names or run_names(runs), shared.left_out, strict=True
     ):
         metrics = compute_metrics(to_frame(rows, run.labels), run.labels)
         figures.append(
@@ -192,7 +199,7 @@ def run_figures(runs: Sequence[RunRecord], shared: SharedImages) -> list[dict[st
 
 
 def paired_figures(
-    runs: Sequence[RunRecord], shared: SharedImages
+    runs: Sequence[RunRecord], shared: SharedImages, names: Sequence[str] | None = None
 ) -> tuple[int, list[PairedFigures]]:
     """McNemar's test, Cohen's κ and agreement for every pair of runs, on the images that
     every run scored; returns that image count and the pairs."""
@@ -205,7 +212,7 @@ def paired_figures(
         for rows in shared.rows
     ]
     correct = [[rows[i].prediction == rows[i].label for i in both] for rows in shared.rows]
-    names = run_names(runs)
+    names = names or run_names(runs)
     pairs = []
     for a in range(len(runs)):
         for b in range(a + 1, len(runs)):
@@ -233,17 +240,20 @@ def view_html(
     *,
     embedded: bool,
     title: str = "emoprobe view",
+    names: Sequence[str] | None = None,
 ) -> str:
-    """The whole page. `images` holds one source per shared image ("" for none)."""
+    """The whole page. `images` holds one source per shared image ("" for none);
+    `names` the runs' names as shown (their folders' where not given)."""
     if len(images) != len(shared.keys):
         raise ValueError("give one image source per shared image")
-    data = view_data(runs, shared, images, embedded)
-    n_both, pairs = paired_figures(runs, shared)
+    names = names or run_names(runs)
+    data = view_data(runs, shared, images, embedded, names)
+    n_both, pairs = paired_figures(runs, shared, names)
     note = EMBEDDED_NOTE.format(n=sum(bool(s) for s in images)) if embedded else LINKED_NOTE
     body = [
         f"<h1>{_e(title)}</h1>",
         f'<p id="mode" data-mode="{data["mode"]}">{_e(note)}</p>',
-        _runs_table(run_figures(runs, shared), len(shared.keys)),
+        _runs_table(run_figures(runs, shared, names), len(shared.keys)),
         _pairs_table(pairs, n_both) if pairs else "",
     ]
     blob = (
