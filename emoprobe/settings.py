@@ -22,6 +22,7 @@ DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF_S = 1.0
 DEFAULT_CONCURRENCY = 2
 KEEP_ALIVE = "30m"
+MAX_FAILURES_IN_A_ROW = 10  # failed requests in a row that stop a run (the server is gone)
 
 
 def default_host(backend: str = DEFAULT_BACKEND) -> str:

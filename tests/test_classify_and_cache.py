@@ -233,3 +233,26 @@ def test_the_demo_set_is_drawn_deterministically_and_matches_the_shipped_copy(tm
         assert (tmp_path / "a" / relpath).read_bytes() == (tmp_path / "b" / relpath).read_bytes()
     assert (tmp_path / "a" / "labels.csv").read_text() == (REPO_DEMO / "labels.csv").read_text()
     assert demo_dataset(tmp_path / "cache") == REPO_DEMO / "labels.csv"
+
+
+def test_classify_stops_when_the_server_keeps_failing(cli, ollama_double, tmp_path):
+    root = tmp_path / "many"
+    make_image_folder(root, per_label=3)  # 15 images
+    images = sorted(root.rglob("*.png"))
+    ollama_double.inject("http500")
+    result = cli("classify", *images, "--host", ollama_double.url, "--retries", "0")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: stopped after 10 images in a row failed, 5 not tried")
+    assert len(result.stderr.splitlines()) == 1 and "HTTP 500" in result.stderr
+    assert len(result.stdout.splitlines()) == 10  # one line per image tried
+    assert len(ollama_double.chat_requests) == 10
+
+
+def test_classify_does_not_stop_for_unreadable_images(cli, ollama_double, tmp_path):
+    broken = [tmp_path / f"broken{i}.png" for i in range(12)]
+    for path in broken:
+        path.write_bytes(b"not an image")
+    result = cli("classify", *broken, "--host", ollama_double.url)
+    assert result.exit_code == 1  # every image failed, but each was looked at
+    assert len(result.stdout.splitlines()) == 12
+    assert "in a row" not in result.stderr

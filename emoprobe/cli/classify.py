@@ -10,7 +10,8 @@ import click
 
 from emoprobe.cli.params import host_option, request_options
 from emoprobe.errors import one_line
-from emoprobe.settings import DEFAULT_MODEL
+from emoprobe.results.predictions import FAILED
+from emoprobe.settings import DEFAULT_MODEL, MAX_FAILURES_IN_A_ROW
 
 if TYPE_CHECKING:
     from emoprobe.pipeline.probe import ProbeResult
@@ -45,7 +46,7 @@ def classify(
     from emoprobe.task.definition import PAPER_TASK, load_task
     from emoprobe.task.model_options import parse_options
 
-    failures = 0
+    failures = in_a_row = 0
     with Probe.open(
         model,
         host,
@@ -59,10 +60,16 @@ def classify(
         timeout=timeout,
         retries=retries,
     ) as probe:
-        for path in images:
+        for done, path in enumerate(images, start=1):
             result = probe.classify(path)
             failures += result.raw is None
             _print_result(path, result, as_json)
+            in_a_row = in_a_row + 1 if result.status == FAILED else 0
+            if in_a_row >= MAX_FAILURES_IN_A_ROW and done < len(images):
+                raise click.ClickException(
+                    f"stopped after {in_a_row} images in a row failed, {len(images) - done} "
+                    f"not tried (last error: {result.error})"
+                )
         if warning := probe.cache.unreadable_warning():
             click.echo(f"warning: {one_line(warning)}", err=True)
     return 1 if failures else 0

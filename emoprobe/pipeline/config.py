@@ -22,6 +22,7 @@ from emoprobe.settings import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT_S,
     KEEP_ALIVE,
+    MAX_FAILURES_IN_A_ROW,
     default_host,
 )
 from emoprobe.task.definition import PAPER_TASK, Task
@@ -58,7 +59,7 @@ class RunConfig:
     keep_alive: str = KEEP_ALIVE
     max_side: int | None = None
     command_line: str = ""
-    max_consecutive_failures: int = 10
+    max_consecutive_failures: int = MAX_FAILURES_IN_A_ROW
     offline: bool = False
     dataset_format: str | None = None
     answer_mode: str = ANSWER_MODE
