@@ -17,7 +17,7 @@ import pytest
 from click.testing import Result
 from factories import make_image_folder
 from hostile_server import MODEL, HostileServer
-from ollama_double import OllamaDouble
+from ollama_double import OllamaDouble, image_sha256s
 
 from emoprobe.backends.base import MAX_ANSWER_CHARS
 from emoprobe.backends.bounded import MAX_REPLY_BYTES
@@ -279,5 +279,7 @@ def test_a_host_failing_for_good_does_not_fail_images_another_host_can_answer(cl
             *FAST,
         )  # fmt: skip
         assert len(bad.chat_requests) > 1 + 5  # it failed the same way past one image's tries
+        tried = [image_sha256s(asked)[-1] for asked in bad.chat_requests if asked["messages"]]
+    assert len(tried) == len(set(tried))  # an image it failed went to the host that answers
     assert result.exit_code == 0, result.output
     assert len(rows(tmp_path / "o")) == 40

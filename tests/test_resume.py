@@ -164,3 +164,36 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     assert err.strip().splitlines()[-1] == (
         "error: interrupted; run the same command again to resume"
     )
+
+
+def test_answers_still_queued_at_an_interrupt_are_cached_not_asked_again(tmp_path):
+    import emoprobe
+    from ollama_double import image_sha256s
+
+    root = tmp_path / "faces"
+    make_image_folder(root, per_label=4)  # 20 images
+
+    with OllamaDouble() as double:
+
+        def asked() -> list[str]:
+            return [image_sha256s(r)[-1] for r in double.chat_requests if r.get("messages")]
+
+        class InterruptAfterOthersAnswered(emoprobe.RunEvents):
+            def row_written(self, row: Row) -> None:  # the main thread, blocked at row one
+                assert double.wait_until(lambda: len(asked()) >= 6, timeout=30)
+                time.sleep(0.3)  # the workers hand their answers on
+                raise KeyboardInterrupt
+
+        config = emoprobe.RunConfig(
+            dataset=root, host=double.url, out=tmp_path / "o", cache_dir=tmp_path / "c",
+            concurrency=4,
+        )  # fmt: skip
+        with pytest.raises(KeyboardInterrupt):
+            emoprobe.run(config, InterruptAfterOthersAnswered())
+        first = asked()
+        assert len(first) >= 6
+        result = emoprobe.run(config)
+        again = asked()[len(first) :]
+    assert result.complete
+    assert not set(again) & set(first)  # every answer given before the interrupt was kept
+    assert sorted(first + again) == sorted(set(first + again))

@@ -86,6 +86,7 @@ class Job:
     image: bytes = field(repr=False)
     mime: str
     failures: int = 0  # failed requests so far
+    failed_on: tuple[str, ...] = ()  # the hosts whose request for it failed
     image_tokens: int = 0  # what the server's rule says the image costs (0: no rule)
     body: bytes = field(default=b"", repr=False)  # the request's HTTP body, built ahead
 

@@ -279,6 +279,7 @@ class _Pipeline:
         self.todo = todo
         self.stop = probe.stop
         self._results: queue.Queue[Outcome | _Done | BaseException] = queue.Queue()
+        self._in_hand: Outcome | _Done | BaseException | None = None  # taken, not yet stored
         self.hosts = [Host(backend.host, backend) for backend in backends]
         for host, (window, _reason) in zip(self.hosts, windows or [], strict=False):
             host.window = window
@@ -302,9 +303,22 @@ class _Pipeline:
             return self._write_in_order(writer, done, preparer)
         finally:
             self.stop.set()
+            self._keep_answers()
             wall = time.monotonic() - self._started
             self.stats.wall_s = wall
             self.stats.hosts = [host.record(wall) for host in self.hosts]
+
+    def _keep_answers(self) -> None:
+        """Cache the answers still queued when the run ends early (an interrupt, an
+        error), so that the next run does not ask for them again."""
+        message = self._in_hand
+        while True:
+            if isinstance(message, Outcome):
+                self.probe.store(message)
+            try:
+                message = self._results.get_nowait()
+            except queue.Empty:
+                return
 
     def _retrying(self, job: Job, error: str, delay: float) -> None:
         self.events.retrying(self.todo[job.seq].relpath, error, job.failures, delay)
@@ -339,8 +353,8 @@ class _Pipeline:
         labels_by_sha = {row.sha256: row.label for row in done.values() if row.sha256}
         reason = ""
         while expected is None or next_seq < expected:
-            try:
-                message = self._results.get(timeout=POLL_S)
+            try:  # held until stored: an interrupt may come mid-store (one statement: no gap)
+                self._in_hand = message = self._results.get(timeout=POLL_S)
             except queue.Empty:
                 if self.stop.is_set() and self.scheduler.idle() and not preparer.is_alive():
                     self.scheduler.drain()  # images the stopped workers never took
@@ -351,6 +365,7 @@ class _Pipeline:
                 expected = message.submitted
                 continue
             self.probe.store(message)  # here, so that the workers send the next at once
+            self._in_hand = None
             pending[message.seq] = message
             while next_seq in pending:
                 outcome = pending.pop(next_seq)

@@ -3,9 +3,10 @@
 Every host runs `window` worker threads that take the next prepared image, so a fast
 host simply takes more. A failed request puts its host on a cooldown that doubles with
 each failure in a row (a crashed server is left alone for a while, then probed with a
-light request before it gets images again) and puts the image back for any host to
-take, until the image has failed `retries + 1` times. Results are the same whichever
-host answers: the cache and the answers do not depend on the host.
+light request before it gets images again) and puts the image back for a host that
+has not failed it (any host, once none of those answers), until the image has failed
+`retries + 1` times. Results are the same whichever host answers: the cache and the
+answers do not depend on the host.
 
 Three things end a run that cannot get on:
 
@@ -184,7 +185,7 @@ class Scheduler:
                         self._cool_down(host)
                         self._no_answer()
                         continue
-                    job = self._next()
+                    job = self._next(host)
                     if job is None:
                         if self._finished():
                             return
@@ -212,7 +213,9 @@ class Scheduler:
                     host.busy()
                 else:
                     self._cool_down(host)
-                job = replace(job, failures=job.failures + 1)
+                job = replace(
+                    job, failures=job.failures + 1, failed_on=(*job.failed_on, host.url)
+                )
                 if self.retry.may_retry(job.failures):
                     delay = max(0.0, host.ready_at - time.monotonic())
                     self.on_retry(job, f"{host.url}: {error}", delay)
@@ -260,11 +263,15 @@ class Scheduler:
         return True
 
     # -- the queue of images ------------------------------------------------------------
-    def _next(self) -> Job | None:
+    def _next(self, host: Host) -> Job | None:
+        """The next image for `host`: one to try again first, unless it failed here and
+        another host may still answer it; else a new one."""
         with self._lock:
-            if self._again:
-                self._taken += 1
-                return self._again.popleft()
+            for index, job in enumerate(self._again):
+                if host.url not in job.failed_on or self._nowhere_else(host, job):
+                    del self._again[index]
+                    self._taken += 1
+                    return job
         try:
             job = self._waiting.get(timeout=POLL_S)
         except queue.Empty:
@@ -272,6 +279,14 @@ class Scheduler:
         with self._lock:
             self._taken += 1
         return job
+
+    def _nowhere_else(self, host: Host, job: Job) -> bool:
+        """Every other host has failed `job` or is failing now."""
+        return all(
+            other.url in job.failed_on or other.failures_in_a_row
+            for other in self.hosts
+            if other is not host
+        )
 
     def _requeue(self, job: Job) -> None:
         with self._lock:
