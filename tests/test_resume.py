@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 from factories import make_image_folder, scripted_answers
-from ollama_double import OllamaDouble, answer_by_image
+from ollama_double import OllamaDouble, answer_by_image, image_sha256s
 
+import emoprobe
 from emoprobe.errors import RunLockedError
 from emoprobe.results.predictions import COLUMNS, HEADER, PredictionWriter, Row, recover
 from emoprobe.results.rundir import RunDir
@@ -167,9 +168,6 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
 
 
 def test_answers_still_queued_at_an_interrupt_are_cached_not_asked_again(tmp_path):
-    import emoprobe
-    from ollama_double import image_sha256s
-
     root = tmp_path / "faces"
     make_image_folder(root, per_label=4)  # 20 images
 

@@ -213,9 +213,7 @@ class Scheduler:
                     host.busy()
                 else:
                     self._cool_down(host)
-                job = replace(
-                    job, failures=job.failures + 1, failed_on=(*job.failed_on, host.url)
-                )
+                job = replace(job, failures=job.failures + 1, failed_on=(*job.failed_on, host.url))
                 if self.retry.may_retry(job.failures):
                     delay = max(0.0, host.ready_at - time.monotonic())
                     self.on_retry(job, f"{host.url}: {error}", delay)
