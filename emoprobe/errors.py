@@ -7,7 +7,7 @@ each into one line on stderr and a non-zero exit, in one place (`cli.main`).
     ├── DatasetError        the dataset is missing, empty or malformed
     ├── ConfigError         a bad option, host, task or output folder
     ├── CacheError          the cache directory is unusable
-    ├── RunLockedError      another run writes into the same --out
+    ├── RunLockedError      another run writes into the same output folder
     ├── WriteError          a run's files could not be written (disk full, permissions)
     └── BackendError        talking to the model server failed
         ├── ServerUnreachable   nothing answers at the host

@@ -95,7 +95,7 @@ def test_fer2013_codes_unknown_to_the_task_write_nothing(tmp_path: Path) -> None
     assert one_line(exc) == (
         f"FER2013 CSV {csv_path} has unknown label(s) 'Angry (0)' (first: line 2): the allowed "
         "labels are confused, distracted, happy, tired, neutral "
-        "(a task file can map them: --task examples/tasks/basic-emotions.toml)"
+        "(task examples/tasks/basic-emotions.toml maps them)"
     )
     assert not any(fer_folder(tmp_path / "cache", csv_path).iterdir())
 
@@ -284,7 +284,8 @@ def test_daisee_split_label_files_and_unknown_states(tmp_path: Path) -> None:
     assert one_line(exc).startswith(
         f"DAiSEE labels {root / 'Labels' / 'TrainLabels.csv'} has unknown label(s) "
     )
-    assert "--task examples/tasks/daisee-engagement.toml" in one_line(exc)
+    assert "(task examples/tasks/daisee-engagement.toml maps them)" in one_line(exc)
+    assert exc.value.setting == "task"  # the CLI names --task there
 
 
 def test_daisee_without_extracted_frames(tmp_path: Path) -> None:

@@ -222,7 +222,7 @@ def test_logprobs_on_an_old_ollama_is_one_line(cli, faces, tmp_path):
         assert not [b for b in old.chat_requests if b.get("messages")]
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1
-    assert "needs Ollama 0.12.11 or newer (this server: 0.12.3)" in result.stderr
+    assert "--answer logprobs needs Ollama 0.12.11 or newer (this server: 0.12.3)" in result.stderr
 
 
 def test_classify_shows_scores_in_json(cli, ollama_double, faces):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from factories import make_image_folder, png_with_header
+from factories import fer_csv, make_image_folder, png_with_header
 from ollama_double import OllamaDouble
 from PIL import Image
 
@@ -103,9 +103,9 @@ def test_datasets_that_cannot_run(cli, ollama_double, tmp_path, make: Callable, 
         (["--concurrency", "0"], "--concurrency must be at least 1"),
         (["--retries", "-1"], "--retries must be 0 or more"),
         (["--timeout", "0"], "--timeout must be more than 0"),
-        (["--option", "warmth=1"], "unknown option"),
-        (["--option", "temperature=hot"], "temperature must be float"),
-        (["--option", "top_p=2"], "top_p must be between 0 and 1"),
+        (["--option", "warmth=1"], "--option warmth: unknown option"),
+        (["--option", "temperature=hot"], "--option temperature='hot': temperature must be float"),
+        (["--option", "top_p=2"], "--option top_p=2: top_p must be between 0 and 1"),
         (["--host", "http://[::1"], "malformed host"),
         (["--host", "localhost:abc"], "the port must be a number"),
         (["--host", "http://192.0.2.7:11434"], "--allow-remote"),
@@ -120,6 +120,12 @@ def test_bad_arguments(cli, ollama_double, tmp_path, args, message):
     )
     assert_one_line_error(result, message)
     assert [body for body in ollama_double.chat_requests if body.get("messages")] == []
+
+
+def test_a_dataset_error_names_the_flag_that_fixes_it(cli, ollama_double, tmp_path):
+    csv_path = fer_csv(tmp_path / "fer2013.csv")  # FER2013's codes: not the paper's labels
+    result = cli("run", csv_path, "--host", ollama_double.url, "--out", tmp_path / "out")
+    assert_one_line_error(result, "(--task examples/tasks/basic-emotions.toml maps them)")
 
 
 def test_per_class_larger_than_a_class_warns_and_uses_all(cli, ollama_double, tmp_path):

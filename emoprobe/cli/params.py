@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,15 @@ FLAGS = {
 
 def with_flag_hint(error: EmoprobeError) -> str:
     """The error's message, naming the flag of `error.setting` when the message does not:
-    in the setting's place where the message starts with it, else after it."""
+    in place of the setting's word (its name, or the flag's without dashes) where the
+    message or a parenthesis starts with it, else after the message."""
     message, setting = str(error), error.setting or ""
     flag = FLAGS.get(setting)
     if flag is None or flag in message:
         return message
-    if message.startswith(setting) and not message[len(setting) : len(setting) + 1].isalnum():
-        return flag + message[len(setting) :]
+    for word in dict.fromkeys((setting, flag.removeprefix("--"))):
+        if found := re.search(rf"(?:^|\()({re.escape(word)})(?![\w-])", message):
+            return message[: found.start(1)] + flag + message[found.end(1) :]
     return f"{message} ({flag})"
 
 

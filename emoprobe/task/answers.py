@@ -133,12 +133,12 @@ def _begins(token: str, form: str) -> bool:
 def unsupported(mode: str, backend: str, server_version: str) -> str:
     """Why a server cannot serve an answer mode ('' when it can)."""
     if mode not in ANSWER_MODES:
-        return f"--answer {mode}: choose one of {', '.join(ANSWER_MODES)}"
+        return f"answer {mode}: choose one of {', '.join(ANSWER_MODES)}"
     if mode != "logprobs" or has_logprobs(backend, server_version):
         return ""
     return (
-        f"--answer logprobs needs Ollama {LOGPROBS_SINCE} or newer (this server: "
-        f"{server_version or 'unknown'}); upgrade Ollama or use --answer text or json"
+        f"answer logprobs needs Ollama {LOGPROBS_SINCE} or newer (this server: "
+        f"{server_version or 'unknown'}); upgrade Ollama or answer in text or json"
     )
 
 

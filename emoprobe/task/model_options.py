@@ -75,10 +75,10 @@ def _convert(key: str, text: str) -> Any:
             value = text
     except ValueError:
         raise ConfigError(
-            f"--option {key}={text!r}: {key} must be {kind.__name__} {demand}"
+            f"option {key}={text!r}: {key} must be {kind.__name__} {demand}", setting="options"
         ) from None
     if not check(value):
-        raise ConfigError(f"--option {key}={text}: {key} must be {demand}")
+        raise ConfigError(f"option {key}={text}: {key} must be {demand}", setting="options")
     return value
 
 
@@ -90,10 +90,14 @@ def parse_options(pairs: Iterable[str], base: dict[str, Any] | None = None) -> d
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--option {pair!r}: expected KEY=VALUE, e.g. temperature=0")
+            raise ConfigError(
+                f"option {pair!r}: expected KEY=VALUE, e.g. temperature=0", setting="options"
+            )
         if key not in OPTION_TYPES:
             known = ", ".join(sorted(OPTION_TYPES))
-            raise ConfigError(f"--option {key}: unknown option; known options: {known}")
+            raise ConfigError(
+                f"option {key}: unknown option; known options: {known}", setting="options"
+            )
         value = _convert(key, text if OPTION_TYPES[key][0] is str else text.strip())
         if key == "stop":
             stops.append(value)

@@ -18,7 +18,7 @@ from emoprobe.errors import DatasetError
 from emoprobe.task.definition import Task
 
 EXAMPLES = 3  # how many offending names a message spells out
-BASIC_HINT = " (a task file can map them: --task examples/tasks/basic-emotions.toml)"
+BASIC_HINT = " (task examples/tasks/basic-emotions.toml maps them)"
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,8 @@ class Labeller:
             raise DatasetError(
                 f"{self.source} has unknown label(s) {quoted(list(self.unknown), 7)} "
                 f"(first: {where}): the allowed labels are "
-                f"{', '.join(self.space.labels)}{self.hint}"
+                f"{', '.join(self.space.labels)}{self.hint}",
+                setting="task" if self.hint else None,
             )
         return ignored_warning(self.skipped, self.source)
 

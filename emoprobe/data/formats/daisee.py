@@ -38,7 +38,7 @@ EXPECTS = (
 DAISEE_STATES = ("boredom", "engagement", "confusion", "frustration")  # the CSV's order
 DAISEE_TIE_ORDER = ("boredom", "confusion", "frustration", "engagement")
 DAISEE_LEVELS = range(4)
-_HINT = " (a task file can map them: --task examples/tasks/daisee-engagement.toml)"
+_HINT = " (task examples/tasks/daisee-engagement.toml maps them)"
 
 
 def dominant_state(levels: dict[str, int]) -> str:

@@ -81,8 +81,8 @@ def load(path: Path, space: LabelSpace, cache_dir: Path | None) -> Dataset:
         present = {entry.name for entry in os.scandir(folder)}
     except OSError as exc:
         raise CacheError(
-            f"cannot write FER2013's images to {show(folder)}: {os_reason(exc)} "
-            "(pass another --cache-dir)",
+            f"cannot write FER2013's images to {show(folder)}: {os_reason(exc)}; "
+            "choose another cache folder",
             path=folder,
             setting="cache_dir",
         ) from None
