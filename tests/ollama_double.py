@@ -1816,7 +1816,7 @@ class ChatDoubleBase(_ServerBase):
         self._changed = threading.Condition(self._lock)
         self._parallel = parallel
         self._active = 0
-        self._waiting: deque[object] = deque()
+        self._waiting: deque[_Ticket] = deque()
         self._rules: list[FaultRule] = []
         self._hung: set[threading.Event] = set()
         self._reset_counters()
@@ -1847,7 +1847,7 @@ class ChatDoubleBase(_ServerBase):
     def parallel(self, value: int) -> None:
         with self._changed:
             self._parallel = value
-            self._changed.notify_all()
+            self._grant()
 
     # -- instrumentation -----------------------------------------------------------------
     @property
@@ -1984,39 +1984,41 @@ class ChatDoubleBase(_ServerBase):
         """True: got a slot; None: queue full (503); False: the server is stopping.
 
         ``limit`` caps the slots for this request (a family the server runs one at a time).
+        A freed slot is handed to the first in the queue at once, as Go's
+        ``semaphore.Weighted`` (the runner's ``seqsSem``) does: a request that arrives
+        meanwhile queues behind it.
         """
-
-        def full() -> bool:
-            cap = self._parallel if limit is None else min(self._parallel, limit)
-            return self._active >= cap
-
+        ticket = _Ticket(math.inf if limit is None else limit)
         with self._changed:
-            if not self._waiting and not full():
+            if not self._waiting and self._active < min(self._parallel, ticket.cap):
                 self._active += 1
                 self.max_running = max(self.max_running, self._active)
                 return True
             if len(self._waiting) >= self.max_queue:
                 return None
-            ticket = object()
             self._waiting.append(ticket)
             self.max_queued = max(self.max_queued, len(self._waiting))
             self._changed.notify_all()
-            try:
-                while not run.stop.is_set() and (self._waiting[0] is not ticket or full()):
-                    self._changed.wait()
-            finally:
-                self._waiting.remove(ticket)
-                self._changed.notify_all()
-            if run.stop.is_set():
-                return False
-            self._active += 1
-            self.max_running = max(self.max_running, self._active)
-            return True
+            while not run.stop.is_set() and not ticket.granted:
+                self._changed.wait()
+            if ticket.granted:
+                return True
+            self._waiting.remove(ticket)
+            self._changed.notify_all()
+            return False
 
     def _release_slot(self) -> None:
         with self._changed:
             self._active -= 1
-            self._changed.notify_all()
+            self._grant()
+
+    def _grant(self) -> None:
+        """Hand free slots to the queue's head, in order (the caller holds the lock)."""
+        while self._waiting and self._active < min(self._parallel, self._waiting[0].cap):
+            self._waiting.popleft().granted = True
+            self._active += 1
+            self.max_running = max(self.max_running, self._active)
+        self._changed.notify_all()
 
     # -- request bookkeeping ------------------------------------------------------------
     def _begin(
@@ -2062,6 +2064,14 @@ class ChatDoubleBase(_ServerBase):
         self.release_hung()
         with self._changed:
             self._changed.notify_all()
+
+
+@dataclass
+class _Ticket:
+    """A request waiting for a slot; `cap`: the most slots its model may use."""
+
+    cap: float
+    granted: bool = False
 
 
 class OllamaDouble(ChatDoubleBase):

@@ -314,7 +314,10 @@ class _Pipeline:
         message = self._in_hand
         while True:
             if isinstance(message, Outcome):
-                self.probe.store(message)
+                try:
+                    self.probe.store(message)
+                except Exception:  # a store the interrupt cut short left the cache shut
+                    return  # for writes: those answers are asked again next time
             try:
                 message = self._results.get_nowait()
             except queue.Empty:
