@@ -222,7 +222,7 @@ def write_comparison(out: Path, comparison: Comparison) -> Path:
         f"{len(comparison.runs)} runs (key below) on {comparison.shared:,} shared images "
         f"of {dataset_name(comparison.runs[0].manifest)}"
     )
-    data = plots.comparison_png(
+    figure = plots.comparison_figure(
         comparison.names,
         [metrics.f1_weighted or 0.0 for metrics in comparison.metrics],
         comparison.f1_intervals,
@@ -230,14 +230,14 @@ def write_comparison(out: Path, comparison: Comparison) -> Path:
         [speed.images_per_s for speed in comparison.speed],
         subject=subject,
     )
-    write_atomic(out / PLOT, data)
-    per_class = plots.per_class_f1_comparison_png(
+    write_atomic(out / PLOT, plots._png(figure))
+    per_class = plots.per_class_f1_comparison_figure(
         comparison.names,
         comparison.labels,
         [[m.per_class[label].f1 for label in comparison.labels] for m in comparison.metrics],
         subject=subject,
     )
-    write_atomic(out / PER_CLASS_PLOT, per_class)
+    write_atomic(out / PER_CLASS_PLOT, plots._png(per_class))
     path = out / COMPARISON
     write_atomic(path, render_comparison(comparison, PLOT, PER_CLASS_PLOT))
     return path

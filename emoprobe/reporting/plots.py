@@ -150,23 +150,14 @@ def per_class_f1_png(metrics: Metrics, paper: PaperResult | None, subject: str =
     return _png(figure)
 
 
-def per_class_f1_comparison_png(
-    names: Sequence[str],
-    labels: Sequence[str],
-    f1: Sequence[Sequence[float]],
-    subject: str = "",
-) -> bytes:
-    """Per-class F1 of every compared run: one group of bars per class, one bar per run
-    (keyed A, B, … with the runs' names in the key below)."""
-    return _png(per_class_f1_comparison_figure(names, labels, f1, subject))
-
-
 def per_class_f1_comparison_figure(
     names: Sequence[str],
     labels: Sequence[str],
     f1: Sequence[Sequence[float]],
     subject: str = "",
 ) -> Figure:
+    """Per-class F1 of every compared run: one group of bars per class, one bar per run
+    (keyed A, B, … with the runs' names in the key below)."""
     keys = run_keys(len(names))
     key_lines = sum(_key_label(k, n).count("\n") + 1 for k, n in zip(keys, names, strict=True))
     columns = 1 if len(names) < 3 else 2
@@ -192,18 +183,6 @@ def per_class_f1_comparison_figure(
     return figure
 
 
-def comparison_png(
-    names: Sequence[str],
-    f1: Sequence[float],
-    f1_intervals: Sequence[tuple[float, float]],
-    sizes_gb: Sequence[float | None],
-    images_per_s: Sequence[float | None],
-    subject: str = "",
-) -> bytes:
-    """Weighted F1 (with its 95% interval) against model size and against speed."""
-    return _png(comparison_figure(names, f1, f1_intervals, sizes_gb, images_per_s, subject))
-
-
 def comparison_figure(
     names: Sequence[str],
     f1: Sequence[float],
@@ -212,7 +191,8 @@ def comparison_figure(
     images_per_s: Sequence[float | None],
     subject: str = "",
 ) -> Figure:
-    """`comparison_png`'s figure. A panel is drawn only where at least one run knows the
+    """Weighted F1 (with its 95% interval) against model size and against speed. A panel
+    is drawn only where at least one run knows the
     quantity (a run whose speed this run did not measure is left out of that panel and
     says so in the key); with neither, the runs' F1 are drawn side by side. Points carry
     short keys (A, B, …); the key under the panels names each run, wrapped."""

@@ -29,8 +29,6 @@ from emoprobe.results.speed import Speed, speed_summary
 if TYPE_CHECKING:
     import pandas as pd
 
-MIN_RESAMPLES = 1000
-
 
 @dataclass(frozen=True)
 class Paired:
@@ -62,6 +60,9 @@ class Comparison:
     seed: int
     differences: list[str] = field(default_factory=list)
     alarms: list[list[Alarm]] = field(default_factory=list)  # per run, on the shared images
+
+
+MIN_RESAMPLES = 1000
 
 
 def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) -> Comparison:

@@ -20,8 +20,6 @@ from emoprobe.results.manifest import FILENAME as MANIFEST
 from emoprobe.results.manifest import Session
 from emoprobe.results.predictions import FILENAME, FINAL_STATUSES, REFUSED, UNPARSED_STATUS, Row
 
-REFUSED_STATUS = REFUSED
-
 
 def read_run(path: Path) -> RunRecord:
     """A run folder's typed record (`load_run`); one-line errors."""
@@ -42,7 +40,7 @@ class RunSummary:
     accuracy: float | None = None
     f1_weighted: float | None = None
     f1_ci95: tuple[float, float] | None = None
-    unparsed_share: float | None = None
+    unparsed_share: float | None = None  # of the rows, as refused_share
     refused_share: float | None = None
     images_per_s: float | None = None
     date: str | None = None
@@ -85,7 +83,7 @@ def summarize(run: RunRecord) -> RunSummary:
         f1_weighted=metrics.f1_weighted,
         f1_ci95=(float(interval[0]), float(interval[1])) if interval else None,
         unparsed_share=_share(rows, UNPARSED_STATUS),
-        refused_share=_share(rows, REFUSED_STATUS),
+        refused_share=_share(rows, REFUSED),
         images_per_s=images_per_second(manifest.sessions),
         date=manifest.updated_at or manifest.created_at,
     )

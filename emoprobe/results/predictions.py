@@ -41,31 +41,21 @@ REFUSED: Status = "refused"  # an answer that declines the task ("I'm sorry, I c
 # Cut off before naming a label: at the server's length limit (`num_predict`), or past
 # emoprobe's own cap on an answer's size (then no label is read from the part).
 TRUNCATED_STATUS: Status = "truncated"
-TRUNCATED = TRUNCATED_STATUS
 EMPTY_AFTER_THINKING: Status = "empty_after_thinking"  # only thinking text, no answer
 UNREADABLE: Status = "unreadable"  # the image cannot be used (empty, broken, too large)
 NOT_IN_CACHE: Status = "not_in_cache"  # offline, and no cached answer: retried later
 FAILED: Status = "failed"  # the request failed after its retries: retried later
-STATUSES: tuple[Status, ...] = (
-    OK,
-    UNPARSED_STATUS,
-    REFUSED,
-    TRUNCATED,
-    EMPTY_AFTER_THINKING,
-    UNREADABLE,
-    NOT_IN_CACHE,
-    FAILED,
-)
 # Answered: these rows count in the scores (all but `ok` as wrong predictions).
 SCORED_STATUSES: tuple[Status, ...] = (
     OK,
     UNPARSED_STATUS,
     REFUSED,
-    TRUNCATED,
+    TRUNCATED_STATUS,
     EMPTY_AFTER_THINKING,
 )
 NO_LABEL_STATUSES: tuple[Status, ...] = SCORED_STATUSES[1:]  # answered, but with no label
 UNANSWERED_STATUSES: tuple[Status, ...] = (UNREADABLE, NOT_IN_CACHE, FAILED)  # left out
+STATUSES: tuple[Status, ...] = (*SCORED_STATUSES, *UNANSWERED_STATUSES)
 FINAL_STATUSES: frozenset[str] = frozenset(STATUSES) - {NOT_IN_CACHE, FAILED}
 LEGACY_ERROR = "error"  # emoprobe < 0.3: unreadable and not-in-cache rows alike
 NOT_IN_CACHE_TEXT = "not in cache"  # the error text of a not-in-cache row
@@ -195,8 +185,12 @@ def _row_text(values: Sequence[str]) -> str:
 HEADER = header_for()
 
 
-def read_complete(path: Path) -> tuple[list[Row], int]:
-    """The complete rows of `path` and the byte offset where they end, streaming.
+_CARRIAGE_RETURN = "\ue000"  # a private-use character stands in for "\r" while csv reads
+
+
+def _read(path: Path) -> tuple[list[Row], int, bool, list[str]]:
+    """The complete rows of `path`, the byte offset where they end, whether the header is
+    an older one, and the scored labels, streaming.
 
     Lines are split on "\n" alone (answers may hold "\r" or "\u2028"); a row counts
     only when its last line ended, so a half-written tail is never returned. Rows of
@@ -205,15 +199,6 @@ def read_complete(path: Path) -> tuple[list[Row], int]:
     a malformed row before the tail, is a `ConfigError` naming the file and line: no row
     is ever dropped quietly. A symlink is refused (its target is not emoprobe's to touch).
     """
-    rows, good, _, _ = _read(path)
-    return rows, good
-
-
-_CARRIAGE_RETURN = "\ue000"  # a private-use character stands in for "\r" while csv reads
-
-
-def _read(path: Path) -> tuple[list[Row], int, bool, list[str]]:
-    """`read_complete`, and whether the header is an older one, and the scored labels."""
     _refuse_symlink(path)
     if not path.exists():
         return [], 0, False, []
@@ -401,7 +386,7 @@ def read_rows(path: Path) -> list[Row]:
     A half-written last row is skipped, not cut off (`recover` does that when the run
     that owns the file resumes).
     """
-    return read_complete(path)[0]
+    return _read(path)[0]
 
 
 def read_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame:
