@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from emoprobe.files import slug, write_atomic
 from emoprobe.reporting.markdown import (
     PValue,
     alarm_text,
+    column_table,
     dataset_name,
     fixed,
     inert,
@@ -26,78 +28,43 @@ PER_CLASS_PLOT = "comparison_per_class_f1.png"
 
 def runs_table(comparison: Comparison) -> str:
     """Every run's metrics (on the shared images) and speed (over its own sessions)."""
-    header = [
-        "run",
-        "quantization",
-        "size (GB)",
-        "F1",
-        "F1 95% CI",
-        "accuracy",
-        "precision",
-        "recall",
-        "macro F1",
-        "unparsed share",
-        "images/s",
-        "median latency (s)",
-        "tokens/s",
+    runs, metrics, speed = comparison.runs, comparison.metrics, comparison.speed
+    sizes = [run.manifest.model.size_bytes / 1e9 or None for run in runs]
+    columns: list[tuple[str, Callable[[int], Any]]] = [
+        ("run", lambda r: comparison.names[r]),
+        ("quantization", lambda r: runs[r].manifest.model.quantization or "?"),
+        ("size (GB)", lambda r: fixed(sizes[r], 2)),
+        ("F1", lambda r: metrics[r].f1_weighted),
+        ("F1 95% CI", lambda r: interval(comparison.f1_intervals[r])),
+        ("accuracy", lambda r: metrics[r].accuracy),
+        ("precision", lambda r: metrics[r].precision_weighted),
+        ("recall", lambda r: metrics[r].recall_weighted),
+        ("macro F1", lambda r: metrics[r].f1_macro),
+        ("unparsed share", lambda r: metrics[r].n_unparsed / metrics[r].n_scored),
+        ("images/s", lambda r: fixed(speed[r].images_per_s, 2)),
+        ("median latency (s)", lambda r: fixed(speed[r].latency_median_s, 3)),
+        ("tokens/s", lambda r: fixed(speed[r].generated_tokens_per_s, 1)),
     ]
-    rows = []
-    for r, run in enumerate(comparison.runs):
-        metrics, speed, model = comparison.metrics[r], comparison.speed[r], run.manifest.model
-        rows.append(
-            [
-                comparison.names[r],
-                model.quantization or "?",
-                fixed(model.size_bytes / 1e9, 2) if model.size_bytes else None,
-                metrics.f1_weighted,
-                interval(comparison.f1_intervals[r]),
-                metrics.accuracy,
-                metrics.precision_weighted,
-                metrics.recall_weighted,
-                metrics.f1_macro,
-                metrics.n_unparsed / metrics.n_scored,
-                fixed(speed.images_per_s, 2),
-                fixed(speed.latency_median_s, 3),
-                fixed(speed.generated_tokens_per_s, 1),
-            ]
-        )
-    return table(header, rows)
+    return column_table(columns, range(len(runs)))
 
 
 def paired_table(comparison: Comparison) -> str:
     """Each run against the first: differences, their paired intervals, McNemar, kappa."""
-    header = [
-        "run",
-        "Δ F1",
-        "Δ F1 95% CI",
-        "Δ accuracy",
-        "Δ accuracy 95% CI",
-        "only first right (b)",
-        "only this right (c)",
-        "McNemar p",
-        "McNemar test",
-        "Cohen's κ",
-        "same answer",
+    names, paired = comparison.names[1:], comparison.paired
+    columns: list[tuple[str, Callable[[int], Any]]] = [
+        ("run", lambda j: names[j]),
+        ("Δ F1", lambda j: signed(paired[j].f1_difference)),
+        ("Δ F1 95% CI", lambda j: _signed_interval(paired[j].f1_interval)),
+        ("Δ accuracy", lambda j: signed(paired[j].accuracy_difference)),
+        ("Δ accuracy 95% CI", lambda j: _signed_interval(paired[j].accuracy_interval)),
+        ("only first right (b)", lambda j: paired[j].mcnemar.b),
+        ("only this right (c)", lambda j: paired[j].mcnemar.c),
+        ("McNemar p", lambda j: PValue(paired[j].mcnemar.p_value)),
+        ("McNemar test", lambda j: paired[j].mcnemar.method),
+        ("Cohen's κ", lambda j: paired[j].kappa),
+        ("same answer", lambda j: paired[j].agreement),
     ]
-    rows = []
-    for name, pair in zip(comparison.names[1:], comparison.paired, strict=True):
-        test = pair.mcnemar
-        rows.append(
-            [
-                name,
-                signed(pair.f1_difference),
-                _signed_interval(pair.f1_interval),
-                signed(pair.accuracy_difference),
-                _signed_interval(pair.accuracy_interval),
-                test.b,
-                test.c,
-                PValue(test.p_value),
-                test.method,
-                pair.kappa,
-                pair.agreement,
-            ]
-        )
-    return table(header, rows)
+    return column_table(columns, range(len(paired)))
 
 
 def per_class_table(comparison: Comparison) -> str:

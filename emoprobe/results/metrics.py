@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from emoprobe.results.alarms import Alarm, alarms_for
@@ -135,8 +136,6 @@ def run_metrics(
 ) -> Metrics:
     """metrics.json of a run: `compute_metrics`, latency, 95% intervals, label scores;
     with the manifest, failed requests, the sample as drawn and the alarms."""
-    from dataclasses import replace
-
     with_scores = any(str(column).startswith(SCORE_PREFIX) for column in frame.columns)
     latency: dict[str, Any] = latency_stats(frame)
     metrics = compute_metrics(frame, labels)
@@ -203,22 +202,19 @@ def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
         "statuses": statuses,
         "labels": labels,
     }
+    per_class: dict[str, ClassScores] = {}
     if answered.empty:
-        empty: dict[str, Any] = dict.fromkeys(_SCORE_KEYS)
-        return Metrics(
-            **counts,
-            **empty,
-            per_class={},
-            confusion_matrix=Confusion(labels, columns, [[0] * len(columns) for _ in labels]),
-        )
-    y_true, y_pred = encode(answered, labels)
-    figures, per_class, matrix = label_scores(y_true, y_pred, len(labels), len(columns))
-    figures |= _agreement(y_true, y_pred, labels)
-    named = {label: per_class[i] for i, label in enumerate(labels)}
+        figures: dict[str, Any] = dict.fromkeys(_SCORE_KEYS)
+        matrix = [[0] * len(columns) for _ in labels]
+    else:
+        y_true, y_pred = encode(answered, labels)
+        figures, scores, matrix = label_scores(y_true, y_pred, len(labels), len(columns))
+        figures |= _agreement(y_true, y_pred, labels)
+        per_class = dict(zip(labels, scores, strict=True))
     return Metrics(
         **counts,
         **figures,
-        per_class=named,
+        per_class=per_class,
         confusion_matrix=Confusion(labels, columns, matrix),
     )
 
@@ -226,8 +222,6 @@ def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
 def _agreement(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Balanced accuracy and Cohen's kappa against the truth (scikit-learn's), and the
     majority-class baseline."""
-    import warnings
-
     import numpy as np
     from sklearn.metrics import balanced_accuracy_score
 
