@@ -82,7 +82,6 @@ class Baseline:
 @dataclass(frozen=True)
 class Metrics:
     """One run's (or one subset's) figures; field order is metrics.json's key order.
-
     `n_unparsed` counts answers with no label of any kind (unparsed, refused, truncated,
     empty after thinking: the confusion matrix's `unparsed` column); `n_error` images
     without an answer (unreadable, not in cache; `statuses` splits both, with failed
@@ -183,10 +182,8 @@ def confidence_intervals(frame: pd.DataFrame, labels: Sequence[str]) -> Interval
 
 def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
     """Weighted and macro precision/recall/F1, accuracy, per-class table, confusion matrix.
-
-    Labels are scored as integer codes (`encode`): the same counts, hence the same
-    figures, as strings give, many times faster on tens of thousands of rows.
-    """
+    Labels are scored as integer codes (`encode`): the same counts, hence the same figures,
+    as strings give, many times faster on tens of thousands of rows."""
     labels = list(labels)
     status = frame["status"]
     answered = scored(frame)

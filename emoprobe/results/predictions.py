@@ -81,10 +81,8 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 @dataclass(frozen=True, slots=True)
 class Row:
     """One image's outcome; `prediction` is a label, `unparsed`, or empty for errors.
-
-    `scores`: label → score (`--answer logprobs`); None where the file has no score
-    columns, and without the labels the answer gave no score for.
-    """
+    `scores`: label → score (`--answer logprobs`); None where the file has no score columns,
+    and without the labels the answer gave no score for."""
 
     path: str
     sha256: str
@@ -189,16 +187,14 @@ _CARRIAGE_RETURN = "\ue000"  # a private-use character stands in for "\r" while 
 
 
 def _read(path: Path) -> tuple[list[Row], int, bool, list[str]]:
-    """The complete rows of `path`, the byte offset where they end, whether the header is
-    an older one, and the scored labels, streaming.
-
-    Lines are split on "\n" alone (answers may hold "\r" or "\u2028"); a row counts
-    only when its last line ended, so a half-written tail is never returned. Rows of
-    an unknown status are skipped; older statuses are renamed (`current_status`, and an
-    older file's refusals are `refused`). A file that is not emoprobe's, or
-    a malformed row before the tail, is a `ConfigError` naming the file and line: no row
-    is ever dropped quietly. A symlink is refused (its target is not emoprobe's to touch).
-    """
+    """The complete rows of `path`, the byte offset where they end, whether the header is an
+    older one, and the scored labels, streaming. Lines are split on "\n" alone (answers may
+    hold "\r" or "\u2028"); a row counts only when its last line ended, so a half-written
+    tail is never returned. Rows of an unknown status are skipped; older statuses are
+    renamed (`current_status`, and an older file's refusals are `refused`). A file that is
+    not emoprobe's, or a malformed row before the tail, is a `ConfigError` naming the file
+    and line: no row is ever dropped quietly. A symlink is refused (its target is not
+    emoprobe's to touch)."""
     _refuse_symlink(path)
     if not path.exists():
         return [], 0, False, []
@@ -381,11 +377,9 @@ class PredictionWriter:
 
 
 def read_rows(path: Path) -> list[Row]:
-    """The complete rows with a known status in a predictions.csv, reading only.
-
-    A half-written last row is skipped, not cut off (`recover` does that when the run
-    that owns the file resumes).
-    """
+    """The complete rows with a known status in a predictions.csv, reading only. A
+    half-written last row is skipped, not cut off (`recover` does that when the run that
+    owns the file resumes)."""
     return _read(path)[0]
 
 

@@ -128,9 +128,7 @@ def default_out_dir(
     reports: Path, dataset_root: Path, config: Any, fingerprint: Fingerprint
 ) -> Path:
     """reports/<dataset>-<model>[-n<per class>-seed<seed>], numbered past other settings.
-
-    The same command maps to the same folder, so re-running it resumes.
-    """
+    The same command maps to the same folder, so re-running it resumes."""
     parts = [dataset_root.name or "dataset", config.model]
     if config.per_class:
         parts.append(f"n{config.per_class}-seed{config.seed}")

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SampleCounts:
-    """Per class: `requested` (None: every image), `drawn` and `available` (None where
-    the run's manifest does not record it); `short`: classes drawn fewer than asked.
-
+    """Per class: `requested` (None: every image), `drawn` and `available` (None where the
+    run's manifest does not record it); `short`: classes drawn fewer than asked.
     `drawn_recorded` is False for a folder made before the manifest recorded the draw:
     `drawn` then counts the rows the folder holds (images still to do are missing)."""
 

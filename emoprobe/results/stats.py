@@ -33,13 +33,11 @@ _CHUNK = 500  # resamples drawn at a time, to bound memory
 
 # -- metrics from confusion counts (vectorised over resamples) ------------------------
 def scores_from_confusion(confusion: np.ndarray, n_labels: int) -> dict[str, np.ndarray]:
-    """Weighted F1, accuracy and per-class F1 from confusion counts.
-
-    `confusion[..., t, p]` counts images of true code t predicted as code p, with
-    shape (..., n_labels, C) where C ≥ n_labels (columns past the labels: wrong answers
-    that are no label). F1 per class is 2·TP / (predicted + true), 0 where both are 0 —
-    scikit-learn's with `zero_division=0`; the weighted average weighs by support.
-    """
+    """Weighted F1, accuracy and per-class F1 from confusion counts. `confusion[..., t, p]`
+    counts images of true code t predicted as code p, with shape (..., n_labels, C) where C
+    ≥ n_labels (columns past the labels: wrong answers that are no label). F1 per class is
+    2·TP / (predicted + true), 0 where both are 0 — scikit-learn's with `zero_division=0`;
+    the weighted average weighs by support."""
     confusion = np.asarray(confusion, dtype=np.float64)
     k = n_labels
     diagonal = np.diagonal(confusion[..., :k, :k], axis1=-2, axis2=-1)
@@ -73,11 +71,9 @@ def confusion_counts(
 # -- the paired bootstrap ------------------------------------------------------------
 @dataclass(frozen=True)
 class Bootstrap:
-    """Each metric's value on every resample: arrays of shape (runs, resamples).
-
-    `first_*`: the first run's value on the resamples each run was drawn with (the
-    same as row 0 for one or two runs), for the paired differences.
-    """
+    """Each metric's value on every resample: arrays of shape (runs, resamples). `first_*`:
+    the first run's value on the resamples each run was drawn with (the same as row 0 for
+    one or two runs), for the paired differences."""
 
     resamples: int
     seed: int
@@ -108,13 +104,11 @@ def paired_bootstrap(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> Bootstrap:
-    """Resample images with replacement, the same ones for a run and the first; score.
-
-    One or two runs share one draw. With more, each run is drawn jointly with the
-    first (patterns of true label, first run's and this run's answer: at most
-    K·(K+1)² of them), since a draw over the patterns of all runs at once costs as
-    many categories as images. Deterministic for a seed (numpy's PCG64).
-    """
+    """Resample images with replacement, the same ones for a run and the first; score. One
+    or two runs share one draw. With more, each run is drawn jointly with the first
+    (patterns of true label, first run's and this run's answer: at most K·(K+1)² of them),
+    since a draw over the patterns of all runs at once costs as many categories as images.
+    Deterministic for a seed (numpy's PCG64)."""
     if resamples < 1:
         raise ValueError("resamples must be at least 1")
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -197,10 +191,8 @@ def percentile_interval(values: np.ndarray, level: float = CONFIDENCE) -> tuple[
 # -- McNemar's test -----------------------------------------------------------------
 @dataclass(frozen=True)
 class McNemar:
-    """McNemar's test on paired right/wrong outcomes of two runs.
-
-    b: images the first run got right and the second wrong; c: the reverse.
-    """
+    """McNemar's test on paired right/wrong outcomes of two runs. b: images the first run
+    got right and the second wrong; c: the reverse."""
 
     b: int
     c: int
@@ -254,12 +246,10 @@ def chi2_1df_p(statistic: float) -> float:
 
 # -- many comparisons ---------------------------------------------------------------
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the order given.
-
-    Sorted ascending, the i-th smallest (0-based) of m becomes (m − i)·p, made
-    non-decreasing along that order and capped at 1; rejecting where the adjusted value
-    is below α keeps the chance of any false rejection among all m tests below α.
-    """
+    """Holm's step-down adjusted p-values, in the order given. Sorted ascending, the i-th
+    smallest (0-based) of m becomes (m − i)·p, made non-decreasing along that order and
+    capped at 1; rejecting where the adjusted value is below α keeps the chance of any false
+    rejection among all m tests below α."""
     m = len(p_values)
     adjusted = [1.0] * m
     running = 0.0
