@@ -474,10 +474,7 @@ def _per_class(metrics: Metrics, paper: PaperResult | None, plot: str | None) ->
         ]
         if paper:
             theirs = paper.per_class_f1.get(label)
-            row += [
-                fixed(theirs, 2),
-                None if theirs is None else signed(scores.f1 - theirs, 2),
-            ]
+            row += [fixed(theirs, 2), None if theirs is None else signed(scores.f1 - theirs, 2)]
         rows.append(row)
     text = "## Per class\n\n" + table(header, rows)
     text += (

@@ -49,10 +49,7 @@ def _figure(width: float, height: float, margins: Margins | None = None) -> Figu
         left, right, bottom, top = margins
         figure = Figure(figsize=(width, height), dpi=100)
         figure.subplots_adjust(
-            left=left / width,
-            right=1 - right / width,
-            bottom=bottom / height,
-            top=1 - top / height,
+            left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height
         )
     FigureCanvasAgg(figure)
     return figure
@@ -151,10 +148,7 @@ def per_class_f1_png(metrics: Metrics, paper: PaperResult | None, subject: str =
 
 
 def per_class_f1_comparison_figure(
-    names: Sequence[str],
-    labels: Sequence[str],
-    f1: Sequence[Sequence[float]],
-    subject: str = "",
+    names: Sequence[str], labels: Sequence[str], f1: Sequence[Sequence[float]], subject: str = ""
 ) -> Figure:
     """Per-class F1 of every compared run: one group of bars per class, one bar per run
     (keyed A, B, … with the runs' names in the key below)."""
@@ -223,11 +217,7 @@ def comparison_figure(
         axes = axes_list[0]
         positions = list(range(len(names)))
         axes.bar(
-            positions,
-            f1,
-            yerr=[low, high],
-            color=[f"C{i % 10}" for i in positions],
-            capsize=4,
+            positions, f1, yerr=[low, high], color=[f"C{i % 10}" for i in positions], capsize=4
         )
         axes.set_xticks(positions, keys)
         axes.set_ylabel("weighted F1 (95% CI)")
@@ -237,12 +227,7 @@ def comparison_figure(
             if not values[i]:
                 continue
             axes.errorbar(
-                values[i],
-                f1[i],
-                yerr=[[low[i]], [high[i]]],
-                fmt="o",
-                capsize=4,
-                color=f"C{i % 10}",
+                values[i], f1[i], yerr=[[low[i]], [high[i]]], fmt="o", capsize=4, color=f"C{i % 10}"
             )
             axes.annotate(
                 key,

@@ -297,7 +297,4 @@ def latency_stats(frame: pd.DataFrame) -> dict[str, float | None]:
     if not latencies:
         return {"latency_median_s": None, "latency_p95_s": None}
     p95_index = min(len(latencies) - 1, max(0, round(0.95 * len(latencies)) - 1))
-    return {
-        "latency_median_s": statistics.median(latencies),
-        "latency_p95_s": latencies[p95_index],
-    }
+    return {"latency_median_s": statistics.median(latencies), "latency_p95_s": latencies[p95_index]}

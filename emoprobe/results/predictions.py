@@ -438,8 +438,7 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
         return None  # `read_rows` says which cell
     error = _restored_column(cells["error"])
     status = pd.Series(
-        [current_status(s, e) for s, e in zip(cells["status"], error, strict=True)],
-        dtype=object,
+        [current_status(s, e) for s, e in zip(cells["status"], error, strict=True)], dtype=object
     )
     final = status.isin(STATUSES).to_numpy()
     if not final.any():

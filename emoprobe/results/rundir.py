@@ -54,9 +54,7 @@ class RunDir:
             ) from None
         except OSError as error:
             raise ConfigError(
-                f"cannot write to {self.path}: {error.strerror}",
-                path=self.path,
-                setting="out",
+                f"cannot write to {self.path}: {error.strerror}", path=self.path, setting="out"
             ) from None
         try:
             yield
