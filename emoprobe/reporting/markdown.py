@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -464,14 +465,7 @@ def _per_class(metrics: Metrics, paper: PaperResult | None, plot: str | None) ->
         header += ["paper F1", "F1 − paper"]
     rows = []
     for label, scores in per_class.items():
-        row: list[Any] = [
-            label,
-            scores.precision,
-            scores.recall,
-            scores.f1,
-            scores.support,
-            predicted.get(label, 0),
-        ]
+        row: list[Any] = [label, *astuple(scores), predicted.get(label, 0)]  # precision … support
         if paper:
             theirs = paper.per_class_f1.get(label)
             row += [fixed(theirs, 2), None if theirs is None else signed(scores.f1 - theirs, 2)]

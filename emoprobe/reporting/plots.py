@@ -266,21 +266,11 @@ def reliability_png(scores: ScoreMetrics, subject: str = "") -> bytes:
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], linestyle="--", color=PAPER_COLOUR, label="perfectly calibrated")
     centres = [(b.low + b.high) / 2 for b in bins]
+    accuracy = [b.accuracy for b in bins]
     axes.bar(
-        centres,
-        [b.accuracy for b in bins],
-        width=0.09,
-        color=RUN_COLOUR,
-        alpha=0.8,
-        label="accuracy in the bin",
+        centres, accuracy, width=0.09, color=RUN_COLOUR, alpha=0.8, label="accuracy in the bin"
     )
-    axes.plot(
-        [b.confidence for b in bins],
-        [b.accuracy for b in bins],
-        "o",
-        color="#d62728",
-        label="mean confidence",
-    )
+    axes.plot([b.confidence for b in bins], accuracy, "o", color="#d62728", label="mean confidence")
     for centre, b in zip(centres, bins, strict=True):
         axes.annotate(
             str(b.count),

@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any, TypeVar
 
 from emoprobe.errors import ConfigError
@@ -185,8 +186,7 @@ def paired_figures(
             cohen_kappa(answers[a], answers[b]),
             agreement(answers[a], answers[b]),
         )
-        for a in range(len(runs))
-        for b in range(a + 1, len(runs))
+        for a, b in combinations(range(len(runs)), 2)
     ]
     return len(both), pairs
 

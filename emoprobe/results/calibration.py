@@ -10,6 +10,7 @@ counted (`n_top_differs`). Scores on rows without a label (older folders) are ig
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -79,10 +80,9 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
     top = probabilities.argmax(axis=1)
     correct = top == truth
     predicted = usable["prediction"].astype(str).to_numpy()
-    pairs: dict[str, int] = {}
-    for i, p in zip(top, predicted, strict=True):
-        if labels[i] != p:
-            pairs[f"{p} → {labels[i]}"] = pairs.get(f"{p} → {labels[i]}", 0) + 1
+    pairs = Counter(
+        f"{p} → {labels[i]}" for i, p in zip(top, predicted, strict=True) if labels[i] != p
+    )
     differs = sum(pairs.values())
     bins = reliability_bins(confidence, correct)
     ece = sum(b.count * abs(b.accuracy - b.confidence) for b in bins) / len(usable)

@@ -72,6 +72,7 @@ def speed_summary(
     sessions = manifest.sessions
     requests = sum(s.requests for s in sessions)
     wall = sum(s.wall_s for s in sessions if s.requests)
+    eval_count = sum(s.eval_count for s in sessions)
     eval_ns = sum(s.eval_duration_ns for s in sessions)
     prompt_count = sum(s.prompt_eval_count for s in sessions)
     prompt_ns = sum(s.prompt_eval_duration_ns for s in sessions)
@@ -82,9 +83,7 @@ def speed_summary(
         images_per_s=requests / wall if wall else None,
         latency_median_s=latency_median_s,
         latency_p95_s=latency_p95_s,
-        generated_tokens_per_s=sum(s.eval_count for s in sessions) / eval_ns * 1e9
-        if eval_ns
-        else None,
+        generated_tokens_per_s=eval_count / eval_ns * 1e9 if eval_ns else None,
         prompt_tokens_per_s=prompt_count / prompt_ns * 1e9 if prompt_ns else None,
         prompt_tokens_per_request=prompt_count / requests if requests else None,
         load_s=loads[-1] if loads else None,

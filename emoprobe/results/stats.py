@@ -88,11 +88,9 @@ class Bootstrap:
         return percentile_interval(getattr(self, metric)[run], level)
 
     def difference_interval(
-        self, metric: str, run: int, against: int = 0, level: float = CONFIDENCE
+        self, metric: str, run: int, level: float = CONFIDENCE
     ) -> tuple[float, float]:
         """Percentile interval of `run` minus the first run, paired resample by resample."""
-        if against != 0:
-            raise ValueError("differences are drawn against the first run only")
         values = getattr(self, metric)[run] - getattr(self, f"first_{metric}")[run]
         return percentile_interval(values, level)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 from emoprobe.errors import ConfigError
 from emoprobe.results import stats
@@ -137,13 +138,10 @@ def study_figures(
     correct = [prediction == y_true for prediction in predictions]
     answers_by_cell = [list(subset["prediction"].astype(str)) for subset in subsets]
     tests = []
-    for a in range(len(cells)):
-        for b in range(a + 1, len(cells)):
-            differing = [f for f in FACTORS if cells[a].factors[f] != cells[b].factors[f]]
-            if len(differing) != 1:
-                continue
-            test = stats.mcnemar(correct[a], correct[b])
-            tests.append((a, b, differing[0], test))
+    for a, b in combinations(range(len(cells)), 2):
+        differing = [f for f in FACTORS if cells[a].factors[f] != cells[b].factors[f]]
+        if len(differing) == 1:
+            tests.append((a, b, differing[0], stats.mcnemar(correct[a], correct[b])))
     adjusted = stats.holm([test.p_value for *_, test in tests])
     pairs = [
         PairTest(
