@@ -17,8 +17,8 @@ from emoprobe.errors import ConfigError, EmoprobeError
 from emoprobe.files import os_error_text
 from emoprobe.results.load import RunRecord, load_run
 from emoprobe.results.manifest import FILENAME as MANIFEST
-from emoprobe.results.manifest import Session
 from emoprobe.results.predictions import FILENAME, FINAL_STATUSES, REFUSED, UNPARSED_STATUS, Row
+from emoprobe.results.speed import images_per_second
 
 
 def read_run(path: Path) -> RunRecord:
@@ -91,13 +91,6 @@ def summarize(run: RunRecord) -> RunSummary:
 
 def _share(rows: Sequence[Row], status: str) -> float | None:
     return sum(row.status == status for row in rows) / len(rows) if rows else None
-
-
-def images_per_second(sessions: Sequence[Session]) -> float | None:
-    """Requests per second of wall time over the sessions that sent any (cache hits aside)."""
-    requests = sum(session.requests for session in sessions)
-    wall = sum(session.wall_s for session in sessions if session.requests)
-    return requests / wall if wall else None
 
 
 def find_run_folders(root: Path) -> Iterator[Path]:

@@ -13,7 +13,7 @@ import json
 import statistics
 import warnings
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from emoprobe.results.alarms import Alarm, alarms_for
 from emoprobe.results.answer_forms import AnswerForms, answer_forms
@@ -126,8 +126,7 @@ class Metrics:
 
     def to_dict(self) -> dict[str, Any]:
         """metrics.json as JSON data (lists, not tuples)."""
-        data: dict[str, Any] = json.loads(self.to_json())
-        return data
+        return cast(dict[str, Any], json.loads(self.to_json()))
 
 
 def run_metrics(
@@ -158,8 +157,7 @@ def run_metrics(
 
 def scored(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows the model answered (`ok`, `unparsed`, `truncated`): those the scores count."""
-    answered: pd.DataFrame = frame[frame["status"].isin(SCORED_STATUSES)]
-    return answered
+    return cast("pd.DataFrame", frame[frame["status"].isin(SCORED_STATUSES)])
 
 
 def confidence_intervals(frame: pd.DataFrame, labels: Sequence[str]) -> Intervals | None:

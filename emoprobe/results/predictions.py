@@ -468,8 +468,7 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
     if score_labels:
         for label in labels:
             frame[SCORE_PREFIX + label] = columns.get(SCORE_PREFIX + label, nan)
-    table: pd.DataFrame = frame
-    return table
+    return cast("pd.DataFrame", frame)
 
 
 _COUNTS = ("prompt_tokens", "output_tokens")  # whole numbers; the other timings are floats
@@ -488,8 +487,7 @@ def _restored_column(column: pd.Series) -> pd.Series:
     inert = column.str.startswith("'")
     if not inert.any():
         return column
-    restored: pd.Series = column.where(~inert, column.str[1:])
-    return restored
+    return cast("pd.Series", column.where(~inert, column.str[1:]))
 
 
 def _numbers(column: pd.Series, whole: bool = False) -> pd.Series | None:
@@ -504,8 +502,7 @@ def _numbers(column: pd.Series, whole: bool = False) -> pd.Series | None:
     values = pd.to_numeric(column.where(filled), errors="coerce").astype("float64")
     if bool((values.isna() & filled).any()) or not np.isfinite(values.dropna()).all():
         return None
-    checked: pd.Series = values
-    return checked
+    return cast("pd.Series", values)
 
 
 def rows_of(frame: pd.DataFrame) -> list[Row]:
@@ -564,5 +561,4 @@ def to_frame(rows: Sequence[Row], labels: Sequence[str]) -> pd.DataFrame:
             frame[SCORE_PREFIX + label] = pd.array(
                 [(row.scores or {}).get(label) for row in rows], dtype="float64"
             )
-    table: pd.DataFrame = frame
-    return table
+    return cast("pd.DataFrame", frame)

@@ -83,16 +83,15 @@ class Bootstrap:
     first_f1_weighted: np.ndarray
     first_accuracy: np.ndarray
 
-    def interval(self, metric: str, run: int, level: float = CONFIDENCE) -> tuple[float, float]:
+    def interval(self, metric: str, run: int) -> tuple[float, float]:
         """Percentile interval of one run's metric."""
-        return percentile_interval(getattr(self, metric)[run], level)
+        return percentile_interval(getattr(self, metric)[run])
 
-    def difference_interval(
-        self, metric: str, run: int, level: float = CONFIDENCE
-    ) -> tuple[float, float]:
+    def difference_interval(self, metric: str, run: int) -> tuple[float, float]:
         """Percentile interval of `run` minus the first run, paired resample by resample."""
-        values = getattr(self, metric)[run] - getattr(self, f"first_{metric}")[run]
-        return percentile_interval(values, level)
+        return percentile_interval(
+            getattr(self, metric)[run] - getattr(self, f"first_{metric}")[run]
+        )
 
 
 def paired_bootstrap(
