@@ -650,19 +650,16 @@ def _speed(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) -> s
 
 def _hosts(manifest: Manifest) -> str:
     """Images and speed per server, when several shared the work."""
-    served: dict[str, dict[str, float]] = {}
-    for session in manifest.sessions:
-        for host in session.hosts:
-            entry = served.setdefault(host.url, {"images": 0, "errors": 0, "busy_s": 0.0})
-            entry["images"] += host.images
-            entry["errors"] += host.errors
-            entry["busy_s"] += host.busy_s
-    if len(served) < 2:
+    images: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for host in (host for session in manifest.sessions for host in session.hosts):
+        images[host.url] += host.images
+        errors[host.url] += host.errors
+    if len(images) < 2:
         return ""
     wall = sum(s.wall_s for s in manifest.sessions if s.hosts)
     rows = [
-        [url, int(e["images"]), fixed(e["images"] / wall, 2) if wall else None, int(e["errors"])]
-        for url, e in served.items()
+        [url, n, fixed(n / wall, 2) if wall else None, errors[url]] for url, n in images.items()
     ]
     return "\n\nServers that shared the work:\n\n" + table(
         ["host", "images", "images/s", "failed requests"], rows
@@ -699,7 +696,7 @@ def _image_size_note(manifest: Manifest) -> str:
             f"{tokens_sent / costed:,.0f} per image sent ({costed} of {images} requests)"
         )
         if manifest.max_side and tokens_source:
-            saved = 1 - tokens_sent / tokens_source if tokens_source else 0.0
+            saved = 1 - tokens_sent / tokens_source
             text += (
                 f"; as stored they would cost {tokens_source / costed:,.0f}, so "
                 f"`--max-side {manifest.max_side}` saved {saved:.0%} of the image tokens"

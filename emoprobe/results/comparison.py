@@ -79,7 +79,6 @@ def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) ->
     _check_same_task(runs)
     labels = runs[0].labels
     tables, subsets = shared_scored(runs)
-    keys = subsets[0].index
     y_true = encode(subsets[0], labels)[0]
     predictions = [encode(subset, labels)[1] for subset in subsets]
     boot = stats.paired_bootstrap(y_true, predictions, len(labels), resamples, seed)
@@ -106,7 +105,7 @@ def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) ->
         runs=runs,
         names=_names(runs),
         labels=labels,
-        shared=len(keys),
+        shared=len(subsets[0]),
         scored=[len(table) for table in tables],
         metrics=metrics,
         speed=[speed_summary(run.manifest, **latency_stats(run.predictions)) for run in runs],
