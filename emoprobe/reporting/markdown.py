@@ -42,15 +42,14 @@ REPORT = "report.md"
 QUOTED_ANSWERS = 5
 QUOTE_LENGTH = 80
 UNPARSED_RULE = (
-    "An answer that names no label (or several without a clear choice) is `unparsed`: "
-    "it counts as a wrong prediction and stays in every denominator, as do the other "
-    "answers without a label: `refused` (the model declined), `truncated` (cut off at "
-    "the length limit before a label) and `empty_after_thinking` (only thinking text, no "
-    "answer); all of them fall in the confusion matrix's *unparsed* column. Images "
-    "without an answer are left out of the scores and counted: `unreadable` (the image "
-    "cannot be used), `not_in_cache` (an offline run had no cached answer; a run "
-    "without --offline answers them) and `failed` (the request failed after its "
-    "retries; no row is written, re-running retries them)."
+    "An answer that names no label (or several without a clear choice) is `unparsed`: it counts as "
+    "a wrong prediction and stays in every denominator, as do the other answers without a label: "
+    "`refused` (the model declined), `truncated` (cut off at the length limit before a label) and "
+    "`empty_after_thinking` (only thinking text, no answer); all of them fall in the confusion "
+    "matrix's *unparsed* column. Images without an answer are left out of the scores and counted: "
+    "`unreadable` (the image cannot be used), `not_in_cache` (an offline run had no cached answer; "
+    "a run without --offline answers them) and `failed` (the request failed after its retries; no "
+    "row is written, re-running retries them)."
 )
 STATUS_NAMES = {status: status.replace("_", " ") for status in STATUSES}
 
@@ -377,10 +376,9 @@ def alarms_section(alarms: Sequence[Alarm]) -> str:
     """The alarms as a list under a bold heading, or one line saying none was raised."""
     if not alarms:
         return (
-            "**Alarms:** none (checked: a class never predicted, one class in more than "
-            "half of the predictions, any status without a label above "
-            f"{alarm_kinds.NO_LABEL_SHARE:.0%} of the answers, accuracy not above the "
-            "majority-class baseline, a short sample)."
+            "**Alarms:** none (checked: a class never predicted, one class in more than half of "
+            f"the predictions, any status without a label above {alarm_kinds.NO_LABEL_SHARE:.0%} "
+            "of the answers, accuracy not above the majority-class baseline, a short sample)."
         )
     return "**Alarms:**\n\n" + "\n".join(f"- ⚠ {alarm_text(alarm)}" for alarm in alarms)
 
@@ -407,9 +405,8 @@ def _overall(metrics: Metrics, model: ModelRecord, paper: PaperResult | None) ->
             "how much the figures move with the sample of images alone."
         )
     text += (
-        f"\n\nMacro averages: F1 {figure(m.f1_macro)}, precision "
-        f"{figure(m.precision_macro)}, recall {figure(m.recall_macro)}."
-        " Accuracy equals weighted recall, as in the paper."
+        f"\n\nMacro averages: F1 {figure(m.f1_macro)}, precision {figure(m.precision_macro)}, "
+        f"recall {figure(m.recall_macro)}. Accuracy equals weighted recall, as in the paper."
     )
     if paper:
         text += " " + _paper_caveat(model, paper)
@@ -515,10 +512,9 @@ def _confusion(metrics: Metrics, plot: str | None) -> str:
         total = sum(row)
         shares.append([label, *((value / total) if total else None for value in row)])
     text = (
-        "## Confusion matrix\n\nRows are the true labels, columns the predictions "
-        "(*unparsed*: no label named).\n\n"
-        f"Counts:\n\n{table([*header, 'total'], counts)}\n\n"
-        f"Share of each row (the diagonal is each class's recall):\n\n{table(header, shares)}"
+        "## Confusion matrix\n\nRows are the true labels, columns the predictions (*unparsed*: no "
+        f"label named).\n\nCounts:\n\n{table([*header, 'total'], counts)}\n\nShare of each row "
+        f"(the diagonal is each class's recall):\n\n{table(header, shares)}"
     )
     if plot:
         caption = "Confusion matrix: colour is the share of each row, numbers are counts"

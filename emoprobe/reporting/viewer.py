@@ -221,13 +221,8 @@ def view_html(
         .replace(">", "\\u003e")
         .replace("&", "\\u0026")
     )
-    return _PAGE.format(
-        title=_e(title),
-        style=_STYLE,
-        header="\n".join(part for part in body if part),
-        data=blob,
-        script=_SCRIPT,
-    )
+    header = "\n".join(part for part in body if part)
+    return _PAGE.format(title=_e(title), style=_STYLE, header=header, data=blob, script=_SCRIPT)
 
 
 def _e(value: object) -> str:
