@@ -148,8 +148,8 @@ def render_comparison(
         "## Per-class F1\n\n"
         + per_class_table(comparison)
         + (f"\n\n![Per-class F1 of every run]({per_class_plot})" if per_class_plot else ""),
+        _how_to_read(comparison),
     ]
-    parts.append(_how_to_read(comparison))
     if plot:
         parts.append(f"![Weighted F1 with its 95% interval, against model size and speed]({plot})")
     return "\n\n".join(parts) + "\n"

@@ -185,11 +185,11 @@ def comparison_figure(
     images_per_s: Sequence[float | None],
     subject: str = "",
 ) -> Figure:
-    """Weighted F1 (with its 95% interval) against model size and against speed. A panel
-    is drawn only where at least one run knows the
-    quantity (a run whose speed this run did not measure is left out of that panel and
-    says so in the key); with neither, the runs' F1 are drawn side by side. Points carry
-    short keys (A, B, …); the key under the panels names each run, wrapped."""
+    """Weighted F1 (with its 95% interval) against model size and against speed. A panel is
+    drawn only where at least one run knows the quantity (a run whose speed this run did not
+    measure is left out of that panel and says so in the key); with neither, the runs' F1
+    are drawn side by side. Points carry short keys (A, B, …); the key under the panels
+    names each run, wrapped."""
     from matplotlib.lines import Line2D
 
     panels = [

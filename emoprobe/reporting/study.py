@@ -141,12 +141,11 @@ def _agreement(figures: StudyFigures) -> str:
 
 def _answer_shares(figures: StudyFigures) -> str:
     header = ["cell", *figures.labels, UNPARSED]
-    truth = _truth_shares(figures)
     rows = [
         [cell.name, *(cell.answer_shares[name] for name in [*figures.labels, UNPARSED])]
         for cell in figures.cells
     ]
-    rows.append(["(true labels)", *truth, None])
+    rows.append(["(true labels)", *_truth_shares(figures), None])
     return (
         "## Answers per label\n\n"
         f"Share of the {figures.shared} shared images given each answer: a prompt variant "

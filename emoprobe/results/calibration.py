@@ -71,10 +71,8 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
     per_class: dict[str, float | None] = {}
     for index, label in enumerate(labels):
         positive = truth == index
-        if positive.all() or not positive.any():
-            per_class[label] = None  # AUC needs both classes present
-        else:
-            per_class[label] = float(roc_auc_score(positive, probabilities[:, index]))
+        both = positive.any() and not positive.all()  # AUC needs both classes present
+        per_class[label] = float(roc_auc_score(positive, probabilities[:, index])) if both else None
     known = [value for value in per_class.values() if value is not None]
     confidence = probabilities.max(axis=1)
     top = probabilities.argmax(axis=1)
@@ -83,7 +81,6 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
     pairs = Counter(
         f"{p} → {labels[i]}" for i, p in zip(top, predicted, strict=True) if labels[i] != p
     )
-    differs = sum(pairs.values())
     bins = reliability_bins(confidence, correct)
     ece = sum(b.count * abs(b.accuracy - b.confidence) for b in bins) / len(usable)
     return ScoreMetrics(
@@ -91,7 +88,7 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
         n_without_scores=len(answered) - len(usable),
         n_answered=len(answered),
         n_ok_without_scores=int((~with_scores).sum()),
-        n_top_differs=differs,
+        n_top_differs=sum(pairs.values()),
         roc_auc_ovr_macro=float(np.mean(known)) if known else None,
         roc_auc_ovr=per_class,
         top_score_accuracy=float(correct.mean()),

@@ -153,8 +153,7 @@ def _draw(
         [y_true, *(np.minimum(np.asarray(p, dtype=np.int64), n_labels) for p in y_preds)], axis=1
     )
     # the distinct rows in np.unique(axis=0)'s order, from one integer per row (faster)
-    radix = n_labels + 1
-    flat = patterns @ (radix ** np.arange(patterns.shape[1] - 1, -1, -1, dtype=np.int64))
+    flat = patterns @ (n_columns ** np.arange(patterns.shape[1] - 1, -1, -1, dtype=np.int64))
     _, first, counts = np.unique(flat, return_index=True, return_counts=True)
     distinct = patterns[first]
     probabilities = counts / n
