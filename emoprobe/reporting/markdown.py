@@ -262,15 +262,11 @@ def _answer_mode(metrics: Metrics, manifest: Manifest, plot: str | None) -> str:
     )
     if not scores:
         return f"## Answer mode: logprobs\n\n{made}\n\nNo answer with a label carried scores."
-    per_class = [[label, value] for label, value in scores.roc_auc_ovr.items()]
+    without = scores.n_ok_without_scores
     coverage = (
         f"ROC-AUC, ECE and the reliability diagram cover **{scores.n_with_scores} of "
         f"{scores.n_answered} answers**: {metrics.n_ok} named a label"
-        + (
-            f" ({scores.n_ok_without_scores} of them without scores)"
-            if scores.n_ok_without_scores
-            else ""
-        )
+        + (f" ({without} of them without scores)" if without else "")
         + f", {metrics.n_unparsed} named none and get no scores."
     )
     current = bool(manifest.scoring_version and manifest.scoring_version >= 2)
@@ -298,7 +294,7 @@ def _answer_mode(metrics: Metrics, manifest: Manifest, plot: str | None) -> str:
             ],
         )
         + "\n\nROC-AUC per class (– where the scored answers hold no image of it or only it):"
-        "\n\n" + table(["class", "ROC-AUC"], per_class)
+        "\n\n" + table(["class", "ROC-AUC"], list(map(list, scores.roc_auc_ovr.items())))
     )
     if plot:
         text += f"\n\n![Reliability diagram]({plot})"

@@ -22,8 +22,8 @@ from emoprobe.errors import ConfigError
 from emoprobe.results import stats
 from emoprobe.results.comparison import shared_scored
 from emoprobe.results.load import RunRecord
-from emoprobe.results.metrics import Metrics, compute_metrics, encode, latency_stats
-from emoprobe.results.speed import speed_summary
+from emoprobe.results.metrics import Metrics, compute_metrics, encode
+from emoprobe.results.speed import images_per_second
 from emoprobe.task.definition import UNPARSED
 
 FACTORS = ("model", "answer_mode", "variant")
@@ -116,7 +116,6 @@ def study_figures(
         run = cell.run
         answers = subset["prediction"].fillna(UNPARSED).astype(str)
         counts = answers.where(answers.isin(labels), UNPARSED).value_counts()
-        speed = speed_summary(run.manifest, **latency_stats(run.predictions))
         figures.append(
             CellFigures(
                 name=cell.name,
@@ -132,7 +131,7 @@ def study_figures(
                 answer_shares={
                     name: int(counts.get(name, 0)) / len(subset) for name in [*labels, UNPARSED]
                 },
-                images_per_s=speed.images_per_s,
+                images_per_s=images_per_second(run.manifest.sessions),
             )
         )
     correct = [prediction == y_true for prediction in predictions]
