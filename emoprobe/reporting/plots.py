@@ -86,14 +86,9 @@ def confusion_matrix_png(metrics: Metrics, subject: str = "") -> bytes:
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
             share = shares[i][j]
+            colour = "white" if share > 0.55 else "black"
             axes.text(
-                j,
-                i,
-                f"{count}\n{share:.0%}",
-                ha="center",
-                va="center",
-                fontsize=9,
-                color="white" if share > 0.55 else "black",
+                j, i, f"{count}\n{share:.0%}", ha="center", va="center", fontsize=9, color=colour
             )
     axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
     axes.set_yticks(range(len(labels)), labels)
@@ -124,21 +119,16 @@ def per_class_f1_png(metrics: Metrics, paper: PaperResult | None, subject: str =
     width = 0.38 if paper else 0.6
     offset = width / 2 if paper else 0.0
     positions = range(len(labels))
-    bars = axes.bar(
-        [x - offset for x in positions], mine, width, label="this run", color=RUN_COLOUR
-    )
-    axes.bar_label(bars, labels=[f"{v:.2f}" for v in mine], fontsize=8, padding=2)
+    series: list[tuple[list[float], str, str, float, str | None]] = [
+        (mine, "this run", RUN_COLOUR, -offset, None)
+    ]
     if paper:
         theirs = [paper.per_class_f1.get(label, 0.0) for label in labels]
-        paper_bars = axes.bar(
-            [x + offset for x in positions],
-            theirs,
-            width,
-            label=f"{paper.model} (paper)",
-            color=PAPER_COLOUR,
-            edgecolor="#666666",
-        )
-        axes.bar_label(paper_bars, labels=[f"{v:.2f}" for v in theirs], fontsize=8, padding=2)
+        series.append((theirs, f"{paper.model} (paper)", PAPER_COLOUR, offset, "#666666"))
+    for values, name, colour, shift, edge in series:
+        x = [position + shift for position in positions]
+        bars = axes.bar(x, values, width, label=name, color=colour, edgecolor=edge)
+        axes.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8, padding=2)
     axes.set_xticks(list(positions), labels)
     axes.set_ylim(0, 1.1)
     axes.set_ylabel("F1")

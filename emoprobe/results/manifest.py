@@ -201,6 +201,11 @@ class Manifest:
             )
         return _parse_manifest(data, source)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """A manifest from JSON-like data, checked as `from_json` checks it."""
+        return _parse_manifest(data, "manifest")
+
 
 def _parse_manifest(data: Any, source: str) -> Manifest:
     """The manifest checked by pydantic, its long `files` list by a plain loop (the
