@@ -667,11 +667,10 @@ def _image_size_note(manifest: Manifest) -> str:
     images = sum(s.requests for s in sessions)
     if not (source and sent and images):
         return ""
-    mean_source, mean_sent = source / images, sent / images
-    text = f"\n\nImages sent averaged {mean_sent / 1e6:.2f} megapixels"
+    text = f"\n\nImages sent averaged {sent / images / 1e6:.2f} megapixels"
     if manifest.max_side and sent < source:
         text += (
-            f"; `--max-side {manifest.max_side}` cut them from {mean_source / 1e6:.2f} "
+            f"; `--max-side {manifest.max_side}` cut them from {source / images / 1e6:.2f} "
             f"megapixels: {1 - sent / source:.0%} fewer pixels to encode per image"
         )
     text += "."

@@ -139,9 +139,7 @@ def _prediction_code(row: Row, code: dict[str, int]) -> int:
 
 
 def _milliseconds(latency: float | None) -> int:
-    if latency is None or not math.isfinite(latency):
-        return -1
-    return round(latency * 1000)
+    return -1 if latency is None or not math.isfinite(latency) else round(latency * 1000)
 
 
 def _scores(row: Row, labels: Sequence[str]) -> list[int] | None:

@@ -8,7 +8,7 @@ plots are the caller's (`emoprobe.reporting.markdown`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +66,12 @@ class RunDir:
     def _tidy(self, created: list[Path]) -> None:
         """Remove the lock (still held) and the folders this run made, if nothing else
         is in them."""
-        try:
+        with suppress(OSError):
             if [entry.name for entry in self.path.iterdir()] != [LOCK]:
                 return
             (self.path / LOCK).unlink()
             for folder in created:  # deepest first
                 folder.rmdir()
-        except OSError:
-            pass
 
     def read_manifest(self) -> Manifest | None:
         return read_manifest(self.path / MANIFEST)

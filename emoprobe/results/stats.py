@@ -202,9 +202,7 @@ class McNemar:
 
 
 def mcnemar(
-    first_correct: Sequence[bool] | np.ndarray,
-    second_correct: Sequence[bool] | np.ndarray,
-    exact_below: int = EXACT_BELOW,
+    first_correct: Sequence[bool] | np.ndarray, second_correct: Sequence[bool] | np.ndarray
 ) -> McNemar:
     """McNemar's test from two runs' per-image correctness (same images, same order)."""
     first = np.asarray(first_correct, dtype=bool)
@@ -213,7 +211,7 @@ def mcnemar(
         raise ValueError("both runs must score the same images")
     b = int(np.count_nonzero(first & ~second))
     c = int(np.count_nonzero(~first & second))
-    return mcnemar_from_counts(b, c, exact_below)
+    return mcnemar_from_counts(b, c)
 
 
 def mcnemar_from_counts(b: int, c: int, exact_below: int = EXACT_BELOW) -> McNemar:
