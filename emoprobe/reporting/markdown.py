@@ -56,13 +56,12 @@ STATUS_NAMES = {status: status.replace("_", " ") for status in STATUSES}
 
 def status_counts(metrics: Metrics) -> str:
     """The statuses as one line: unparsed and unreadable always, the others where any."""
-    shown = [
+    return "  ".join(
         f"{STATUS_NAMES[status]} {metrics.statuses.get(status, 0)}"
         for status in STATUSES
         if status != OK
         and (metrics.statuses.get(status) or status in (UNPARSED_STATUS, UNREADABLE))
-    ]
-    return "  ".join(shown)
+    )
 
 
 class Shown(float):
@@ -94,17 +93,14 @@ def fixed(value: float | None, decimals: int) -> Shown | None:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured Markdown table; numeric columns right-aligned."""
-    cells = [[_cell(value) for value in row] for row in rows]
     align = [
         "---:"
         if rows and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
         else "---"
         for i in range(len(header))
     ]
-    names = [_cell(name) for name in header]
-    lines = ["| " + " | ".join(names) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines)
+    lines = [[_cell(name) for name in header], align, *([_cell(v) for v in row] for row in rows)]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def column_table(columns: Sequence[tuple[str, Callable[[T], Any]]], items: Iterable[T]) -> str:

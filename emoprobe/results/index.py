@@ -68,10 +68,9 @@ def summarize(run: RunRecord) -> RunSummary:
     manifest, rows, metrics = run.manifest, run.rows, run.metrics
     interval = metrics.ci95.f1_weighted if metrics.ci95 else None
     dataset = manifest.dataset
-    fingerprint_model = manifest.fingerprint.model if manifest.fingerprint else None
     return RunSummary(
         path=str(run.path),
-        model=manifest.model.name or fingerprint_model,
+        model=manifest.model.name or (manifest.fingerprint.model if manifest.fingerprint else None),
         quantization=manifest.model.quantization or None,
         answer_mode=manifest.answer_mode,
         task=manifest.task.name,
