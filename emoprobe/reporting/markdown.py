@@ -86,8 +86,7 @@ def signed(value: float, decimals: int = 4) -> Shown:
 
 
 def fixed(value: float | None, decimals: int) -> Shown | None:
-    """A figure shown to `decimals` decimals: two for the paper's per-class figures
-    (never 0.6500 for its 0.65), fewer for speeds."""
+    """A figure to `decimals` decimals: two for the paper's per-class figures, fewer for speeds."""
     return None if value is None else Shown(value, decimals)
 
 

@@ -140,8 +140,7 @@ def per_class_f1_png(metrics: Metrics, paper: PaperResult | None, subject: str =
 def per_class_f1_comparison_figure(
     names: Sequence[str], labels: Sequence[str], f1: Sequence[Sequence[float]], subject: str = ""
 ) -> Figure:
-    """Per-class F1 of every compared run: one group of bars per class, one bar per run
-    (keyed A, B, … with the runs' names in the key below)."""
+    """Per-class F1 of every compared run: a group of bars per class, a bar per run (A, B, …)."""
     keys = run_keys(len(names))
     key_lines = sum(_key_label(k, n).count("\n") + 1 for k, n in zip(keys, names, strict=True))
     columns = 1 if len(names) < 3 else 2

@@ -165,8 +165,7 @@ class PairedFigures:
 def paired_figures(
     runs: Sequence[RunRecord], shared: SharedImages, names: Sequence[str]
 ) -> tuple[int, list[PairedFigures]]:
-    """McNemar's test, Cohen's κ and agreement for every pair of runs, on the images that
-    every run scored; returns that image count and the pairs."""
+    """How many images every run scored; McNemar, Cohen's κ and agreement of each pair on them."""
     both = [
         i for i in range(len(shared.keys)) if all(rows[i].status in SCORED for rows in shared.rows)
     ]

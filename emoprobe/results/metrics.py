@@ -215,8 +215,7 @@ def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
 
 
 def _agreement(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Balanced accuracy and Cohen's kappa against the truth (scikit-learn's), and the
-    majority-class baseline."""
+    """Balanced accuracy, Cohen's kappa against the truth (scikit-learn's), majority baseline."""
     import numpy as np
     from sklearn.metrics import balanced_accuracy_score
 

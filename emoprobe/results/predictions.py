@@ -62,8 +62,7 @@ NOT_IN_CACHE_TEXT = "not in cache"  # the error text of a not-in-cache row
 
 
 def current_status(status: str, error: str = "") -> str:
-    """A status as this version names it: an older folder's `error` row becomes
-    `not_in_cache` (its error says so) or `unreadable`."""
+    """A status as this version names it: an older `error` row is `not_in_cache` or `unreadable`."""
     if status == LEGACY_ERROR:
         return NOT_IN_CACHE if error == NOT_IN_CACHE_TEXT else UNREADABLE
     return status
@@ -274,8 +273,7 @@ def _refuse_symlink(path: Path) -> None:
 
 
 def _header_labels(path: Path, values: Sequence[str]) -> tuple[int, list[str]]:
-    """How many fixed columns a predictions.csv header has (fewer in an older file) and
-    its score labels; ConfigError for a header not ours."""
+    """A header's fixed columns (fewer in older files) and score labels; ConfigError if not ours."""
     columns = COLUMNS if list(values[: len(COLUMNS)]) == COLUMNS else LEGACY_COLUMNS
     extra = list(values[len(columns) :])
     if list(values[: len(columns)]) != columns or not all(

@@ -64,8 +64,7 @@ class RunDir:
             lock.release()
 
     def _tidy(self, created: list[Path]) -> None:
-        """Remove the lock (still held) and the folders this run made, if nothing else
-        is in them."""
+        """Remove the lock (still held) and the folders this run made if nothing else is in them."""
         with suppress(OSError):
             if [entry.name for entry in self.path.iterdir()] != [LOCK]:
                 return

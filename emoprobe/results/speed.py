@@ -102,8 +102,7 @@ def images_per_second(sessions: Sequence[Session]) -> float | None:
 
 
 def _kinds(sessions: list[tuple[int, dict[str, int]]]) -> dict[str, int]:
-    """Counts by kind over sessions; a session's count its kinds do not cover is
-    `UNRECORDED`. Most frequent first."""
+    """Counts by kind over sessions, most frequent first; counts of no kind are `UNRECORDED`."""
     total: dict[str, int] = {}
     for count, kinds in sessions:
         for kind, n in kinds.items():

@@ -187,8 +187,7 @@ def percentile_interval(values: np.ndarray, level: float = CONFIDENCE) -> tuple[
 # -- McNemar's test -----------------------------------------------------------------
 @dataclass(frozen=True)
 class McNemar:
-    """McNemar's test on paired right/wrong outcomes of two runs. b: images the first run
-    got right and the second wrong; c: the reverse."""
+    """McNemar's test of two runs: `b` images only the first got right, `c` only the second."""
 
     b: int
     c: int
