@@ -104,15 +104,7 @@ def reliability_bins(confidence: Any, correct: Any, bins: int = BINS) -> list[Re
     for index in range(bins):
         low, high = index / bins, (index + 1) / bins
         inside = (confidence > low) & (confidence <= high) if index else confidence <= high
-        count = int(inside.sum())
-        if count:
-            result.append(
-                ReliabilityBin(
-                    low,
-                    high,
-                    count,
-                    float(confidence[inside].mean()),
-                    float(correct[inside].mean()),
-                )
-            )
+        if count := int(inside.sum()):
+            sure, right = float(confidence[inside].mean()), float(correct[inside].mean())
+            result.append(ReliabilityBin(low, high, count, sure, right))
     return result
