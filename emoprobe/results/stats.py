@@ -116,26 +116,13 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
     if len(y_preds) <= 2:
         f1, accuracy, per_class = _draw(y_true, y_preds, n_labels, resamples, rng)
-        return Bootstrap(
-            resamples,
-            seed,
-            f1,
-            accuracy,
-            per_class,
-            np.broadcast_to(f1[0], f1.shape),
-            np.broadcast_to(accuracy[0], accuracy.shape),
-        )
+        first_values = [np.broadcast_to(metric[0], metric.shape) for metric in (f1, accuracy)]
+        return Bootstrap(resamples, seed, f1, accuracy, per_class, *first_values)
     pairs = [_draw(y_true, [y_preds[0], other], n_labels, resamples, rng) for other in y_preds[1:]]
-    first = pairs[0]
-    return Bootstrap(
-        resamples,
-        seed,
-        np.stack([first[0][0], *(pair[0][1] for pair in pairs)]),
-        np.stack([first[1][0], *(pair[1][1] for pair in pairs)]),
-        np.stack([first[2][0], *(pair[2][1] for pair in pairs)]),
-        np.stack([first[0][0], *(pair[0][0] for pair in pairs)]),
-        np.stack([first[1][0], *(pair[1][0] for pair in pairs)]),
-    )
+    first = pairs[0]  # each pair, per metric (F1, accuracy, per class): the first run, the other
+    values = [np.stack([first[m][0], *(pair[m][1] for pair in pairs)]) for m in range(3)]
+    first_values = [np.stack([first[m][0], *(pair[m][0] for pair in pairs)]) for m in range(2)]
+    return Bootstrap(resamples, seed, *values, *first_values)
 
 
 def _draw(
