@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from emoprobe.files import slug, write_atomic
 from emoprobe.reporting.markdown import (
     PValue,
     alarm_text,
+    column_table,
     dataset_name,
     fixed,
     inert,
@@ -26,78 +28,43 @@ PER_CLASS_PLOT = "comparison_per_class_f1.png"
 
 def runs_table(comparison: Comparison) -> str:
     """Every run's metrics (on the shared images) and speed (over its own sessions)."""
-    header = [
-        "run",
-        "quantization",
-        "size (GB)",
-        "F1",
-        "F1 95% CI",
-        "accuracy",
-        "precision",
-        "recall",
-        "macro F1",
-        "unparsed share",
-        "images/s",
-        "median latency (s)",
-        "tokens/s",
+    runs, metrics, speed = comparison.runs, comparison.metrics, comparison.speed
+    sizes = [run.manifest.model.size_bytes / 1e9 or None for run in runs]
+    columns: list[tuple[str, Callable[[int], Any]]] = [
+        ("run", lambda r: comparison.names[r]),
+        ("quantization", lambda r: runs[r].manifest.model.quantization or "?"),
+        ("size (GB)", lambda r: fixed(sizes[r], 2)),
+        ("F1", lambda r: metrics[r].f1_weighted),
+        ("F1 95% CI", lambda r: interval(comparison.f1_intervals[r])),
+        ("accuracy", lambda r: metrics[r].accuracy),
+        ("precision", lambda r: metrics[r].precision_weighted),
+        ("recall", lambda r: metrics[r].recall_weighted),
+        ("macro F1", lambda r: metrics[r].f1_macro),
+        ("unparsed share", lambda r: metrics[r].n_unparsed / metrics[r].n_scored),
+        ("images/s", lambda r: fixed(speed[r].images_per_s, 2)),
+        ("median latency (s)", lambda r: fixed(speed[r].latency_median_s, 3)),
+        ("tokens/s", lambda r: fixed(speed[r].generated_tokens_per_s, 1)),
     ]
-    rows = []
-    for r, run in enumerate(comparison.runs):
-        metrics, speed, model = comparison.metrics[r], comparison.speed[r], run.manifest.model
-        rows.append(
-            [
-                comparison.names[r],
-                model.quantization or "?",
-                fixed(model.size_bytes / 1e9, 2) if model.size_bytes else None,
-                metrics.f1_weighted,
-                interval(comparison.f1_intervals[r]),
-                metrics.accuracy,
-                metrics.precision_weighted,
-                metrics.recall_weighted,
-                metrics.f1_macro,
-                metrics.n_unparsed / metrics.n_scored,
-                fixed(speed.images_per_s, 2),
-                fixed(speed.latency_median_s, 3),
-                fixed(speed.generated_tokens_per_s, 1),
-            ]
-        )
-    return table(header, rows)
+    return column_table(columns, range(len(runs)))
 
 
 def paired_table(comparison: Comparison) -> str:
     """Each run against the first: differences, their paired intervals, McNemar, kappa."""
-    header = [
-        "run",
-        "Δ F1",
-        "Δ F1 95% CI",
-        "Δ accuracy",
-        "Δ accuracy 95% CI",
-        "only first right (b)",
-        "only this right (c)",
-        "McNemar p",
-        "McNemar test",
-        "Cohen's κ",
-        "same answer",
+    names, paired = comparison.names[1:], comparison.paired
+    columns: list[tuple[str, Callable[[int], Any]]] = [
+        ("run", lambda j: names[j]),
+        ("Δ F1", lambda j: signed(paired[j].f1_difference)),
+        ("Δ F1 95% CI", lambda j: _signed_interval(paired[j].f1_interval)),
+        ("Δ accuracy", lambda j: signed(paired[j].accuracy_difference)),
+        ("Δ accuracy 95% CI", lambda j: _signed_interval(paired[j].accuracy_interval)),
+        ("only first right (b)", lambda j: paired[j].mcnemar.b),
+        ("only this right (c)", lambda j: paired[j].mcnemar.c),
+        ("McNemar p", lambda j: PValue(paired[j].mcnemar.p_value)),
+        ("McNemar test", lambda j: paired[j].mcnemar.method),
+        ("Cohen's κ", lambda j: paired[j].kappa),
+        ("same answer", lambda j: paired[j].agreement),
     ]
-    rows = []
-    for name, pair in zip(comparison.names[1:], comparison.paired, strict=True):
-        test = pair.mcnemar
-        rows.append(
-            [
-                name,
-                signed(pair.f1_difference),
-                _signed_interval(pair.f1_interval),
-                signed(pair.accuracy_difference),
-                _signed_interval(pair.accuracy_interval),
-                test.b,
-                test.c,
-                PValue(test.p_value),
-                test.method,
-                pair.kappa,
-                pair.agreement,
-            ]
-        )
-    return table(header, rows)
+    return column_table(columns, range(len(paired)))
 
 
 def per_class_table(comparison: Comparison) -> str:
@@ -181,8 +148,8 @@ def render_comparison(
         "## Per-class F1\n\n"
         + per_class_table(comparison)
         + (f"\n\n![Per-class F1 of every run]({per_class_plot})" if per_class_plot else ""),
+        _how_to_read(comparison),
     ]
-    parts.append(_how_to_read(comparison))
     if plot:
         parts.append(f"![Weighted F1 with its 95% interval, against model size and speed]({plot})")
     return "\n\n".join(parts) + "\n"
@@ -190,24 +157,21 @@ def render_comparison(
 
 def _how_to_read(comparison: Comparison) -> str:
     return (
-        "## How to read this\n\n"
-        f"- **Δ and its 95% CI** (each run minus {inert(comparison.names[0])}): the images are "
-        f"resampled with replacement {comparison.resamples:,} times (seed {comparison.seed}), "
-        "the same images for both runs, and the difference recomputed each time; the "
-        "interval holds the middle 95%. Pairing removes the luck of which images were "
-        "drawn, so it is much narrower than comparing two separate intervals. An interval "
-        "that spans 0 means these images cannot tell the two apart.\n"
-        "- **McNemar's test** looks only at the images on which the runs differ in being "
-        "right: *b* got right by the first run only, *c* by this run only. With fewer than "
-        "25 such images the p-value is the exact two-sided binomial test, else the "
-        "chi-square test with continuity correction. A small p says one run is right more "
-        "often than chance would explain on these images; it says nothing about how much "
-        "better, nor about other images or prompts.\n"
-        "- **Cohen's κ** measures how often the two runs give the *same answer* (right or "
-        "wrong, `unparsed` included) beyond what their answer frequencies would give by "
-        "chance: 1 identical, 0 chance level. Two builds with equal F1 but low κ are "
-        "right on different images.\n"
-        "- Each run is one pass at the recorded options; several runs per setting, or "
+        "## How to read this\n\n- **Δ and its 95% CI** (each run minus "
+        f"{inert(comparison.names[0])}): the images are resampled with replacement "
+        f"{comparison.resamples:,} times (seed {comparison.seed}), the same images for both runs, "
+        "and the difference recomputed each time; the interval holds the middle 95%. Pairing "
+        "removes the luck of which images were drawn, so it is much narrower than comparing two "
+        "separate intervals. An interval that spans 0 means these images cannot tell the two "
+        "apart.\n- **McNemar's test** looks only at the images on which the runs differ in being "
+        "right: *b* got right by the first run only, *c* by this run only. With fewer than 25 such "
+        "images the p-value is the exact two-sided binomial test, else the chi-square test with "
+        "continuity correction. A small p says one run is right more often than chance would "
+        "explain on these images; it says nothing about how much better, nor about other images or "
+        "prompts.\n- **Cohen's κ** measures how often the two runs give the *same answer* (right "
+        "or wrong, `unparsed` included) beyond what their answer frequencies would give by chance: "
+        "1 identical, 0 chance level. Two builds with equal F1 but low κ are right on different "
+        "images.\n- Each run is one pass at the recorded options; several runs per setting, or "
         "several comparisons at once, call for more caution than one p-value suggests."
     )
 
@@ -222,7 +186,7 @@ def write_comparison(out: Path, comparison: Comparison) -> Path:
         f"{len(comparison.runs)} runs (key below) on {comparison.shared:,} shared images "
         f"of {dataset_name(comparison.runs[0].manifest)}"
     )
-    data = plots.comparison_png(
+    figure = plots.comparison_figure(
         comparison.names,
         [metrics.f1_weighted or 0.0 for metrics in comparison.metrics],
         comparison.f1_intervals,
@@ -230,14 +194,14 @@ def write_comparison(out: Path, comparison: Comparison) -> Path:
         [speed.images_per_s for speed in comparison.speed],
         subject=subject,
     )
-    write_atomic(out / PLOT, data)
-    per_class = plots.per_class_f1_comparison_png(
+    write_atomic(out / PLOT, plots._png(figure))
+    per_class = plots.per_class_f1_comparison_figure(
         comparison.names,
         comparison.labels,
         [[m.per_class[label].f1 for label in comparison.labels] for m in comparison.metrics],
         subject=subject,
     )
-    write_atomic(out / PER_CLASS_PLOT, per_class)
+    write_atomic(out / PER_CLASS_PLOT, plots._png(per_class))
     path = out / COMPARISON
     write_atomic(path, render_comparison(comparison, PLOT, PER_CLASS_PLOT))
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,28 +42,26 @@ REPORT = "report.md"
 QUOTED_ANSWERS = 5
 QUOTE_LENGTH = 80
 UNPARSED_RULE = (
-    "An answer that names no label (or several without a clear choice) is `unparsed`: "
-    "it counts as a wrong prediction and stays in every denominator, as do the other "
-    "answers without a label: `refused` (the model declined), `truncated` (cut off at "
-    "the length limit before a label) and `empty_after_thinking` (only thinking text, no "
-    "answer); all of them fall in the confusion matrix's *unparsed* column. Images "
-    "without an answer are left out of the scores and counted: `unreadable` (the image "
-    "cannot be used), `not_in_cache` (an offline run had no cached answer; a run "
-    "without --offline answers them) and `failed` (the request failed after its "
-    "retries; no row is written, re-running retries them)."
+    "An answer that names no label (or several without a clear choice) is `unparsed`: it counts as "
+    "a wrong prediction and stays in every denominator, as do the other answers without a label: "
+    "`refused` (the model declined), `truncated` (cut off at the length limit before a label) and "
+    "`empty_after_thinking` (only thinking text, no answer); all of them fall in the confusion "
+    "matrix's *unparsed* column. Images without an answer are left out of the scores and counted: "
+    "`unreadable` (the image cannot be used), `not_in_cache` (an offline run had no cached answer; "
+    "a run without --offline answers them) and `failed` (the request failed after its retries; no "
+    "row is written, re-running retries them)."
 )
 STATUS_NAMES = {status: status.replace("_", " ") for status in STATUSES}
 
 
 def status_counts(metrics: Metrics) -> str:
     """The statuses as one line: unparsed and unreadable always, the others where any."""
-    shown = [
+    return "  ".join(
         f"{STATUS_NAMES[status]} {metrics.statuses.get(status, 0)}"
         for status in STATUSES
         if status != OK
         and (metrics.statuses.get(status) or status in (UNPARSED_STATUS, UNREADABLE))
-    ]
-    return "  ".join(shown)
+    )
 
 
 class Shown(float):
@@ -87,24 +86,20 @@ def signed(value: float, decimals: int = 4) -> Shown:
 
 
 def fixed(value: float | None, decimals: int) -> Shown | None:
-    """A figure shown to `decimals` decimals: two for the paper's per-class figures
-    (never 0.6500 for its 0.65), fewer for speeds."""
+    """A figure to `decimals` decimals: two for the paper's per-class figures, fewer for speeds."""
     return None if value is None else Shown(value, decimals)
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub-flavoured Markdown table; numeric columns right-aligned."""
-    cells = [[_cell(value) for value in row] for row in rows]
     align = [
         "---:"
         if rows and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
         else "---"
         for i in range(len(header))
     ]
-    names = [_cell(name) for name in header]
-    lines = ["| " + " | ".join(names) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines)
+    lines = [[_cell(name) for name in header], align, *([_cell(v) for v in row] for row in rows)]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def column_table(columns: Sequence[tuple[str, Callable[[T], Any]]], items: Iterable[T]) -> str:
@@ -262,15 +257,11 @@ def _answer_mode(metrics: Metrics, manifest: Manifest, plot: str | None) -> str:
     )
     if not scores:
         return f"## Answer mode: logprobs\n\n{made}\n\nNo answer with a label carried scores."
-    per_class = [[label, value] for label, value in scores.roc_auc_ovr.items()]
+    without = scores.n_ok_without_scores
     coverage = (
         f"ROC-AUC, ECE and the reliability diagram cover **{scores.n_with_scores} of "
         f"{scores.n_answered} answers**: {metrics.n_ok} named a label"
-        + (
-            f" ({scores.n_ok_without_scores} of them without scores)"
-            if scores.n_ok_without_scores
-            else ""
-        )
+        + (f" ({without} of them without scores)" if without else "")
         + f", {metrics.n_unparsed} named none and get no scores."
     )
     current = bool(manifest.scoring_version and manifest.scoring_version >= 2)
@@ -298,7 +289,7 @@ def _answer_mode(metrics: Metrics, manifest: Manifest, plot: str | None) -> str:
             ],
         )
         + "\n\nROC-AUC per class (– where the scored answers hold no image of it or only it):"
-        "\n\n" + table(["class", "ROC-AUC"], per_class)
+        "\n\n" + table(["class", "ROC-AUC"], list(map(list, scores.roc_auc_ovr.items())))
     )
     if plot:
         text += f"\n\n![Reliability diagram]({plot})"
@@ -376,10 +367,9 @@ def alarms_section(alarms: Sequence[Alarm]) -> str:
     """The alarms as a list under a bold heading, or one line saying none was raised."""
     if not alarms:
         return (
-            "**Alarms:** none (checked: a class never predicted, one class in more than "
-            "half of the predictions, any status without a label above "
-            f"{alarm_kinds.NO_LABEL_SHARE:.0%} of the answers, accuracy not above the "
-            "majority-class baseline, a short sample)."
+            "**Alarms:** none (checked: a class never predicted, one class in more than half of "
+            f"the predictions, any status without a label above {alarm_kinds.NO_LABEL_SHARE:.0%} "
+            "of the answers, accuracy not above the majority-class baseline, a short sample)."
         )
     return "**Alarms:**\n\n" + "\n".join(f"- ⚠ {alarm_text(alarm)}" for alarm in alarms)
 
@@ -406,9 +396,8 @@ def _overall(metrics: Metrics, model: ModelRecord, paper: PaperResult | None) ->
             "how much the figures move with the sample of images alone."
         )
     text += (
-        f"\n\nMacro averages: F1 {figure(m.f1_macro)}, precision "
-        f"{figure(m.precision_macro)}, recall {figure(m.recall_macro)}."
-        " Accuracy equals weighted recall, as in the paper."
+        f"\n\nMacro averages: F1 {figure(m.f1_macro)}, precision {figure(m.precision_macro)}, "
+        f"recall {figure(m.recall_macro)}. Accuracy equals weighted recall, as in the paper."
     )
     if paper:
         text += " " + _paper_caveat(model, paper)
@@ -464,20 +453,10 @@ def _per_class(metrics: Metrics, paper: PaperResult | None, plot: str | None) ->
         header += ["paper F1", "F1 − paper"]
     rows = []
     for label, scores in per_class.items():
-        row: list[Any] = [
-            label,
-            scores.precision,
-            scores.recall,
-            scores.f1,
-            scores.support,
-            predicted.get(label, 0),
-        ]
+        row: list[Any] = [label, *astuple(scores), predicted.get(label, 0)]  # precision … support
         if paper:
             theirs = paper.per_class_f1.get(label)
-            row += [
-                fixed(theirs, 2),
-                None if theirs is None else signed(scores.f1 - theirs, 2),
-            ]
+            row += [fixed(theirs, 2), None if theirs is None else signed(scores.f1 - theirs, 2)]
         rows.append(row)
     text = "## Per class\n\n" + table(header, rows)
     text += (
@@ -524,10 +503,9 @@ def _confusion(metrics: Metrics, plot: str | None) -> str:
         total = sum(row)
         shares.append([label, *((value / total) if total else None for value in row)])
     text = (
-        "## Confusion matrix\n\nRows are the true labels, columns the predictions "
-        "(*unparsed*: no label named).\n\n"
-        f"Counts:\n\n{table([*header, 'total'], counts)}\n\n"
-        f"Share of each row (the diagonal is each class's recall):\n\n{table(header, shares)}"
+        "## Confusion matrix\n\nRows are the true labels, columns the predictions (*unparsed*: no "
+        f"label named).\n\nCounts:\n\n{table([*header, 'total'], counts)}\n\nShare of each row "
+        f"(the diagonal is each class's recall):\n\n{table(header, shares)}"
     )
     if plot:
         caption = "Confusion matrix: colour is the share of each row, numbers are counts"
@@ -659,19 +637,16 @@ def _speed(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) -> s
 
 def _hosts(manifest: Manifest) -> str:
     """Images and speed per server, when several shared the work."""
-    served: dict[str, dict[str, float]] = {}
-    for session in manifest.sessions:
-        for host in session.hosts:
-            entry = served.setdefault(host.url, {"images": 0, "errors": 0, "busy_s": 0.0})
-            entry["images"] += host.images
-            entry["errors"] += host.errors
-            entry["busy_s"] += host.busy_s
-    if len(served) < 2:
+    images: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for host in (host for session in manifest.sessions for host in session.hosts):
+        images[host.url] += host.images
+        errors[host.url] += host.errors
+    if len(images) < 2:
         return ""
     wall = sum(s.wall_s for s in manifest.sessions if s.hosts)
     rows = [
-        [url, int(e["images"]), fixed(e["images"] / wall, 2) if wall else None, int(e["errors"])]
-        for url, e in served.items()
+        [url, n, fixed(n / wall, 2) if wall else None, errors[url]] for url, n in images.items()
     ]
     return "\n\nServers that shared the work:\n\n" + table(
         ["host", "images", "images/s", "failed requests"], rows
@@ -687,11 +662,10 @@ def _image_size_note(manifest: Manifest) -> str:
     images = sum(s.requests for s in sessions)
     if not (source and sent and images):
         return ""
-    mean_source, mean_sent = source / images, sent / images
-    text = f"\n\nImages sent averaged {mean_sent / 1e6:.2f} megapixels"
+    text = f"\n\nImages sent averaged {sent / images / 1e6:.2f} megapixels"
     if manifest.max_side and sent < source:
         text += (
-            f"; `--max-side {manifest.max_side}` cut them from {mean_source / 1e6:.2f} "
+            f"; `--max-side {manifest.max_side}` cut them from {source / images / 1e6:.2f} "
             f"megapixels: {1 - sent / source:.0%} fewer pixels to encode per image"
         )
     text += "."
@@ -708,7 +682,7 @@ def _image_size_note(manifest: Manifest) -> str:
             f"{tokens_sent / costed:,.0f} per image sent ({costed} of {images} requests)"
         )
         if manifest.max_side and tokens_source:
-            saved = 1 - tokens_sent / tokens_source if tokens_source else 0.0
+            saved = 1 - tokens_sent / tokens_source
             text += (
                 f"; as stored they would cost {tokens_source / costed:,.0f}, so "
                 f"`--max-side {manifest.max_side}` saved {saved:.0%} of the image tokens"

@@ -49,10 +49,7 @@ def _figure(width: float, height: float, margins: Margins | None = None) -> Figu
         left, right, bottom, top = margins
         figure = Figure(figsize=(width, height), dpi=100)
         figure.subplots_adjust(
-            left=left / width,
-            right=1 - right / width,
-            bottom=bottom / height,
-            top=1 - top / height,
+            left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height
         )
     FigureCanvasAgg(figure)
     return figure
@@ -89,14 +86,9 @@ def confusion_matrix_png(metrics: Metrics, subject: str = "") -> bytes:
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
             share = shares[i][j]
+            colour = "white" if share > 0.55 else "black"
             axes.text(
-                j,
-                i,
-                f"{count}\n{share:.0%}",
-                ha="center",
-                va="center",
-                fontsize=9,
-                color="white" if share > 0.55 else "black",
+                j, i, f"{count}\n{share:.0%}", ha="center", va="center", fontsize=9, color=colour
             )
     axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
     axes.set_yticks(range(len(labels)), labels)
@@ -127,21 +119,16 @@ def per_class_f1_png(metrics: Metrics, paper: PaperResult | None, subject: str =
     width = 0.38 if paper else 0.6
     offset = width / 2 if paper else 0.0
     positions = range(len(labels))
-    bars = axes.bar(
-        [x - offset for x in positions], mine, width, label="this run", color=RUN_COLOUR
-    )
-    axes.bar_label(bars, labels=[f"{v:.2f}" for v in mine], fontsize=8, padding=2)
+    series: list[tuple[list[float], str, str, float, str | None]] = [
+        (mine, "this run", RUN_COLOUR, -offset, None)
+    ]
     if paper:
         theirs = [paper.per_class_f1.get(label, 0.0) for label in labels]
-        paper_bars = axes.bar(
-            [x + offset for x in positions],
-            theirs,
-            width,
-            label=f"{paper.model} (paper)",
-            color=PAPER_COLOUR,
-            edgecolor="#666666",
-        )
-        axes.bar_label(paper_bars, labels=[f"{v:.2f}" for v in theirs], fontsize=8, padding=2)
+        series.append((theirs, f"{paper.model} (paper)", PAPER_COLOUR, offset, "#666666"))
+    for values, name, colour, shift, edge in series:
+        x = [position + shift for position in positions]
+        bars = axes.bar(x, values, width, label=name, color=colour, edgecolor=edge)
+        axes.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8, padding=2)
     axes.set_xticks(list(positions), labels)
     axes.set_ylim(0, 1.1)
     axes.set_ylabel("F1")
@@ -150,23 +137,10 @@ def per_class_f1_png(metrics: Metrics, paper: PaperResult | None, subject: str =
     return _png(figure)
 
 
-def per_class_f1_comparison_png(
-    names: Sequence[str],
-    labels: Sequence[str],
-    f1: Sequence[Sequence[float]],
-    subject: str = "",
-) -> bytes:
-    """Per-class F1 of every compared run: one group of bars per class, one bar per run
-    (keyed A, B, … with the runs' names in the key below)."""
-    return _png(per_class_f1_comparison_figure(names, labels, f1, subject))
-
-
 def per_class_f1_comparison_figure(
-    names: Sequence[str],
-    labels: Sequence[str],
-    f1: Sequence[Sequence[float]],
-    subject: str = "",
+    names: Sequence[str], labels: Sequence[str], f1: Sequence[Sequence[float]], subject: str = ""
 ) -> Figure:
+    """Per-class F1 of every compared run: a group of bars per class, a bar per run (A, B, …)."""
     keys = run_keys(len(names))
     key_lines = sum(_key_label(k, n).count("\n") + 1 for k, n in zip(keys, names, strict=True))
     columns = 1 if len(names) < 3 else 2
@@ -192,18 +166,6 @@ def per_class_f1_comparison_figure(
     return figure
 
 
-def comparison_png(
-    names: Sequence[str],
-    f1: Sequence[float],
-    f1_intervals: Sequence[tuple[float, float]],
-    sizes_gb: Sequence[float | None],
-    images_per_s: Sequence[float | None],
-    subject: str = "",
-) -> bytes:
-    """Weighted F1 (with its 95% interval) against model size and against speed."""
-    return _png(comparison_figure(names, f1, f1_intervals, sizes_gb, images_per_s, subject))
-
-
 def comparison_figure(
     names: Sequence[str],
     f1: Sequence[float],
@@ -212,10 +174,11 @@ def comparison_figure(
     images_per_s: Sequence[float | None],
     subject: str = "",
 ) -> Figure:
-    """`comparison_png`'s figure. A panel is drawn only where at least one run knows the
-    quantity (a run whose speed this run did not measure is left out of that panel and
-    says so in the key); with neither, the runs' F1 are drawn side by side. Points carry
-    short keys (A, B, …); the key under the panels names each run, wrapped."""
+    """Weighted F1 (with its 95% interval) against model size and against speed. A panel is
+    drawn only where at least one run knows the quantity (a run whose speed this run did not
+    measure is left out of that panel and says so in the key); with neither, the runs' F1
+    are drawn side by side. Points carry short keys (A, B, …); the key under the panels
+    names each run, wrapped."""
     from matplotlib.lines import Line2D
 
     panels = [
@@ -243,11 +206,7 @@ def comparison_figure(
         axes = axes_list[0]
         positions = list(range(len(names)))
         axes.bar(
-            positions,
-            f1,
-            yerr=[low, high],
-            color=[f"C{i % 10}" for i in positions],
-            capsize=4,
+            positions, f1, yerr=[low, high], color=[f"C{i % 10}" for i in positions], capsize=4
         )
         axes.set_xticks(positions, keys)
         axes.set_ylabel("weighted F1 (95% CI)")
@@ -257,12 +216,7 @@ def comparison_figure(
             if not values[i]:
                 continue
             axes.errorbar(
-                values[i],
-                f1[i],
-                yerr=[[low[i]], [high[i]]],
-                fmt="o",
-                capsize=4,
-                color=f"C{i % 10}",
+                values[i], f1[i], yerr=[[low[i]], [high[i]]], fmt="o", capsize=4, color=f"C{i % 10}"
             )
             axes.annotate(
                 key,
@@ -301,21 +255,11 @@ def reliability_png(scores: ScoreMetrics, subject: str = "") -> bytes:
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], linestyle="--", color=PAPER_COLOUR, label="perfectly calibrated")
     centres = [(b.low + b.high) / 2 for b in bins]
+    accuracy = [b.accuracy for b in bins]
     axes.bar(
-        centres,
-        [b.accuracy for b in bins],
-        width=0.09,
-        color=RUN_COLOUR,
-        alpha=0.8,
-        label="accuracy in the bin",
+        centres, accuracy, width=0.09, color=RUN_COLOUR, alpha=0.8, label="accuracy in the bin"
     )
-    axes.plot(
-        [b.confidence for b in bins],
-        [b.accuracy for b in bins],
-        "o",
-        color="#d62728",
-        label="mean confidence",
-    )
+    axes.plot([b.confidence for b in bins], accuracy, "o", color="#d62728", label="mean confidence")
     for centre, b in zip(centres, bins, strict=True):
         axes.annotate(
             str(b.count),

@@ -38,10 +38,9 @@ def study_markdown(spec: StudySpec, figures: StudyFigures, notes: Sequence[str] 
         _agreement(figures),
         _answer_shares(figures),
         _variants(spec),
-        "## Files\n\n"
-        "- `view.html`: every image with every cell's answer (filter: cells disagree), "
-        "self-contained; it links the images by path and holds none.\n"
-        "- One run folder per cell (named in the cells table): its report.md, "
+        "## Files\n\n- `view.html`: every image with every cell's answer (filter: cells disagree), "
+        "self-contained; it links the images by path and holds none.\n- One run folder per cell "
+        "(named in the cells table): its report.md, "
         "predictions.csv and manifest.json; every figure here is re-derivable from them.\n",
     ]
     return "\n".join(section for section in sections if section)
@@ -142,12 +141,11 @@ def _agreement(figures: StudyFigures) -> str:
 
 def _answer_shares(figures: StudyFigures) -> str:
     header = ["cell", *figures.labels, UNPARSED]
-    truth = _truth_shares(figures)
     rows = [
         [cell.name, *(cell.answer_shares[name] for name in [*figures.labels, UNPARSED])]
         for cell in figures.cells
     ]
-    rows.append(["(true labels)", *truth, None])
+    rows.append(["(true labels)", *_truth_shares(figures), None])
     return (
         "## Answers per label\n\n"
         f"Share of the {figures.shared} shared images given each answer: a prompt variant "
@@ -171,8 +169,7 @@ def _variants(spec: StudySpec) -> str:
         ("prompt sha256", lambda variant: f"`{variant.task.prompt_sha256[:12]}`"),
     ]
     return (
-        "## Prompt variants\n\n"
-        "Each cell's manifest.json holds its whole system prompt.\n\n"
+        "## Prompt variants\n\nEach cell's manifest.json holds its whole system prompt.\n\n"
         + column_table(columns, spec.variants)
         + "\n"
     )

@@ -31,10 +31,10 @@ def write_view(
     names as shown (their folders' where not given)."""
     shared = share_images(runs)
     files = [image_file(runs[0], row) for row in shared.rows[0]]
-    if embed_thumbnails:
-        images = [thumbnail_data_uri(file) for file in files]
-    else:
-        images = [image_link(file, out.parent) for file in files]
+    images = [
+        thumbnail_data_uri(file) if embed_thumbnails else image_link(file, out.parent)
+        for file in files
+    ]
     page = view_html(runs, shared, images, embedded=embed_thumbnails, title=title, names=names)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, page)

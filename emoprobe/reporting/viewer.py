@@ -16,13 +16,14 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any, TypeVar
 
 from emoprobe.errors import ConfigError
 from emoprobe.results.load import RunRecord
 from emoprobe.results.metrics import compute_metrics
 from emoprobe.results.predictions import SCORED_STATUSES, UNANSWERED_STATUSES, Row, to_frame
-from emoprobe.results.stats import agreement, cohen_kappa, mcnemar
+from emoprobe.results.stats import McNemar, agreement, cohen_kappa, mcnemar
 from emoprobe.task.definition import UNPARSED
 
 T = TypeVar("T")
@@ -91,19 +92,13 @@ def view_data(
     shared: SharedImages,
     images: Sequence[str],
     embedded: bool,
-    names: Sequence[str] | None = None,
+    names: Sequence[str],
 ) -> dict[str, Any]:
-    """The page's data: columns of codes plus one table of distinct answer texts;
-    `names` the runs' names as shown (`run_names` where not given)."""
+    """The page's data: columns of codes plus one table of distinct answer texts."""
     labels = runs[0].labels
     columns = [*labels, UNPARSED, NO_ANSWER]
     code = {name: index for index, name in enumerate(columns)}
-    strings: dict[str, int] = {}
-
-    def text_code(text: str) -> int:
-        return strings.setdefault(text, len(strings))
-
-    names = names or run_names(runs)
+    strings: dict[str, int] = {}  # each distinct answer text, and its code
     columns_by_run = []
     for run, rows, name in zip(runs, shared.rows, names, strict=True):
         scores = [_scores(row, labels) for row in rows]
@@ -114,7 +109,7 @@ def view_data(
                 "model": run.manifest.model.name or "?",
                 "answer_mode": run.manifest.answer_mode,
                 "pred": [_prediction_code(row, code) for row in rows],
-                "answer": [text_code(_shown_answer(row)) for row in rows],
+                "answer": [strings.setdefault(_shown_answer(row), len(strings)) for row in rows],
                 "latency": [_milliseconds(row.latency_s) for row in rows],
                 "conf": [max(s) if s else -1 for s in scores] if has_scores else None,
                 "scores": [s or [] for s in scores] if has_scores else None,
@@ -144,9 +139,7 @@ def _prediction_code(row: Row, code: dict[str, int]) -> int:
 
 
 def _milliseconds(latency: float | None) -> int:
-    if latency is None or not math.isfinite(latency):
-        return -1
-    return round(latency * 1000)
+    return -1 if latency is None or not math.isfinite(latency) else round(latency * 1000)
 
 
 def _scores(row: Row, labels: Sequence[str]) -> list[int] | None:
@@ -164,45 +157,15 @@ def _scores(row: Row, labels: Sequence[str]) -> list[int] | None:
 class PairedFigures:
     first: str
     second: str
-    only_first_right: int
-    only_second_right: int
-    p_value: float
-    method: str
+    test: McNemar
     kappa: float | None
     agreement: float | None
 
 
-def run_figures(
-    runs: Sequence[RunRecord], shared: SharedImages, names: Sequence[str] | None = None
-) -> list[dict[str, Any]]:
-    """Per run, on the shared images: scored count, accuracy, weighted F1, errors."""
-    figures = []
-    for run, rows, name, left_out in zip(
-        runs, shared.rows, names or run_names(runs), shared.left_out, strict=True
-    ):
-        metrics = compute_metrics(to_frame(rows, run.labels), run.labels)
-        figures.append(
-            {
-                "name": name,
-                "model": run.manifest.model.name or "?",
-                "quantization": run.manifest.model.quantization or "–",
-                "answer_mode": run.manifest.answer_mode,
-                "scored": metrics.n_scored,
-                "accuracy": metrics.accuracy,
-                "f1_weighted": metrics.f1_weighted,
-                "unparsed": metrics.n_unparsed,
-                "errors": metrics.n_error,
-                "left_out": left_out,
-            }
-        )
-    return figures
-
-
 def paired_figures(
-    runs: Sequence[RunRecord], shared: SharedImages, names: Sequence[str] | None = None
+    runs: Sequence[RunRecord], shared: SharedImages, names: Sequence[str]
 ) -> tuple[int, list[PairedFigures]]:
-    """McNemar's test, Cohen's κ and agreement for every pair of runs, on the images that
-    every run scored; returns that image count and the pairs."""
+    """How many images every run scored; McNemar, Cohen's κ and agreement of each pair on them."""
     both = [
         i for i in range(len(shared.keys)) if all(rows[i].status in SCORED for rows in shared.rows)
     ]
@@ -212,23 +175,16 @@ def paired_figures(
         for rows in shared.rows
     ]
     correct = [[rows[i].prediction == rows[i].label for i in both] for rows in shared.rows]
-    names = names or run_names(runs)
-    pairs = []
-    for a in range(len(runs)):
-        for b in range(a + 1, len(runs)):
-            test = mcnemar(correct[a], correct[b])
-            pairs.append(
-                PairedFigures(
-                    names[a],
-                    names[b],
-                    test.b,
-                    test.c,
-                    test.p_value,
-                    test.method,
-                    cohen_kappa(answers[a], answers[b]),
-                    agreement(answers[a], answers[b]),
-                )
-            )
+    pairs = [
+        PairedFigures(
+            names[a],
+            names[b],
+            mcnemar(correct[a], correct[b]),
+            cohen_kappa(answers[a], answers[b]),
+            agreement(answers[a], answers[b]),
+        )
+        for a, b in combinations(range(len(runs)), 2)
+    ]
     return len(both), pairs
 
 
@@ -253,7 +209,7 @@ def view_html(
     body = [
         f"<h1>{_e(title)}</h1>",
         f'<p id="mode" data-mode="{data["mode"]}">{_e(note)}</p>',
-        _runs_table(run_figures(runs, shared, names), len(shared.keys)),
+        _runs_table(runs, shared, names),
         _pairs_table(pairs, n_both) if pairs else "",
     ]
     blob = (
@@ -262,13 +218,8 @@ def view_html(
         .replace(">", "\\u003e")
         .replace("&", "\\u0026")
     )
-    return _PAGE.format(
-        title=_e(title),
-        style=_STYLE,
-        header="\n".join(part for part in body if part),
-        data=blob,
-        script=_SCRIPT,
-    )
+    header = "\n".join(part for part in body if part)
+    return _PAGE.format(title=_e(title), style=_STYLE, header=header, data=blob, script=_SCRIPT)
 
 
 def _e(value: object) -> str:
@@ -291,37 +242,41 @@ def _html_table(
     return f'<table id="{table_id}"><tr>{head}</tr>{rows}</table>'
 
 
-def _runs_table(figures: list[dict[str, Any]], shared: int) -> str:
-    left_out = [f for f in figures if f["left_out"]]
+def _runs_table(runs: Sequence[RunRecord], shared: SharedImages, names: Sequence[str]) -> str:
+    """Per run, on the shared images: scored count, accuracy, weighted F1, errors."""
+    metrics = [
+        compute_metrics(to_frame(rows, run.labels), run.labels)
+        for run, rows in zip(runs, shared.rows, strict=True)
+    ]
+    left_out = [f"{_e(name)}: {n}" for name, n in zip(names, shared.left_out, strict=True) if n]
     note = ""
     if left_out:
-        parts = ", ".join(f"{_e(f['name'])}: {f['left_out']}" for f in left_out)
         note = (
-            f'<p id="left-out">Showing the {shared} images every run has; left out because '
-            f"another run lacks them — {parts}.</p>"
+            f'<p id="left-out">Showing the {len(shared.keys)} images every run has; left out '
+            f"because another run lacks them — {', '.join(left_out)}.</p>"
         )
-    columns: list[tuple[str, Callable[[dict[str, Any]], object]]] = [
-        ("run", lambda f: f["name"]),
-        ("model", lambda f: f["model"]),
-        ("quant", lambda f: f["quantization"]),
-        ("answer", lambda f: f["answer_mode"]),
-        ("scored", lambda f: f["scored"]),
-        ("accuracy", lambda f: _figure(f["accuracy"])),
-        ("weighted F1", lambda f: _figure(f["f1_weighted"])),
-        ("unparsed", lambda f: f["unparsed"]),
-        ("errors", lambda f: f["errors"]),
+    columns: list[tuple[str, Callable[[int], object]]] = [
+        ("run", lambda r: names[r]),
+        ("model", lambda r: runs[r].manifest.model.name or "?"),
+        ("quant", lambda r: runs[r].manifest.model.quantization or "–"),
+        ("answer", lambda r: runs[r].manifest.answer_mode),
+        ("scored", lambda r: metrics[r].n_scored),
+        ("accuracy", lambda r: _figure(metrics[r].accuracy)),
+        ("weighted F1", lambda r: _figure(metrics[r].f1_weighted)),
+        ("unparsed", lambda r: metrics[r].n_unparsed),
+        ("errors", lambda r: metrics[r].n_error),
     ]
-    return _html_table("runs", columns, figures) + note
+    return _html_table("runs", columns, range(len(runs))) + note
 
 
 def _pairs_table(pairs: list[PairedFigures], n_both: int) -> str:
     columns: list[tuple[str, Callable[[PairedFigures], object]]] = [
         ("run A", lambda p: p.first),
         ("run B", lambda p: p.second),
-        ("only A right", lambda p: p.only_first_right),
-        ("only B right", lambda p: p.only_second_right),
-        ("McNemar p", lambda p: _figure(p.p_value, 4)),
-        ("test", lambda p: p.method),
+        ("only A right", lambda p: p.test.b),
+        ("only B right", lambda p: p.test.c),
+        ("McNemar p", lambda p: _figure(p.test.p_value, 4)),
+        ("test", lambda p: p.test.method),
         ("Cohen's κ", lambda p: _figure(p.kappa)),
         ("same answer", lambda p: _figure(p.agreement)),
     ]

@@ -10,6 +10,7 @@ counted (`n_top_differs`). Scores on rows without a label (older folders) are ig
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -70,20 +71,16 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
     per_class: dict[str, float | None] = {}
     for index, label in enumerate(labels):
         positive = truth == index
-        if positive.all() or not positive.any():
-            per_class[label] = None  # AUC needs both classes present
-        else:
-            per_class[label] = float(roc_auc_score(positive, probabilities[:, index]))
+        both = positive.any() and not positive.all()  # AUC needs both classes present
+        per_class[label] = float(roc_auc_score(positive, probabilities[:, index])) if both else None
     known = [value for value in per_class.values() if value is not None]
     confidence = probabilities.max(axis=1)
     top = probabilities.argmax(axis=1)
     correct = top == truth
     predicted = usable["prediction"].astype(str).to_numpy()
-    pairs: dict[str, int] = {}
-    for i, p in zip(top, predicted, strict=True):
-        if labels[i] != p:
-            pairs[f"{p} → {labels[i]}"] = pairs.get(f"{p} → {labels[i]}", 0) + 1
-    differs = sum(pairs.values())
+    pairs = Counter(
+        f"{p} → {labels[i]}" for i, p in zip(top, predicted, strict=True) if labels[i] != p
+    )
     bins = reliability_bins(confidence, correct)
     ece = sum(b.count * abs(b.accuracy - b.confidence) for b in bins) / len(usable)
     return ScoreMetrics(
@@ -91,7 +88,7 @@ def score_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> ScoreMetrics | 
         n_without_scores=len(answered) - len(usable),
         n_answered=len(answered),
         n_ok_without_scores=int((~with_scores).sum()),
-        n_top_differs=differs,
+        n_top_differs=sum(pairs.values()),
         roc_auc_ovr_macro=float(np.mean(known)) if known else None,
         roc_auc_ovr=per_class,
         top_score_accuracy=float(correct.mean()),
@@ -107,15 +104,7 @@ def reliability_bins(confidence: Any, correct: Any, bins: int = BINS) -> list[Re
     for index in range(bins):
         low, high = index / bins, (index + 1) / bins
         inside = (confidence > low) & (confidence <= high) if index else confidence <= high
-        count = int(inside.sum())
-        if count:
-            result.append(
-                ReliabilityBin(
-                    low,
-                    high,
-                    count,
-                    float(confidence[inside].mean()),
-                    float(correct[inside].mean()),
-                )
-            )
+        if count := int(inside.sum()):
+            sure, right = float(confidence[inside].mean()), float(correct[inside].mean())
+            result.append(ReliabilityBin(low, high, count, sure, right))
     return result

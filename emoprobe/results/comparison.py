@@ -29,8 +29,6 @@ from emoprobe.results.speed import Speed, speed_summary
 if TYPE_CHECKING:
     import pandas as pd
 
-MIN_RESAMPLES = 1000
-
 
 @dataclass(frozen=True)
 class Paired:
@@ -64,6 +62,9 @@ class Comparison:
     alarms: list[list[Alarm]] = field(default_factory=list)  # per run, on the shared images
 
 
+MIN_RESAMPLES = 1000
+
+
 def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) -> Comparison:
     """Load, check and pair the runs; compute every figure of comparison.md."""
     if len(paths) < 2:
@@ -78,7 +79,6 @@ def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) ->
     _check_same_task(runs)
     labels = runs[0].labels
     tables, subsets = shared_scored(runs)
-    keys = subsets[0].index
     y_true = encode(subsets[0], labels)[0]
     predictions = [encode(subset, labels)[1] for subset in subsets]
     boot = stats.paired_bootstrap(y_true, predictions, len(labels), resamples, seed)
@@ -105,7 +105,7 @@ def build_comparison(paths: list[Path], resamples: int = 2000, seed: int = 0) ->
         runs=runs,
         names=_names(runs),
         labels=labels,
-        shared=len(keys),
+        shared=len(subsets[0]),
         scored=[len(table) for table in tables],
         metrics=metrics,
         speed=[speed_summary(run.manifest, **latency_stats(run.predictions)) for run in runs],

@@ -17,10 +17,8 @@ from emoprobe.errors import ConfigError, EmoprobeError
 from emoprobe.files import os_error_text
 from emoprobe.results.load import RunRecord, load_run
 from emoprobe.results.manifest import FILENAME as MANIFEST
-from emoprobe.results.manifest import Session
 from emoprobe.results.predictions import FILENAME, FINAL_STATUSES, REFUSED, UNPARSED_STATUS, Row
-
-REFUSED_STATUS = REFUSED
+from emoprobe.results.speed import images_per_second
 
 
 def read_run(path: Path) -> RunRecord:
@@ -42,7 +40,7 @@ class RunSummary:
     accuracy: float | None = None
     f1_weighted: float | None = None
     f1_ci95: tuple[float, float] | None = None
-    unparsed_share: float | None = None
+    unparsed_share: float | None = None  # of the rows, as refused_share
     refused_share: float | None = None
     images_per_s: float | None = None
     date: str | None = None
@@ -70,10 +68,9 @@ def summarize(run: RunRecord) -> RunSummary:
     manifest, rows, metrics = run.manifest, run.rows, run.metrics
     interval = metrics.ci95.f1_weighted if metrics.ci95 else None
     dataset = manifest.dataset
-    fingerprint_model = manifest.fingerprint.model if manifest.fingerprint else None
     return RunSummary(
         path=str(run.path),
-        model=manifest.model.name or fingerprint_model,
+        model=manifest.model.name or (manifest.fingerprint.model if manifest.fingerprint else None),
         quantization=manifest.model.quantization or None,
         answer_mode=manifest.answer_mode,
         task=manifest.task.name,
@@ -85,7 +82,7 @@ def summarize(run: RunRecord) -> RunSummary:
         f1_weighted=metrics.f1_weighted,
         f1_ci95=(float(interval[0]), float(interval[1])) if interval else None,
         unparsed_share=_share(rows, UNPARSED_STATUS),
-        refused_share=_share(rows, REFUSED_STATUS),
+        refused_share=_share(rows, REFUSED),
         images_per_s=images_per_second(manifest.sessions),
         date=manifest.updated_at or manifest.created_at,
     )
@@ -93,13 +90,6 @@ def summarize(run: RunRecord) -> RunSummary:
 
 def _share(rows: Sequence[Row], status: str) -> float | None:
     return sum(row.status == status for row in rows) / len(rows) if rows else None
-
-
-def images_per_second(sessions: Sequence[Session]) -> float | None:
-    """Requests per second of wall time over the sessions that sent any (cache hits aside)."""
-    requests = sum(session.requests for session in sessions)
-    wall = sum(session.wall_s for session in sessions if session.requests)
-    return requests / wall if wall else None
 
 
 def find_run_folders(root: Path) -> Iterator[Path]:

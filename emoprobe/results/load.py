@@ -60,11 +60,9 @@ class RunRecord:
 
 
 def load_run(path: Path | str) -> RunRecord:
-    """The run in folder `path`; a one-line `ConfigError` naming it for anything else.
-
-    Reads manifest.json and predictions.csv only, without taking the run's lock: a
-    run still writing shows the rows it has finished.
-    """
+    """The run in folder `path`; a one-line `ConfigError` naming it for anything else. Reads
+    manifest.json and predictions.csv only, without taking the run's lock: a run still
+    writing shows the rows it has finished."""
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"run folder {path} does not exist", path=path)

@@ -9,6 +9,7 @@ naming the file and the field.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -174,8 +175,6 @@ class Manifest:
     updated_at: str | None = None
 
     def to_json(self) -> str:
-        import json
-
         files, self.files = self.files, []
         try:
             data = asdict(self)
@@ -189,8 +188,6 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "manifest") -> Manifest:
         """Parse and check a manifest; `source` names it in the one-line error."""
-        import json
-
         try:
             data = json.loads(text)
         except ValueError as error:
@@ -258,8 +255,6 @@ def _adapter(kind: Any) -> Any:
 
 def _parse(kind: Any, data: Any, source: str) -> Any:
     """`data` as a `kind`, checked strictly as JSON (an int where a float goes is fine)."""
-    import json
-
     from pydantic import ValidationError
 
     try:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, cast
 
 from emoprobe.results.alarms import Alarm, alarms_for
 from emoprobe.results.answer_forms import AnswerForms, answer_forms
@@ -81,7 +82,6 @@ class Baseline:
 @dataclass(frozen=True)
 class Metrics:
     """One run's (or one subset's) figures; field order is metrics.json's key order.
-
     `n_unparsed` counts answers with no label of any kind (unparsed, refused, truncated,
     empty after thinking: the confusion matrix's `unparsed` column); `n_error` images
     without an answer (unreadable, not in cache; `statuses` splits both, with failed
@@ -126,8 +126,7 @@ class Metrics:
 
     def to_dict(self) -> dict[str, Any]:
         """metrics.json as JSON data (lists, not tuples)."""
-        data: dict[str, Any] = json.loads(self.to_json())
-        return data
+        return cast(dict[str, Any], json.loads(self.to_json()))
 
 
 def run_metrics(
@@ -135,8 +134,6 @@ def run_metrics(
 ) -> Metrics:
     """metrics.json of a run: `compute_metrics`, latency, 95% intervals, label scores;
     with the manifest, failed requests, the sample as drawn and the alarms."""
-    from dataclasses import replace
-
     with_scores = any(str(column).startswith(SCORE_PREFIX) for column in frame.columns)
     latency: dict[str, Any] = latency_stats(frame)
     metrics = compute_metrics(frame, labels)
@@ -160,8 +157,7 @@ def run_metrics(
 
 def scored(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows the model answered (`ok`, `unparsed`, `truncated`): those the scores count."""
-    answered: pd.DataFrame = frame[frame["status"].isin(SCORED_STATUSES)]
-    return answered
+    return cast("pd.DataFrame", frame[frame["status"].isin(SCORED_STATUSES)])
 
 
 def confidence_intervals(frame: pd.DataFrame, labels: Sequence[str]) -> Intervals | None:
@@ -184,10 +180,8 @@ def confidence_intervals(frame: pd.DataFrame, labels: Sequence[str]) -> Interval
 
 def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
     """Weighted and macro precision/recall/F1, accuracy, per-class table, confusion matrix.
-
-    Labels are scored as integer codes (`encode`): the same counts, hence the same
-    figures, as strings give, many times faster on tens of thousands of rows.
-    """
+    Labels are scored as integer codes (`encode`): the same counts, hence the same figures,
+    as strings give, many times faster on tens of thousands of rows."""
     labels = list(labels)
     status = frame["status"]
     answered = scored(frame)
@@ -203,31 +197,25 @@ def compute_metrics(frame: pd.DataFrame, labels: Sequence[str]) -> Metrics:
         "statuses": statuses,
         "labels": labels,
     }
+    per_class: dict[str, ClassScores] = {}
     if answered.empty:
-        empty: dict[str, Any] = dict.fromkeys(_SCORE_KEYS)
-        return Metrics(
-            **counts,
-            **empty,
-            per_class={},
-            confusion_matrix=Confusion(labels, columns, [[0] * len(columns) for _ in labels]),
-        )
-    y_true, y_pred = encode(answered, labels)
-    figures, per_class, matrix = label_scores(y_true, y_pred, len(labels), len(columns))
-    figures |= _agreement(y_true, y_pred, labels)
-    named = {label: per_class[i] for i, label in enumerate(labels)}
+        figures: dict[str, Any] = dict.fromkeys(_SCORE_KEYS)
+        matrix = [[0] * len(columns) for _ in labels]
+    else:
+        y_true, y_pred = encode(answered, labels)
+        figures, scores, matrix = label_scores(y_true, y_pred, len(labels), len(columns))
+        figures |= _agreement(y_true, y_pred, labels)
+        per_class = dict(zip(labels, scores, strict=True))
     return Metrics(
         **counts,
         **figures,
-        per_class=named,
+        per_class=per_class,
         confusion_matrix=Confusion(labels, columns, matrix),
     )
 
 
 def _agreement(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Balanced accuracy and Cohen's kappa against the truth (scikit-learn's), and the
-    majority-class baseline."""
-    import warnings
-
+    """Balanced accuracy, Cohen's kappa against the truth (scikit-learn's), majority baseline."""
     import numpy as np
     from sklearn.metrics import balanced_accuracy_score
 
@@ -306,7 +294,4 @@ def latency_stats(frame: pd.DataFrame) -> dict[str, float | None]:
     if not latencies:
         return {"latency_median_s": None, "latency_p95_s": None}
     p95_index = min(len(latencies) - 1, max(0, round(0.95 * len(latencies)) - 1))
-    return {
-        "latency_median_s": statistics.median(latencies),
-        "latency_p95_s": latencies[p95_index],
-    }
+    return {"latency_median_s": statistics.median(latencies), "latency_p95_s": latencies[p95_index]}

@@ -41,39 +41,28 @@ REFUSED: Status = "refused"  # an answer that declines the task ("I'm sorry, I c
 # Cut off before naming a label: at the server's length limit (`num_predict`), or past
 # emoprobe's own cap on an answer's size (then no label is read from the part).
 TRUNCATED_STATUS: Status = "truncated"
-TRUNCATED = TRUNCATED_STATUS
 EMPTY_AFTER_THINKING: Status = "empty_after_thinking"  # only thinking text, no answer
 UNREADABLE: Status = "unreadable"  # the image cannot be used (empty, broken, too large)
 NOT_IN_CACHE: Status = "not_in_cache"  # offline, and no cached answer: retried later
 FAILED: Status = "failed"  # the request failed after its retries: retried later
-STATUSES: tuple[Status, ...] = (
-    OK,
-    UNPARSED_STATUS,
-    REFUSED,
-    TRUNCATED,
-    EMPTY_AFTER_THINKING,
-    UNREADABLE,
-    NOT_IN_CACHE,
-    FAILED,
-)
 # Answered: these rows count in the scores (all but `ok` as wrong predictions).
 SCORED_STATUSES: tuple[Status, ...] = (
     OK,
     UNPARSED_STATUS,
     REFUSED,
-    TRUNCATED,
+    TRUNCATED_STATUS,
     EMPTY_AFTER_THINKING,
 )
 NO_LABEL_STATUSES: tuple[Status, ...] = SCORED_STATUSES[1:]  # answered, but with no label
 UNANSWERED_STATUSES: tuple[Status, ...] = (UNREADABLE, NOT_IN_CACHE, FAILED)  # left out
+STATUSES: tuple[Status, ...] = (*SCORED_STATUSES, *UNANSWERED_STATUSES)
 FINAL_STATUSES: frozenset[str] = frozenset(STATUSES) - {NOT_IN_CACHE, FAILED}
 LEGACY_ERROR = "error"  # emoprobe < 0.3: unreadable and not-in-cache rows alike
 NOT_IN_CACHE_TEXT = "not in cache"  # the error text of a not-in-cache row
 
 
 def current_status(status: str, error: str = "") -> str:
-    """A status as this version names it: an older folder's `error` row becomes
-    `not_in_cache` (its error says so) or `unreadable`."""
+    """A status as this version names it: an older `error` row is `not_in_cache` or `unreadable`."""
     if status == LEGACY_ERROR:
         return NOT_IN_CACHE if error == NOT_IN_CACHE_TEXT else UNREADABLE
     return status
@@ -91,10 +80,8 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 @dataclass(frozen=True, slots=True)
 class Row:
     """One image's outcome; `prediction` is a label, `unparsed`, or empty for errors.
-
-    `scores`: label → score (`--answer logprobs`); None where the file has no score
-    columns, and without the labels the answer gave no score for.
-    """
+    `scores`: label → score (`--answer logprobs`); None where the file has no score columns,
+    and without the labels the answer gave no score for."""
 
     path: str
     sha256: str
@@ -195,25 +182,18 @@ def _row_text(values: Sequence[str]) -> str:
 HEADER = header_for()
 
 
-def read_complete(path: Path) -> tuple[list[Row], int]:
-    """The complete rows of `path` and the byte offset where they end, streaming.
-
-    Lines are split on "\n" alone (answers may hold "\r" or "\u2028"); a row counts
-    only when its last line ended, so a half-written tail is never returned. Rows of
-    an unknown status are skipped; older statuses are renamed (`current_status`, and an
-    older file's refusals are `refused`). A file that is not emoprobe's, or
-    a malformed row before the tail, is a `ConfigError` naming the file and line: no row
-    is ever dropped quietly. A symlink is refused (its target is not emoprobe's to touch).
-    """
-    rows, good, _, _ = _read(path)
-    return rows, good
-
-
 _CARRIAGE_RETURN = "\ue000"  # a private-use character stands in for "\r" while csv reads
 
 
 def _read(path: Path) -> tuple[list[Row], int, bool, list[str]]:
-    """`read_complete`, and whether the header is an older one, and the scored labels."""
+    """The complete rows of `path`, the byte offset where they end, whether the header is an
+    older one, and the scored labels, streaming. Lines are split on "\n" alone (answers may
+    hold "\r" or "\u2028"); a row counts only when its last line ended, so a half-written
+    tail is never returned. Rows of an unknown status are skipped; older statuses are
+    renamed (`current_status`, and an older file's refusals are `refused`). A file that is
+    not emoprobe's, or a malformed row before the tail, is a `ConfigError` naming the file
+    and line: no row is ever dropped quietly. A symlink is refused (its target is not
+    emoprobe's to touch)."""
     _refuse_symlink(path)
     if not path.exists():
         return [], 0, False, []
@@ -293,15 +273,13 @@ def _refuse_symlink(path: Path) -> None:
 
 
 def _header_labels(path: Path, values: Sequence[str]) -> tuple[int, list[str]]:
-    """How many fixed columns a predictions.csv header has (fewer in an older file) and
-    its score labels; ConfigError for a header not ours."""
+    """A header's fixed columns (fewer in older files) and score labels; ConfigError if not ours."""
     columns = COLUMNS if list(values[: len(COLUMNS)]) == COLUMNS else LEGACY_COLUMNS
     extra = list(values[len(columns) :])
     if list(values[: len(columns)]) != columns or not all(
         name.startswith(SCORE_PREFIX) for name in extra
     ):
-        unknown = [name for name in values if name not in COLUMNS]
-        unknown = [name for name in unknown if not name.startswith(SCORE_PREFIX)]
+        unknown = [n for n in values if n not in COLUMNS and not n.startswith(SCORE_PREFIX)]
         shown = ",".join(values)[:80]
         if unknown and list(values[: len(columns)]) == columns:
             shown = "…," + ",".join(unknown)[:60]  # our columns, then others: name them
@@ -396,12 +374,10 @@ class PredictionWriter:
 
 
 def read_rows(path: Path) -> list[Row]:
-    """The complete rows with a known status in a predictions.csv, reading only.
-
-    A half-written last row is skipped, not cut off (`recover` does that when the run
-    that owns the file resumes).
-    """
-    return read_complete(path)[0]
+    """The complete rows with a known status in a predictions.csv, reading only. A
+    half-written last row is skipped, not cut off (`recover` does that when the run that
+    owns the file resumes)."""
+    return _read(path)[0]
 
 
 def read_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame:
@@ -459,8 +435,7 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
         return None  # `read_rows` says which cell
     error = _restored_column(cells["error"])
     status = pd.Series(
-        [current_status(s, e) for s, e in zip(cells["status"], error, strict=True)],
-        dtype=object,
+        [current_status(s, e) for s, e in zip(cells["status"], error, strict=True)], dtype=object
     )
     final = status.isin(STATUSES).to_numpy()
     if not final.any():
@@ -491,8 +466,7 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
     if score_labels:
         for label in labels:
             frame[SCORE_PREFIX + label] = columns.get(SCORE_PREFIX + label, nan)
-    table: pd.DataFrame = frame
-    return table
+    return cast("pd.DataFrame", frame)
 
 
 _COUNTS = ("prompt_tokens", "output_tokens")  # whole numbers; the other timings are floats
@@ -511,8 +485,7 @@ def _restored_column(column: pd.Series) -> pd.Series:
     inert = column.str.startswith("'")
     if not inert.any():
         return column
-    restored: pd.Series = column.where(~inert, column.str[1:])
-    return restored
+    return cast("pd.Series", column.where(~inert, column.str[1:]))
 
 
 def _numbers(column: pd.Series, whole: bool = False) -> pd.Series | None:
@@ -527,8 +500,7 @@ def _numbers(column: pd.Series, whole: bool = False) -> pd.Series | None:
     values = pd.to_numeric(column.where(filled), errors="coerce").astype("float64")
     if bool((values.isna() & filled).any()) or not np.isfinite(values.dropna()).all():
         return None
-    checked: pd.Series = values
-    return checked
+    return cast("pd.Series", values)
 
 
 def rows_of(frame: pd.DataFrame) -> list[Row]:
@@ -545,25 +517,11 @@ def rows_of(frame: pd.DataFrame) -> list[Row]:
 
     rows = []
     for i in range(len(frame)):
+        cells = {name: value(name, i) for name in COLUMNS}
+        cells["label"], cells["prediction"] = cells["label"] or "", cells["prediction"] or ""
+        cells["cached"] = bool(cells["cached"])
         found = {label: v[i] for label, v in zip(labels, scores, strict=True) if v[i] == v[i]}
-        rows.append(
-            Row(
-                path=columns["path"][i],
-                sha256=columns["sha256"][i],
-                label=value("label", i) or "",
-                prediction=value("prediction", i) or "",
-                raw=columns["raw"][i],
-                status=columns["status"][i],
-                error=columns["error"][i],
-                latency_s=value("latency_s", i),
-                cached=bool(columns["cached"][i]),
-                prompt_tokens=value("prompt_tokens", i),
-                output_tokens=value("output_tokens", i),
-                prefill_ms=value("prefill_ms", i),
-                decode_ms=value("decode_ms", i),
-                scores=found if labels else None,
-            )
-        )
+        rows.append(Row(**cells, scores=found if labels else None))
     return rows
 
 
@@ -601,5 +559,4 @@ def to_frame(rows: Sequence[Row], labels: Sequence[str]) -> pd.DataFrame:
             frame[SCORE_PREFIX + label] = pd.array(
                 [(row.scores or {}).get(label) for row in rows], dtype="float64"
             )
-    table: pd.DataFrame = frame
-    return table
+    return cast("pd.DataFrame", frame)

@@ -8,7 +8,7 @@ plots are the caller's (`emoprobe.reporting.markdown`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,7 @@ class RunDir:
             ) from None
         except OSError as error:
             raise ConfigError(
-                f"cannot write to {self.path}: {error.strerror}",
-                path=self.path,
-                setting="out",
+                f"cannot write to {self.path}: {error.strerror}", path=self.path, setting="out"
             ) from None
         try:
             yield
@@ -66,16 +64,13 @@ class RunDir:
             lock.release()
 
     def _tidy(self, created: list[Path]) -> None:
-        """Remove the lock (still held) and the folders this run made, if nothing else
-        is in them."""
-        try:
+        """Remove the lock (still held) and the folders this run made if nothing else is in them."""
+        with suppress(OSError):
             if [entry.name for entry in self.path.iterdir()] != [LOCK]:
                 return
             (self.path / LOCK).unlink()
             for folder in created:  # deepest first
                 folder.rmdir()
-        except OSError:
-            pass
 
     def read_manifest(self) -> Manifest | None:
         return read_manifest(self.path / MANIFEST)
@@ -128,9 +123,7 @@ def default_out_dir(
     reports: Path, dataset_root: Path, config: Any, fingerprint: Fingerprint
 ) -> Path:
     """reports/<dataset>-<model>[-n<per class>-seed<seed>], numbered past other settings.
-
-    The same command maps to the same folder, so re-running it resumes.
-    """
+    The same command maps to the same folder, so re-running it resumes."""
     parts = [dataset_root.name or "dataset", config.model]
     if config.per_class:
         parts.append(f"n{config.per_class}-seed{config.seed}")

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SampleCounts:
-    """Per class: `requested` (None: every image), `drawn` and `available` (None where
-    the run's manifest does not record it); `short`: classes drawn fewer than asked.
-
+    """Per class: `requested` (None: every image), `drawn` and `available` (None where the
+    run's manifest does not record it); `short`: classes drawn fewer than asked.
     `drawn_recorded` is False for a folder made before the manifest recorded the draw:
     `drawn` then counts the rows the folder holds (images still to do are missing)."""
 
@@ -44,11 +43,8 @@ def sample_counts(manifest: Manifest, frame: pd.DataFrame, labels: Sequence[str]
     """The sample of a run as its manifest records it (else as its rows show it)."""
     dataset = manifest.dataset
     recorded = dataset.drawn is not None
-    if dataset.drawn is not None:
-        drawn = {label: int(dataset.drawn.get(label, 0)) for label in labels}
-    else:
-        counts = frame["label"].astype(str).value_counts()
-        drawn = {label: int(counts.get(label, 0)) for label in labels}
+    counts = frame["label"].astype(str).value_counts() if dataset.drawn is None else dataset.drawn
+    drawn = {label: int(counts.get(label, 0)) for label in labels}
     available = (
         {label: int(dataset.available.get(label, 0)) for label in labels}
         if dataset.available is not None

@@ -6,10 +6,11 @@ per-request figures are medians over the rows of this run's own requests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from emoprobe.results.manifest import Manifest
+from emoprobe.results.manifest import Manifest, Session
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +72,7 @@ def speed_summary(
     sessions; the latencies come from the predictions (`metrics.latency_stats`)."""
     sessions = manifest.sessions
     requests = sum(s.requests for s in sessions)
-    wall = sum(s.wall_s for s in sessions if s.requests)
+    eval_count = sum(s.eval_count for s in sessions)
     eval_ns = sum(s.eval_duration_ns for s in sessions)
     prompt_count = sum(s.prompt_eval_count for s in sessions)
     prompt_ns = sum(s.prompt_eval_duration_ns for s in sessions)
@@ -79,12 +80,10 @@ def speed_summary(
     return Speed(
         requests=requests,
         cache_hits=sum(s.cache_hits for s in sessions),
-        images_per_s=requests / wall if wall else None,
+        images_per_s=images_per_second(sessions),
         latency_median_s=latency_median_s,
         latency_p95_s=latency_p95_s,
-        generated_tokens_per_s=sum(s.eval_count for s in sessions) / eval_ns * 1e9
-        if eval_ns
-        else None,
+        generated_tokens_per_s=eval_count / eval_ns * 1e9 if eval_ns else None,
         prompt_tokens_per_s=prompt_count / prompt_ns * 1e9 if prompt_ns else None,
         prompt_tokens_per_request=prompt_count / requests if requests else None,
         load_s=loads[-1] if loads else None,
@@ -95,9 +94,15 @@ def speed_summary(
     )
 
 
+def images_per_second(sessions: Sequence[Session]) -> float | None:
+    """Requests per second of wall time over the sessions that sent any (cache hits aside)."""
+    requests = sum(session.requests for session in sessions)
+    wall = sum(session.wall_s for session in sessions if session.requests)
+    return requests / wall if wall else None
+
+
 def _kinds(sessions: list[tuple[int, dict[str, int]]]) -> dict[str, int]:
-    """Counts by kind over sessions; a session's count its kinds do not cover is
-    `UNRECORDED`. Most frequent first."""
+    """Counts by kind over sessions, most frequent first; counts of no kind are `UNRECORDED`."""
     total: dict[str, int] = {}
     for count, kinds in sessions:
         for kind, n in kinds.items():

@@ -33,13 +33,11 @@ _CHUNK = 500  # resamples drawn at a time, to bound memory
 
 # -- metrics from confusion counts (vectorised over resamples) ------------------------
 def scores_from_confusion(confusion: np.ndarray, n_labels: int) -> dict[str, np.ndarray]:
-    """Weighted F1, accuracy and per-class F1 from confusion counts.
-
-    `confusion[..., t, p]` counts images of true code t predicted as code p, with
-    shape (..., n_labels, C) where C ≥ n_labels (columns past the labels: wrong answers
-    that are no label). F1 per class is 2·TP / (predicted + true), 0 where both are 0 —
-    scikit-learn's with `zero_division=0`; the weighted average weighs by support.
-    """
+    """Weighted F1, accuracy and per-class F1 from confusion counts. `confusion[..., t, p]`
+    counts images of true code t predicted as code p, with shape (..., n_labels, C) where C
+    ≥ n_labels (columns past the labels: wrong answers that are no label). F1 per class is
+    2·TP / (predicted + true), 0 where both are 0 — scikit-learn's with `zero_division=0`;
+    the weighted average weighs by support."""
     confusion = np.asarray(confusion, dtype=np.float64)
     k = n_labels
     diagonal = np.diagonal(confusion[..., :k, :k], axis1=-2, axis2=-1)
@@ -73,11 +71,9 @@ def confusion_counts(
 # -- the paired bootstrap ------------------------------------------------------------
 @dataclass(frozen=True)
 class Bootstrap:
-    """Each metric's value on every resample: arrays of shape (runs, resamples).
-
-    `first_*`: the first run's value on the resamples each run was drawn with (the
-    same as row 0 for one or two runs), for the paired differences.
-    """
+    """Each metric's value on every resample: arrays of shape (runs, resamples). `first_*`:
+    the first run's value on the resamples each run was drawn with (the same as row 0 for
+    one or two runs), for the paired differences."""
 
     resamples: int
     seed: int
@@ -87,18 +83,15 @@ class Bootstrap:
     first_f1_weighted: np.ndarray
     first_accuracy: np.ndarray
 
-    def interval(self, metric: str, run: int, level: float = CONFIDENCE) -> tuple[float, float]:
+    def interval(self, metric: str, run: int) -> tuple[float, float]:
         """Percentile interval of one run's metric."""
-        return percentile_interval(getattr(self, metric)[run], level)
+        return percentile_interval(getattr(self, metric)[run])
 
-    def difference_interval(
-        self, metric: str, run: int, against: int = 0, level: float = CONFIDENCE
-    ) -> tuple[float, float]:
+    def difference_interval(self, metric: str, run: int) -> tuple[float, float]:
         """Percentile interval of `run` minus the first run, paired resample by resample."""
-        if against != 0:
-            raise ValueError("differences are drawn against the first run only")
-        values = getattr(self, metric)[run] - getattr(self, f"first_{metric}")[run]
-        return percentile_interval(values, level)
+        return percentile_interval(
+            getattr(self, metric)[run] - getattr(self, f"first_{metric}")[run]
+        )
 
 
 def paired_bootstrap(
@@ -108,13 +101,11 @@ def paired_bootstrap(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> Bootstrap:
-    """Resample images with replacement, the same ones for a run and the first; score.
-
-    One or two runs share one draw. With more, each run is drawn jointly with the
-    first (patterns of true label, first run's and this run's answer: at most
-    K·(K+1)² of them), since a draw over the patterns of all runs at once costs as
-    many categories as images. Deterministic for a seed (numpy's PCG64).
-    """
+    """Resample images with replacement, the same ones for a run and the first; score. One
+    or two runs share one draw. With more, each run is drawn jointly with the first
+    (patterns of true label, first run's and this run's answer: at most K·(K+1)² of them),
+    since a draw over the patterns of all runs at once costs as many categories as images.
+    Deterministic for a seed (numpy's PCG64)."""
     if resamples < 1:
         raise ValueError("resamples must be at least 1")
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -125,26 +116,13 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
     if len(y_preds) <= 2:
         f1, accuracy, per_class = _draw(y_true, y_preds, n_labels, resamples, rng)
-        return Bootstrap(
-            resamples,
-            seed,
-            f1,
-            accuracy,
-            per_class,
-            np.broadcast_to(f1[0], f1.shape),
-            np.broadcast_to(accuracy[0], accuracy.shape),
-        )
+        first_values = [np.broadcast_to(metric[0], metric.shape) for metric in (f1, accuracy)]
+        return Bootstrap(resamples, seed, f1, accuracy, per_class, *first_values)
     pairs = [_draw(y_true, [y_preds[0], other], n_labels, resamples, rng) for other in y_preds[1:]]
-    first = pairs[0]
-    return Bootstrap(
-        resamples,
-        seed,
-        np.stack([first[0][0], *(pair[0][1] for pair in pairs)]),
-        np.stack([first[1][0], *(pair[1][1] for pair in pairs)]),
-        np.stack([first[2][0], *(pair[2][1] for pair in pairs)]),
-        np.stack([first[0][0], *(pair[0][0] for pair in pairs)]),
-        np.stack([first[1][0], *(pair[1][0] for pair in pairs)]),
-    )
+    first = pairs[0]  # each pair, per metric (F1, accuracy, per class): the first run, the other
+    values = [np.stack([first[m][0], *(pair[m][1] for pair in pairs)]) for m in range(3)]
+    first_values = [np.stack([first[m][0], *(pair[m][0] for pair in pairs)]) for m in range(2)]
+    return Bootstrap(resamples, seed, *values, *first_values)
 
 
 def _draw(
@@ -162,8 +140,7 @@ def _draw(
         [y_true, *(np.minimum(np.asarray(p, dtype=np.int64), n_labels) for p in y_preds)], axis=1
     )
     # the distinct rows in np.unique(axis=0)'s order, from one integer per row (faster)
-    radix = n_labels + 1
-    flat = patterns @ (radix ** np.arange(patterns.shape[1] - 1, -1, -1, dtype=np.int64))
+    flat = patterns @ (n_columns ** np.arange(patterns.shape[1] - 1, -1, -1, dtype=np.int64))
     _, first, counts = np.unique(flat, return_index=True, return_counts=True)
     distinct = patterns[first]
     probabilities = counts / n
@@ -197,10 +174,7 @@ def percentile_interval(values: np.ndarray, level: float = CONFIDENCE) -> tuple[
 # -- McNemar's test -----------------------------------------------------------------
 @dataclass(frozen=True)
 class McNemar:
-    """McNemar's test on paired right/wrong outcomes of two runs.
-
-    b: images the first run got right and the second wrong; c: the reverse.
-    """
+    """McNemar's test of two runs: `b` images only the first got right, `c` only the second."""
 
     b: int
     c: int
@@ -214,9 +188,7 @@ class McNemar:
 
 
 def mcnemar(
-    first_correct: Sequence[bool] | np.ndarray,
-    second_correct: Sequence[bool] | np.ndarray,
-    exact_below: int = EXACT_BELOW,
+    first_correct: Sequence[bool] | np.ndarray, second_correct: Sequence[bool] | np.ndarray
 ) -> McNemar:
     """McNemar's test from two runs' per-image correctness (same images, same order)."""
     first = np.asarray(first_correct, dtype=bool)
@@ -225,7 +197,7 @@ def mcnemar(
         raise ValueError("both runs must score the same images")
     b = int(np.count_nonzero(first & ~second))
     c = int(np.count_nonzero(~first & second))
-    return mcnemar_from_counts(b, c, exact_below)
+    return mcnemar_from_counts(b, c)
 
 
 def mcnemar_from_counts(b: int, c: int, exact_below: int = EXACT_BELOW) -> McNemar:
@@ -254,12 +226,10 @@ def chi2_1df_p(statistic: float) -> float:
 
 # -- many comparisons ---------------------------------------------------------------
 def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the order given.
-
-    Sorted ascending, the i-th smallest (0-based) of m becomes (m − i)·p, made
-    non-decreasing along that order and capped at 1; rejecting where the adjusted value
-    is below α keeps the chance of any false rejection among all m tests below α.
-    """
+    """Holm's step-down adjusted p-values, in the order given. Sorted ascending, the i-th
+    smallest (0-based) of m becomes (m − i)·p, made non-decreasing along that order and
+    capped at 1; rejecting where the adjusted value is below α keeps the chance of any false
+    rejection among all m tests below α."""
     m = len(p_values)
     adjusted = [1.0] * m
     running = 0.0

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 
 from emoprobe.errors import ConfigError
 from emoprobe.results import stats
 from emoprobe.results.comparison import shared_scored
 from emoprobe.results.load import RunRecord
-from emoprobe.results.metrics import Metrics, compute_metrics, encode, latency_stats
-from emoprobe.results.speed import speed_summary
+from emoprobe.results.metrics import Metrics, compute_metrics, encode
+from emoprobe.results.speed import images_per_second
 from emoprobe.task.definition import UNPARSED
 
 FACTORS = ("model", "answer_mode", "variant")
@@ -115,7 +116,6 @@ def study_figures(
         run = cell.run
         answers = subset["prediction"].fillna(UNPARSED).astype(str)
         counts = answers.where(answers.isin(labels), UNPARSED).value_counts()
-        speed = speed_summary(run.manifest, **latency_stats(run.predictions))
         figures.append(
             CellFigures(
                 name=cell.name,
@@ -131,19 +131,16 @@ def study_figures(
                 answer_shares={
                     name: int(counts.get(name, 0)) / len(subset) for name in [*labels, UNPARSED]
                 },
-                images_per_s=speed.images_per_s,
+                images_per_s=images_per_second(run.manifest.sessions),
             )
         )
     correct = [prediction == y_true for prediction in predictions]
     answers_by_cell = [list(subset["prediction"].astype(str)) for subset in subsets]
     tests = []
-    for a in range(len(cells)):
-        for b in range(a + 1, len(cells)):
-            differing = [f for f in FACTORS if cells[a].factors[f] != cells[b].factors[f]]
-            if len(differing) != 1:
-                continue
-            test = stats.mcnemar(correct[a], correct[b])
-            tests.append((a, b, differing[0], test))
+    for a, b in combinations(range(len(cells)), 2):
+        differing = [f for f in FACTORS if cells[a].factors[f] != cells[b].factors[f]]
+        if len(differing) == 1:
+            tests.append((a, b, differing[0], stats.mcnemar(correct[a], correct[b])))
     adjusted = stats.holm([test.p_value for *_, test in tests])
     pairs = [
         PairTest(
