@@ -24,6 +24,7 @@ from emoprobe.backends.base import (
     ChatRequest,
     ModelInfo,
     close_names,
+    not_the_server,
     translated,
 )
 from emoprobe.backends.bounded import client_options
@@ -44,7 +45,6 @@ from emoprobe.errors import (
     ModelUnsuitable,
     RequestRejected,
     ServerRedirected,
-    ServerUnreachable,
     TransientError,
 )
 
@@ -107,12 +107,8 @@ class OllamaBackend:
         try:
             version = response.json()["version"]
         except (ValueError, KeyError, TypeError):
-            kind = response.headers.get("content-type", "no content type").split(";")[0]
-            raise ServerUnreachable(
-                f"{self.host} answers, but not as an Ollama server "
-                f"(GET /api/version gave HTTP {response.status_code}, {kind}): check the host",
-                host=self.host,
-                setting="host",
+            raise not_the_server(
+                self.host, "an Ollama server", response, "GET /api/version"
             ) from None
         return str(version)
 
@@ -166,11 +162,9 @@ class OllamaBackend:
         if model.startswith("emoprobe-"):
             return error  # a build of emoprobe's: the fix is to build it
         try:
-            with self.translating("request", model):
-                listing = self._client.list()
+            names = [entry.model or "" for entry in self._models(model)]
         except BackendError:
             return error
-        names = [entry.model or "" for entry in listing.models]
         close = close_names(full_model_name(model), names) or close_names(model, names)
         if not close:
             return error
@@ -204,14 +198,16 @@ class OllamaBackend:
             raise TransientError(f"malformed reply to {method} {path} (not a JSON object)")
         return value
 
+    def _models(self, model: str) -> list[Any]:
+        """The server's models (`GET /api/tags`, through the client)."""
+        with self.translating("request", model):
+            return list(self._client.list().models)
+
     def _listed(self, model: str) -> Any:
         wanted = full_model_name(model)
-        with self.translating("request", model):
-            listing = self._client.list()
-        for entry in listing.models:
-            if full_model_name(entry.model or "") == wanted:
-                return entry
-        return None
+        return next(
+            (e for e in self._models(model) if full_model_name(e.model or "") == wanted), None
+        )
 
     def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
         """An empty chat loads the model and keeps it for the run (`keep_alive`), with the
@@ -407,10 +403,8 @@ class OllamaBackend:
 
 
 def streams(request: ChatRequest) -> bool:
-    """Whether to ask for a streamed reply: only where it serves, for log-probabilities
-    (kept per token) and answers that may run past MAX_ANSWER_CHARS (cut off there, the
-    rest unread). A bounded answer comes whole, one line: far less to read per image.
-    Either reply is read the same way (a server that streams anyway is read as one)."""
+    """Whether to stream the reply: only for log-probabilities (kept per token) and answers
+    that may run past MAX_ANSWER_CHARS; a bounded answer comes whole, one line."""
     limit = request.options.get("num_predict")
     if request.top_logprobs > 0 or isinstance(limit, bool) or not isinstance(limit, int):
         return True

@@ -33,6 +33,7 @@ from emoprobe.backends.base import (
     Answer,
     ChatRequest,
     ModelInfo,
+    not_the_server,
     translated,
 )
 from emoprobe.backends.bounded import client_options
@@ -42,7 +43,6 @@ from emoprobe.errors import (
     ModelNotFound,
     ModelUnsuitable,
     RequestRejected,
-    ServerUnreachable,
     TransientError,
 )
 
@@ -292,13 +292,8 @@ class OpenAIBackend:
         except (ValueError, KeyError, TypeError):
             entries = None
         if not isinstance(entries, list):
-            kind = response.headers.get("content-type", "no content type").split(";")[0]
-            raise ServerUnreachable(
-                f"{self.base_url} answers, but not as an OpenAI-compatible server "
-                f"({what} gave HTTP {status}, {kind}): check the host (it should end in /v1)",
-                host=self.host,
-                setting="host",
-            )
+            server = "an OpenAI-compatible server"
+            raise not_the_server(self.host, server, response, what, " (it should end in /v1)")
         return [entry for entry in entries if isinstance(entry, dict)]
 
     def _check(self, response: httpx.Response, model: str) -> None:
@@ -379,11 +374,8 @@ def _answer(reply: Any, latency: float) -> Answer:
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         error = reply.get("error")
-        detail = ""
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            detail = f": {' '.join(error['message'].split())[:MESSAGE_CHARS]}"
-        elif isinstance(error, str):
-            detail = f": {' '.join(error.split())[:MESSAGE_CHARS]}"
+        text = error.get("message") if isinstance(error, dict) else error
+        detail = f": {' '.join(text.split())[:MESSAGE_CHARS]}" if isinstance(text, str) else ""
         raise TransientError(f"malformed reply: no choices in the chat completion{detail}")
     content = message.get("content")
     if isinstance(content, list):  # some servers answer in content parts

@@ -67,23 +67,6 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = [
-    "LAST_MLLAMA_SERVER",
-    "WAYS_OUT",
-    "ServerSupport",
-    "UnknownImageRule",
-    "Version",
-    "can_serve",
-    "image_rule",
-    "image_tokens",
-    "is_unservable_load_error",
-    "parallel_slots",
-    "parse_server_version",
-    "support_for",
-    "support_for_text",
-    "think_value",
-]
-
 
 @dataclass(frozen=True, order=True)
 class Version:
@@ -135,16 +118,11 @@ class _PatchRule:
 
 # (family) -> (rule before 0.30, rule from 0.30); an int is a fixed count per image.
 _IMAGE_RULES: dict[str, tuple[_PatchRule | int | None, _PatchRule | int | None]] = {
-    # qwen25vl process_image.go@v0.24.0: minPixels 56*56, maxPixels 28*28*1280
     "qwen25vl": (_PatchRule(28, 4, 1280), _PatchRule(28, _QWEN_VL_FLOOR, 4096)),
     "qwen2vl": (_PatchRule(28, 4, 1280), _PatchRule(28, _QWEN_VL_FLOOR, 4096)),
-    # qwen3vl imageprocessor.go@v0.24.0: shortest_edge 65536 px, longestEdge 2<<20 px;
-    # >= 0.30 compat.cpp image_max_pixels 16777216 px; patch 16 x merge 2 = 32 px.
     "qwen3vl": (_PatchRule(32, 64, 2048), _PatchRule(32, _QWEN_VL_FLOOR, 16384)),
     "qwen3vlmoe": (_PatchRule(32, 64, 2048), _PatchRule(32, _QWEN_VL_FLOOR, 16384)),
-    # gemma3 model.go: mm_tokens_per_image 256 (images resized to 896x896, no tiling)
     "gemma3": (256, 256),
-    # mllama model.go@v0.13.0 PostTokenize: one <|image|> token; cannot load from 0.30
     "mllama": (1, None),
 }
 

@@ -116,7 +116,17 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     sample, sample_warnings = stratified_sample(dataset.items, config.per_class, config.seed)
     for warning in [*dataset.warnings, *sample_warnings]:
         events.warning(warning)
-    fingerprint = _fingerprint(config, dataset.root)
+    fingerprint = Fingerprint(
+        task.name,
+        task.prompt_sha256,
+        config.model,
+        config.options,
+        config.answer_mode,
+        config.max_side,
+        str(dataset.root),
+        config.per_class,
+        config.seed,
+    )
     out = config.out or default_out_dir(DEFAULT_REPORTS_DIR, dataset.root, config, fingerprint)
     rundir = RunDir(out)
     with rundir.locked():
@@ -192,7 +202,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                     failed, abort_reason = pipeline.run(writer, done)
                 if warning := cache.unreadable_warning():
                     events.warning(warning)
-        rows = _rows_in_sample_order(sample, recover(rundir.predictions))
+        by_path = {row.path: row for row in recover(rundir.predictions) if row.status in STATUSES}
+        rows = [by_path[item.relpath] for item in sample if item.relpath in by_path]
         total = len(sample)
         if manifest is not None and manifest.dataset.drawn is None:
             manifest.dataset.drawn = _per_class(sample)  # older manifests lack it
@@ -432,25 +443,6 @@ def _per_class(items: list[Item]) -> dict[str, int]:
     for item in items:
         counts[item.label] = counts.get(item.label, 0) + 1
     return dict(sorted(counts.items()))
-
-
-def _rows_in_sample_order(sample: list[Item], rows: list[Row]) -> list[Row]:
-    by_path = {row.path: row for row in rows if row.status in STATUSES}
-    return [by_path[item.relpath] for item in sample if item.relpath in by_path]
-
-
-def _fingerprint(config: RunConfig, root: Path) -> Fingerprint:
-    return Fingerprint(
-        task=config.task.name,
-        prompt_sha256=config.task.prompt_sha256,
-        model=config.model,
-        options=config.options,
-        answer_mode=config.answer_mode,
-        max_side=config.max_side,
-        dataset_root=str(root),
-        per_class=config.per_class,
-        seed=config.seed,
-    )
 
 
 def _new_manifest(
