@@ -188,14 +188,8 @@ class BoundedTransport(httpx.BaseTransport):
 
 
 def client_options(timeout: float) -> dict[str, Any]:
-    """The settings of every HTTP client emoprobe opens to a model server.
-
-    trust_env=False: a proxy variable must never route students' faces elsewhere;
-    follow_redirects=False: nor may a redirect (httpx's clients follow them by default).
-    The bounded transport makes `timeout` a deadline for each request as a whole and caps
-    each reply's size (a hostile server cannot hold or flood the run); connecting waits
-    at most 10 s.
-    """
+    """The settings of every HTTP client emoprobe opens to a model server: no proxy
+    and no redirect may route the faces elsewhere; each request bounded (module doc)."""
     return {
         "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         "trust_env": False,

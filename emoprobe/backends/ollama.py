@@ -271,12 +271,8 @@ class OllamaBackend:
         return b"".join((parts[0], b'"', image, b'"', parts[1]))
 
     def chat(self, request: ChatRequest, body: bytes | None = None) -> Answer:
-        """Stream one answer; a reply that never completes is an error, not an answer.
-        `body`: `encode(request)`, built ahead (else built here).
-
-        The stream is read to its end, so the connection is kept for the next request;
-        an answer past MAX_ANSWER_CHARS is cut off there (TRUNCATED) and the rest unread.
-        """
+        """Read one answer (`body`: `encode(request)`, built ahead) to the stream's end, so
+        the connection is kept; past MAX_ANSWER_CHARS it is cut off (TRUNCATED), unread."""
         body = self.encode(request) if body is None else body
         started = time.monotonic()
         pieces: list[str] = []

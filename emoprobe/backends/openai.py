@@ -5,12 +5,9 @@ Spoken over `httpx` (no `openai` package), one whole JSON reply per image
 appended unless its path ends in it. Only `FORWARDED_OPTIONS` have an OpenAI field
 (`num_predict` becomes `max_tokens`); `ignored_options` names the ones a run loses.
 
-This module is where `httpx` exceptions and HTTP statuses become emoprobe's errors:
-refused/DNS → ServerUnreachable; 401/403 → BackendError (fatal); 404 → ModelNotFound;
-"image input is not supported" and kin → ModelUnsuitable; 408, 425, 429, 499, 5xx,
-timeouts, dropped connections, malformed replies → TransientError; other 4xx →
-RequestRejected. The API key (from `$api_key_env`) is never logged, shown or digested,
-and no image data reaches a message: data URLs and long base64 runs are cut out.
+This module is where `httpx` exceptions and HTTP statuses become emoprobe's errors. The
+API key (from `$api_key_env`) is never logged, shown or digested, and no image data
+reaches a message.
 """
 
 from __future__ import annotations
@@ -105,11 +102,7 @@ def data_url(request: ChatRequest) -> str:
 
 
 def build_request(request: ChatRequest) -> dict[str, Any]:
-    """The JSON body of `POST /chat/completions` for one request (see the module docstring).
-
-    `format` (a JSON schema) becomes `response_format`; `top_logprobs` > 0 asks for
-    `logprobs` with that many alternatives per token.
-    """
+    """The JSON body of `POST /chat/completions` for one request (see the module doc)."""
     user: list[dict[str, Any]] = [{"type": "text", "text": request.user_text}]
     user = user if request.user_text else []
     user.append({"type": "image_url", "image_url": {"url": data_url(request)}})
@@ -172,14 +165,8 @@ class OpenAIBackend:
 
     # -- before the first image -------------------------------------------------------------
     def describe(self, model: str) -> ModelInfo:
-        """Check that the server answers and lists `model` (`GET /v1/models`).
-
-        The OpenAI API says nothing about a model's capabilities, so whether it reads
-        images cannot be checked here: the first image tells (ModelUnsuitable, which
-        stops a run). `digest` hashes what identifies the served weights (see
-        `model_digest`); `server_version` comes from `GET /version` at the server's root
-        (vLLM has it), else is "unknown".
-        """
+        """Check that the server answers and lists `model` (`GET /v1/models`); whether it
+        reads images only the first image tells (the API lists no capabilities)."""
         requested = time.time()
         entries = self._list_models()
         entry = _find_model(entries, model)
@@ -199,13 +186,8 @@ class OpenAIBackend:
         )
 
     def model_digest(self, entry: dict[str, Any], requested: float | None = None) -> str:
-        """sha256 of what identifies the served model, so cache keys follow its identity.
-
-        ("openai", the base URL without credentials, the model id, and of its `/models`
-        entry `owned_by`, vLLM's `root`/`parent`, llama.cpp's `meta` about the weights and
-        `created` unless that is the time of the request (vLLM and llama.cpp put "now"
-        there; Ollama puts the model's modification time).
-        """
+        """sha256 of what identifies the served model (so cache keys follow it): the base
+        URL, the id and the `/models` entry's fields that describe the weights."""
         identity: dict[str, Any] = {
             "api": "openai",
             "url": self.base_url,
@@ -256,12 +238,7 @@ class OpenAIBackend:
         return json.dumps(build_request(request), separators=(",", ":")).encode()
 
     def chat(self, request: ChatRequest, body: bytes | None = None) -> Answer:
-        """Send one request (`body`: its `encode`, built ahead) and return the whole
-        answer (no streaming).
-
-        Log-probabilities come as OpenAI's `choices[0].logprobs.content`, the same
-        `{token, logprob, bytes, top_logprobs}` entries as Ollama's.
-        """
+        """Send one request (`body`: its `encode`, built ahead); the whole answer."""
         content = self.encode(request) if body is None else body
         started = time.monotonic()
         with self.translating("POST /v1/chat/completions", request.model):
@@ -321,10 +298,8 @@ class OpenAIBackend:
         """401/403: no retry or other image can succeed, so a plain BackendError (fatal:
         it stops the run), not one that fails image after image or is retried."""
         what = "wants an API key" if status == 401 else "refuses access"
-        if self._api_key:
-            fix = f"check the key in ${self.api_key_env}"
-        else:
-            fix = f"set ${self.api_key_env} to the server's key"
+        env = self.api_key_env
+        fix = f"check the key in ${env}" if self._api_key else f"set ${env} to the server's key"
         return BackendError(f"the server at {self.base_url} {what} (HTTP {status}): {fix}")
 
     def _message(self, response: httpx.Response) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,11 +216,10 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
             from emoprobe.reporting.markdown import write_report
 
             write_report(out, result_metrics, manifest, to_frame(rows, task.labels))
-        finished = sum(is_final(row) for row in rows)
         return RunResult(
             out=out,
             total=total,
-            finished=finished,
+            finished=sum(is_final(row) for row in rows),
             failed=failed,
             metrics=result_metrics,
             session=session,
@@ -439,10 +439,7 @@ class _Pipeline:
 
 
 def _per_class(items: list[Item]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.label] = counts.get(item.label, 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(item.label for item in items).items()))
 
 
 def _new_manifest(

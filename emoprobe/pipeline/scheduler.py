@@ -164,7 +164,14 @@ class Scheduler:
 
     def drain(self) -> None:
         """Give up every image still waiting (the run stopped and the workers ended)."""
-        for job in self._take_all():
+        with self._lock:
+            taken, self._again = list(self._again), deque()
+        while True:
+            try:
+                taken.append(self._waiting.get_nowait())
+            except queue.Empty:
+                break
+        for job in taken:
             self.deliver(Outcome.failed(job, STOPPED))
 
     # -- workers ----------------------------------------------------------------------
@@ -204,7 +211,8 @@ class Scheduler:
             busy = error.status in BUSY_STATUS
             if verdict is Verdict.RETRY and not busy and not isinstance(error, ServerUnreachable):
                 kind = f"{type(error).__name__} {error.status}" if error.status else str(error)
-                if self.retry.persists(host.repeated(kind)) and self._all_failing():
+                everyone_fails = all(other.failures_in_a_row for other in self.hosts)
+                if self.retry.persists(host.repeated(kind)) and everyone_fails:
                     verdict = Verdict.REJECT  # the same failure again and again: it stays
             if verdict is Verdict.FATAL:
                 self.stop.halt(error)
@@ -229,10 +237,6 @@ class Scheduler:
                 self._failing_since = None
                 self._last_answer = time.time()
             self._hand_back(outcome)
-
-    def _all_failing(self) -> bool:
-        """No host is answering now (else a failed image is left for one that is)."""
-        return all(host.failures_in_a_row for host in self.hosts)
 
     def _no_answer(self) -> None:
         """A request or probe failed: give up once no server has answered for give_up_s."""
@@ -304,14 +308,3 @@ class Scheduler:
                 and not self._again
                 and self._taken == 0
             )
-
-    def _take_all(self) -> list[Job]:
-        taken: list[Job] = []
-        with self._lock:
-            taken += list(self._again)
-            self._again.clear()
-        while True:
-            try:
-                taken.append(self._waiting.get_nowait())
-            except queue.Empty:
-                return taken

@@ -50,7 +50,7 @@ def run_models(
 ) -> Study:
     """Run `config` once per model (into `config.out/<model>` when `out` is given)."""
     out = config.out
-    slugs = [_slug(model) for model in models]
+    slugs = [slug(model) for model in models]
     if out is not None and len(set(slugs)) < len(slugs):
         raise ConfigError(
             f"models {', '.join(models)} map to the same folder names under {out}", setting="out"
@@ -87,7 +87,10 @@ def in_turn(
             check_models(backends[0], models, answer_modes)
         for index, model in enumerate(models):
             for backend in backends if index else ():
-                _unload(backend, models[index - 1], warn)
+                try:
+                    backend.unload(models[index - 1])
+                except BackendError as error:
+                    warn(f"could not unload {models[index - 1]} ({error}); going on")
             results.extend(run_model(index, model))
     finally:
         for backend in backends:
@@ -120,17 +123,6 @@ def check_models(backend: Backend, models: Sequence[str], answer_modes: Sequence
             message = f"{len(missing)} models are missing ({names}): {message}"
         raise ModelNotFound(message, host=backend.host, model=missing[0][0])
     return True
-
-
-def _slug(model: str) -> str:
-    return slug(model)
-
-
-def _unload(backend: Backend, model: str, warn: Callable[[str], None]) -> None:
-    try:
-        backend.unload(model)
-    except BackendError as error:
-        warn(f"could not unload {model} ({error}); going on")
 
 
 def _compare(results: list[RunResult], out: Path | None, warn: Callable[[str], None]) -> Study:
@@ -273,15 +265,13 @@ def _write_plan(
                 "prompt_sha256": cell.variant.task.prompt_sha256,
                 **({"sampled": r.total, "finished": r.finished} if r else {}),
             }
-            for cell, r in zip(cells, _padded(results, len(cells)), strict=True)
+            for cell, r in zip(
+                cells, [*results, *[None] * (len(cells) - len(results))], strict=True
+            )
         ],
     }
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / STUDY_PLAN, json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
-
-
-def _padded(results: Sequence[RunResult], n: int) -> list[RunResult | None]:
-    return [*results[:n], *[None] * (n - len(results))]
 
 
 def write_study_outputs(
@@ -300,8 +290,11 @@ def write_study_outputs(
         except ConfigError as error:
             study.notes.append(f"{cell.name}: {error}")
             continue
-        factors = {"model": cell.model, "answer_mode": cell.answer_mode}
-        factors["variant"] = cell.variant.name
+        factors = {
+            "model": cell.model,
+            "answer_mode": cell.answer_mode,
+            "variant": cell.variant.name,
+        }
         runs.append(CellRun(cell.name, factors, run, sampled=result.total))
     try:
         study.figures = study_figures(runs)
@@ -309,11 +302,10 @@ def write_study_outputs(
         warn(f"no study report: {error}")
         return
     study.report = write_study_report(study.out, study.spec, study.figures, study.notes)
-    title = f"emoprobe study {study.spec.name}"
     study.view = write_view(
         [cell.run for cell in runs],
         study.out / "view.html",
         embed_thumbnails=embed_thumbnails,
-        title=title,
+        title=f"emoprobe study {study.spec.name}",
         names=[cell.name for cell in runs],
     ).path
