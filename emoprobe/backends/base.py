@@ -120,35 +120,27 @@ class Backend(Protocol):
 
     def server_version(self) -> str:
         """A light request that proves the server answers; its version ("unknown")."""
-        ...
 
     def describe(self, model: str) -> ModelInfo:
         """Check the server and the model (reachable, present, can see images)."""
-        ...
 
     def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
         """Load the model with the run's options before the first image; seconds it took."""
-        ...
 
     def encode(self, request: ChatRequest) -> bytes:
         """The request's HTTP body (the image in base64), to build ahead of `chat`."""
-        ...
 
     def chat(self, request: ChatRequest, body: bytes | None = None) -> Answer:
         """Send one request (as `body`, its `encode`, when given); the complete answer."""
-        ...
 
     def ignored_options(self, options: Mapping[str, Any]) -> list[str]:
         """The options this server's API has no field for, sorted (they are not sent)."""
-        ...
 
     def unload(self, model: str) -> None:
         """Free the model's memory on the server now (a no-op where the API has no way)."""
-        ...
 
     def context_length(self, model: str) -> int | None:
         """The context the loaded model runs with (None where the server does not say)."""
-        ...
 
     def close(self) -> None: ...
 

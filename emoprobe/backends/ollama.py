@@ -210,9 +210,8 @@ class OllamaBackend:
         )
 
     def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
-        """An empty chat loads the model and keeps it for the run (`keep_alive`), with the
-        run's options (num_ctx decides how the runner is loaded) and its `think`, which
-        the server checks against the model's capabilities before loading."""
+        """An empty chat loads the model for the run (`keep_alive`) with its options (num_ctx
+        decides the runner) and `think` (checked against the model's capabilities)."""
         started = time.monotonic()
         sent = dict(options or {})
         think = sent.pop("think", None)
@@ -240,9 +239,8 @@ class OllamaBackend:
 
     # -- one image ----------------------------------------------------------------
     def encode(self, request: ChatRequest) -> bytes:
-        """The `POST /api/chat` body of `request`, the image in base64: what the `ollama`
-        client would send, built once (the preparer thread builds it ahead).
-        `options["think"]` (bool or level) is sent as the request's `think` field."""
+        """The `POST /api/chat` body the `ollama` client would send, image in base64, built
+        once; `options["think"]` goes as the request's `think` field."""
         asks_logprobs = request.top_logprobs > 0
         options = dict(request.options)
         think = options.pop("think", None)  # the request's own field, not an option

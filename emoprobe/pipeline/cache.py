@@ -51,11 +51,8 @@ def response_key(
     image_preparation: str,
     model: str | None = None,
 ) -> str:
-    """A stable hex key for one request; it contains no image data.
-
-    With `model` (the name asked for) the key is of version 2; without it, the version 1
-    key of emoprobe 0.1, looked up only for answers whose value names the same model.
-    """
+    """A stable hex key for one request, with no image data; without `model` (the name
+    asked for), emoprobe 0.1's key, read only for answers whose value names the model."""
     material = {
         "v": KEY_VERSION if model is None else MODEL_KEY_VERSION,
         "backend": backend,
@@ -136,11 +133,8 @@ def answer_value(answer: Answer, model: str, digest: str) -> dict[str, Any]:
 
 
 def answer_from_value(value: Any) -> Answer:
-    """The Answer a cache value holds, whichever version of emoprobe wrote it.
-
-    ValueError for a value no emoprobe wrote (not a dict, no text answer, a timing or
-    score that is no number).
-    """
+    """The Answer a cache value holds, whichever version of emoprobe wrote it; ValueError
+    for a value no emoprobe wrote (no dict, no text answer, a timing that is no number)."""
     if not isinstance(value, Mapping) or not isinstance(value.get("raw"), str):
         raise ValueError("no text answer")
     timings = value.get("timings") or {}

@@ -34,17 +34,7 @@ from emoprobe.pipeline.cache import HASH_BATCH, KeyMaker, ResponseCache
 from emoprobe.pipeline.config import check_model_name, check_request_settings
 from emoprobe.pipeline.retry import RetryPolicy, Stop, Verdict
 from emoprobe.pipeline.stats import RunStats
-from emoprobe.results.predictions import (
-    EMPTY_AFTER_THINKING,
-    FAILED,
-    NOT_IN_CACHE_TEXT,
-    OK,
-    REFUSED,
-    TRUNCATED_STATUS,
-    UNPARSED_STATUS,
-    UNREADABLE,
-)
-from emoprobe.results.predictions import NOT_IN_CACHE as NOT_IN_CACHE_STATUS
+from emoprobe.results import predictions
 from emoprobe.settings import (
     DEFAULT_BACKEND,
     DEFAULT_MODEL,
@@ -66,7 +56,7 @@ from emoprobe.task.model_options import DEFAULT_OPTIONS
 from emoprobe.task.parse import is_refusal, parse_answer
 
 ANSWER_MODE = "text"
-NOT_IN_CACHE = NOT_IN_CACHE_TEXT
+NOT_IN_CACHE = predictions.NOT_IN_CACHE_TEXT
 TEMPLATE_TOKENS = 32  # chat-template wrappers around the system and user text, roughly
 CHARS_PER_TOKEN = 4
 STOPPED = "stopped"
@@ -126,11 +116,8 @@ class ProbeResult:
 
 
 class Probe:
-    """Classifies images for one model and task through a cache and a backend.
-
-    `backend=None` is offline: answers come only from the cache. Safe to share between
-    threads; `stats` counts what its requests cost.
-    """
+    """Classifies images for one model and task through a cache and a backend (None:
+    offline, answers from the cache only); thread-safe, `stats` counts what it cost."""
 
     def __init__(
         self,
@@ -265,12 +252,9 @@ class Probe:
                     stats.append(os.stat(path))
                 except OSError as error:
                     stats.append(error)
-            found = [(path, st) for (_, path), st in zip(batch, stats, strict=True)]
-            known = iter(
-                self.cache.file_hashes(
-                    [(path, st) for path, st in found if isinstance(st, os.stat_result)]
-                )
-            )
+            found = zip((path for _, path in batch), stats, strict=True)
+            files = [(path, st) for path, st in found if isinstance(st, os.stat_result)]
+            known = iter(self.cache.file_hashes(files))
             for (seq, path), st in zip(batch, stats, strict=True):
                 if isinstance(st, OSError):
                     yield Outcome(seq, path, error=os_error_text(st))
@@ -292,9 +276,8 @@ class Probe:
         if self.backend is None:
             return Outcome(seq, path, prepared.sha256, error=NOT_IN_CACHE)
         width, height = prepared.width or 0, prepared.height or 0
-        sent = width * height
         tokens = self._image_tokens(width, height, prepared.source_pixels)
-        self.stats.sending(prepared.source_pixels, sent, *tokens)
+        self.stats.sending(prepared.source_pixels, width * height, *tokens)
         key = self.keys.key(prepared.sha256)
         job = Job(
             seq, path, prepared.sha256, key, prepared.payload, prepared.mime, image_tokens=tokens[0]
@@ -305,10 +288,8 @@ class Probe:
             return job
 
     def _image_tokens(self, width: int, height: int, source_pixels: int) -> tuple[int, int]:
-        """(tokens as sent, tokens as stored) by the server's rule; (0, 0) without one.
-
-        The stored image's sides are the sent ones scaled back (resizing keeps the aspect).
-        """
+        """(tokens as sent, tokens as stored: the sides scaled back) by the server's rule;
+        (0, 0) without one."""
         if self.support is None or width <= 0 or height <= 0:
             return 0, 0
         scale = (source_pixels / (width * height)) ** 0.5 if source_pixels else 1.0
@@ -393,9 +374,9 @@ class Probe:
         answer = capped(outcome.answer) if outcome.answer else None
         if answer is None:
             if outcome.error == NOT_IN_CACHE:
-                status = NOT_IN_CACHE_STATUS
+                status = predictions.NOT_IN_CACHE
             else:
-                status = UNREADABLE if outcome.error else FAILED
+                status = predictions.UNREADABLE if outcome.error else predictions.FAILED
             problem = outcome.error or outcome.failure
             return ProbeResult(outcome.path, "", None, status, error=problem, sha256=outcome.sha256)
         label = UNPARSED  # cut off past the cap: no label is read from a part
@@ -476,10 +457,8 @@ class Probe:
 def resolve_think(
     info: ModelInfo, support: ServerSupport | None, options: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """`options` with the `think` to send: false for a thinking model unless asked for.
-
-    ConfigError (setting "options") for a think the model or the server cannot honour.
-    """
+    """`options` with the `think` to send: false for a thinking model unless asked for;
+    ConfigError for a think the model or the server cannot honour."""
     resolved = dict(options)
     if info.backend != "ollama":
         return resolved
@@ -509,16 +488,16 @@ def answer_status(answer: Answer, label: str) -> str:
     """`ok` for a label; else why there is none: only thinking, a refusal, cut off at the
     length limit, or an answer that names no label."""
     if label != UNPARSED:
-        return OK
+        return predictions.OK
     if answer.done_reason == TRUNCATED:  # past emoprobe's cap: nothing else is read
-        return TRUNCATED_STATUS
+        return predictions.TRUNCATED_STATUS
     if not answer.raw.strip() and answer.thinking_chars:
-        return EMPTY_AFTER_THINKING
+        return predictions.EMPTY_AFTER_THINKING
     if is_refusal(answer.raw):
-        return REFUSED
+        return predictions.REFUSED
     if answer.done_reason in TRUNCATED_REASONS:
-        return TRUNCATED_STATUS
-    return UNPARSED_STATUS
+        return predictions.TRUNCATED_STATUS
+    return predictions.UNPARSED_STATUS
 
 
 def describe_model(

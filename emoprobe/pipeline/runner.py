@@ -34,14 +34,7 @@ from emoprobe.data.sampling import stratified_sample
 from emoprobe.errors import ConfigError
 from emoprobe.pipeline.cache import ResponseCache
 from emoprobe.pipeline.config import RunConfig
-from emoprobe.pipeline.probe import (
-    STOPPED,
-    Job,
-    Outcome,
-    Probe,
-    check_answer_mode,
-    describe_models,
-)
+from emoprobe.pipeline.probe import STOPPED, Job, Outcome, Probe, check_answer_mode, describe_models
 from emoprobe.pipeline.retry import RetryPolicy, Stop
 from emoprobe.pipeline.scheduler import Host, Scheduler
 from emoprobe.pipeline.stats import RunStats

@@ -99,10 +99,8 @@ def in_turn(
 
 
 def check_models(backend: Backend, models: Sequence[str], answer_modes: Sequence[str]) -> bool:
-    """Every model on the server, able to see, and answering in every mode: else one
-    error naming every model that is missing (nothing has run yet). A server that does
-    not answer is no error here (False: nothing checked): finished runs need none, and
-    the first run that does says why."""
+    """Every model on the server, able to see and answering in every mode, else one error
+    naming every missing model; False (nothing checked) where the server does not answer."""
     from emoprobe.pipeline.probe import check_answer_mode
 
     missing: list[tuple[str, ModelNotFound]] = []
@@ -212,13 +210,8 @@ def run_study(
     warn: Callable[[str], None] = lambda message: None,
     embed_thumbnails: bool = False,
 ) -> StudyResult:
-    """Run (or resume) every cell of `spec`, model by model, into `out/<cell>`; then
-    `out/report.md` over all cells and `out/view.html`, the page of every answer.
-
-    Every model (and its server's support for every answer mode) is checked before any
-    cell runs. Each cell is an ordinary run, so a study stopped at any moment resumes
-    where it was, and the cache means nothing answered is asked again.
-    """
+    """Run (or resume: each cell is an ordinary run) every cell of `spec`, model by model,
+    into `out/<cell>`, every model checked first; then `out/report.md` and `out/view.html`."""
     out = out or default_study_dir(spec)
     cells = spec.cells
     by_model = {model: [c for c in cells if c.model == model] for model in spec.models}

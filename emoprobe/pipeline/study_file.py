@@ -266,12 +266,11 @@ class _StudyReader:
                     f"answer mode {answer!r} is not one of {', '.join(ANSWER_MODES)}",
                     value=answer,
                 )
-        per_class = None
-        if "per_class" in doc:
-            per_class = self.integer(doc["per_class"], ("per_class",), least=1)
-        max_side = None
-        if "max_side" in doc:
-            max_side = self.integer(doc["max_side"], ("max_side",), least=28)
+
+        def at_least(key: str, least: int) -> int | None:
+            return self.integer(doc[key], (key,), least=least) if key in doc else None
+
+        per_class, max_side = at_least("per_class", 1), at_least("max_side", 28)
         return StudySpec(
             path=self.path,
             name=name,
@@ -416,10 +415,8 @@ def _line_holding(lines: Sequence[str], start: int, value: str) -> int:
 
 
 def _defines(line: str, key: str) -> bool:
-    return (
-        re.match(rf"^\s*(\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*=", line)
-        is not None
-    )
+    name = re.escape(key)
+    return re.match(rf"^\s*(\"{name}\"|'{name}'|{name})\s*=", line) is not None
 
 
 def _shown_where(where: Where) -> str:
