@@ -128,8 +128,7 @@ def build_request(request: ChatRequest) -> dict[str, Any]:
             "json_schema": {"name": "answer", "schema": dict(format)},
         }
     if top_logprobs > 0:
-        body["logprobs"] = True
-        body["top_logprobs"] = top_logprobs
+        body |= {"logprobs": True, "top_logprobs": top_logprobs}
     return body
 
 

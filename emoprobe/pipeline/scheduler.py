@@ -2,23 +2,13 @@
 
 Every host runs `window` worker threads that take the next prepared image, so a fast
 host simply takes more. A failed request puts its host on a cooldown that doubles with
-each failure in a row (a crashed server is left alone for a while, then probed with a
-light request before it gets images again) and puts the image back for a host that
-has not failed it (any host, once none of those answers), until the image has failed
-`retries + 1` times. Results are the same whichever host answers: the cache and the
-answers do not depend on the host.
-
-Three things end a run that cannot get on:
-
-* a busy reply (HTTP 503/429) halves the host's window (down to one request in flight)
-  and each answer grows it back by about one per window's worth of answers (AIMD), so a
-  server with fewer slots than `window` is not flooded with requests it must refuse;
-* the same failure repeated by a server (`RetryPolicy.persists`), while no other host
-  answers, fails each image at its first try, so the runner's "10 images in a row"
-  stop comes in seconds;
-* when no server has answered an image for `give_up_s` (the retries' backoffs plus one
-  request timeout), failed probes included, the run stops: "no server has answered
-  since HH:MM", resumable like any other early stop.
+each failure in a row (then a light request probes it before it gets images again) and
+puts the image back for a host that has not failed it (any host, once none of those
+answers), until the image has failed `retries + 1` times. A busy reply (HTTP 503/429)
+halves the host's window instead, and answers grow it back (AIMD). The same failure
+repeated by a server while no other answers fails each image at its first try
+(`RetryPolicy.persists`); no answer from any server for `give_up_s` stops the run,
+resumable like any other early stop.
 """
 
 from __future__ import annotations

@@ -188,8 +188,9 @@ class _StudyReader:
 
     def string(self, value: Any, where: Where, *, empty_ok: bool = False) -> str:
         if not isinstance(value, str):
-            shown = _shown_where(where)
-            raise self.fail(where, f"{shown} must be a string, not {toml_type(value)}")
+            raise self.fail(
+                where, f"{_shown_where(where)} must be a string, not {toml_type(value)}"
+            )
         if not value.strip() and not empty_ok:
             raise self.fail(where, f"{_shown_where(where)} is empty")
         return value.strip()
