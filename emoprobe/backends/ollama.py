@@ -113,8 +113,7 @@ class OllamaBackend:
         return str(version)
 
     def describe(self, model: str) -> ModelInfo:
-        """The model as the server shows it; ModelUnservable when this server version
-        cannot load its family at all (server_support's table), before any image."""
+        """The model as the server shows it; ModelUnservable for a family it cannot load at all."""
         version = self.server_version()
         try:
             shown = self._get_json("POST", "/api/show", model, {"model": model})

@@ -134,8 +134,7 @@ def build_request(request: ChatRequest) -> dict[str, Any]:
 
 # -- the backend ---------------------------------------------------------------------------
 class OpenAIBackend:
-    """Talks to one OpenAI-compatible server (see the module doc); thread-safe. The API
-    key, when `$api_key_env` holds one, is sent as a bearer token."""
+    """Talks to one OpenAI-compatible server; thread-safe; `$api_key_env` is a bearer token."""
 
     name = "openai"
 
@@ -372,8 +371,7 @@ def _answer(reply: Any, latency: float) -> Answer:
 
 
 def _thinking_chars(message: dict[str, Any]) -> int:
-    """Length of the reasoning text beside the answer (vLLM's and llama.cpp's
-    `reasoning_content`, OpenRouter's `reasoning`); 0 without one."""
+    """Length of the reasoning beside the answer (`reasoning_content`, `reasoning`), else 0."""
     text = message.get("reasoning_content") or message.get("reasoning")
     return len(text) if isinstance(text, str) else 0
 

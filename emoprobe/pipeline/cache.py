@@ -86,8 +86,7 @@ class KeyMaker:
         return self._key(image_sha256, self.model)
 
     def legacy_key(self, image_sha256: str) -> str | None:
-        """The key emoprobe 0.1 stored this answer under (no model name), or None where
-        the digest is empty: then only the name tells models apart."""
+        """emoprobe 0.1's key (no model name); None for an empty digest (only the name tells)."""
         return self._key(image_sha256, None) if self.model_digest else None
 
     def _key(self, image_sha256: str, model: str | None) -> str:
@@ -222,15 +221,9 @@ class ResponseCache:
             self._responses.get("probe")  # fail here, not mid-run, on a corrupt database
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The value under `key`; None (counted in `unreadable`) for one that does not
-        unpickle to a dict."""
+        """The value under `key`; None (counted in `unreadable`) for one that is no dict."""
         with _translated(self.directory):
-            try:
-                value = self._responses.get(key)
-            except (sqlite3.Error, OSError):
-                raise
-            except Exception:  # a bad pickle: anything unpickling can raise
-                value = _UNREADABLE
+            value = self._read_many(self._responses, [key]).get(key)
         if value is None or isinstance(value, dict):
             return value
         self._unreadable.add(key)
@@ -260,8 +253,7 @@ class ResponseCache:
         return self._answer_of(key, self.get(key), model)
 
     def first_answer(self, key: str, legacy: str | None = None, *, model: str) -> Answer | None:
-        """`answer(key)`, else `answer(legacy, model=model)`: both keys read in one query
-        (one cache lookup per image)."""
+        """`answer(key)`, else `answer(legacy, model=model)`: both keys read in one query."""
         keys = [key] if legacy is None else [key, legacy]
         with _translated(self.directory):
             values = self._read_many(self._responses, keys)

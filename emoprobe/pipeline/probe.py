@@ -288,8 +288,7 @@ class Probe:
             return job
 
     def _image_tokens(self, width: int, height: int, source_pixels: int) -> tuple[int, int]:
-        """(tokens as sent, tokens as stored: the sides scaled back) by the server's rule;
-        (0, 0) without one."""
+        """(tokens as sent, as stored: sides scaled back) by the server's rule, else (0, 0)."""
         if self.support is None or width <= 0 or height <= 0:
             return 0, 0
         scale = (source_pixels / (width * height)) ** 0.5 if source_pixels else 1.0
@@ -409,8 +408,7 @@ class Probe:
         return label
 
     def _ensure_loaded(self, backend: Backend, job: Job | None = None) -> None:
-        """Load the model once per server before its first image (keep_alive holds it),
-        then check that the prompt, that image and the answer fit the model's context."""
+        """Load the model once per server, then check that prompt, image and answer fit."""
         with self._load_lock:
             if id(backend) in self._loaded:
                 return
@@ -485,8 +483,7 @@ def resolve_think(
 
 
 def answer_status(answer: Answer, label: str) -> str:
-    """`ok` for a label; else why there is none: only thinking, a refusal, cut off at the
-    length limit, or an answer that names no label."""
+    """`ok` for a label; else why none: thinking only, a refusal, cut off, or no label named."""
     if label != UNPARSED:
         return predictions.OK
     if answer.done_reason == TRUNCATED:  # past emoprobe's cap: nothing else is read
@@ -503,8 +500,7 @@ def answer_status(answer: Answer, label: str) -> str:
 def describe_model(
     model: str, backends: Sequence[Backend], cache: ResponseCache, kind: str = DEFAULT_BACKEND
 ) -> ModelInfo:
-    """Ask every server about the model (they must serve the same build), or offline,
-    what the cache recorded of it."""
+    """Ask every server about the model (one build on all), or offline, what the cache holds."""
     return describe_models(model, backends, cache, kind)[0]
 
 

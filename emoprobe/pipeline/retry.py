@@ -64,8 +64,7 @@ class RetryPolicy:
 
 
 class Stop(threading.Event):
-    """Set when a run must end; `fatal` holds the error that ended it, if one did, and
-    `reason` why the run gave up early (it can be resumed)."""
+    """Set when a run must end: `fatal` is the error that ended it, `reason` why it gave up."""
 
     def __init__(self) -> None:
         super().__init__()

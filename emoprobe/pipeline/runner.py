@@ -313,8 +313,7 @@ class _Pipeline:
             self.stats.hosts = [host.record(wall) for host in self.hosts]
 
     def _keep_answers(self) -> None:
-        """Cache the answers still queued when the run ends early (an interrupt, an
-        error), so that the next run does not ask for them again."""
+        """Cache the answers still queued when the run ends early: the next run asks none again."""
         message = self._in_hand
         while True:
             if isinstance(message, Outcome):

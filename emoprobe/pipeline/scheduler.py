@@ -123,8 +123,7 @@ class Scheduler:
         self._threads: list[threading.Thread] = []
 
     def window_of(self, host: Host) -> int:
-        """How many requests `host` has in flight at most (the server's slots for the
-        family, where the runner set them; else the run's window)."""
+        """Most requests in flight on `host`: the server's slots where set, else the run's."""
         return host.window or self.window
 
     def start(self) -> None:

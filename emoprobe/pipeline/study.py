@@ -164,8 +164,7 @@ class StudyResult:
 
 
 def check_study_models(spec: StudySpec, config: RunConfig) -> str:
-    """Check every model of the study on the first host, running nothing; what was
-    checked, as a short phrase (errors for a missing model as `check_models`)."""
+    """Check every model of the study on the first host; what was checked, as a phrase."""
     if config.offline:
         return "offline: the models were not checked"
     backend = open_backend(config.backend, host=config.hosts[0], timeout=config.timeout)
@@ -178,8 +177,7 @@ def check_study_models(spec: StudySpec, config: RunConfig) -> str:
 
 
 def cell_config(spec: StudySpec, config: RunConfig, cell: Cell, out: Path) -> RunConfig:
-    """The run of one cell: the study's what (sample, model, prompt, answer mode,
-    options) over `config`'s where (hosts, cache, requests)."""
+    """One cell's run: the study's what (sample, model, prompt, mode, options) over `config`."""
     return replace(
         config,
         dataset=spec.dataset or config.dataset,
@@ -237,8 +235,7 @@ def run_study(
 def _write_plan(
     out: Path, spec: StudySpec, cells: list[Cell], results: Sequence[RunResult] = ()
 ) -> None:
-    """study.json: the study file's digest and every cell's folder and prompt; after the
-    runs, each cell's sample size and finished images too."""
+    """study.json: the file's digest, each cell's folder and prompt (after the runs, counts)."""
     import hashlib
     import json
 
