@@ -1,9 +1,8 @@
 """HTTP that a broken or hostile server cannot stretch: a total deadline and a size cap.
 
 httpx bounds each single wait on the socket, so a server that trickles one byte every
-half second (headers or body) holds a request forever, and a reply is read whole into
-memory however large it is. `BoundedTransport` is an httpx transport
-that bounds every request as a whole:
+half second holds a request forever, and a reply is read whole into memory however large
+it is. `BoundedTransport` bounds every request as a whole:
 
 * a deadline: connect, send, headers and body must all be done within the request's
   own timeout (the `read` part of httpx's `Timeout`), or it fails as a timeout;

@@ -33,8 +33,7 @@ from emoprobe.backends.server_support import (
     WAYS_OUT,
     can_serve,
     is_unservable_load_error,
-    parse_server_version,
-    support_for,
+    support_for_text,
 )
 from emoprobe.backends.weights import summarize
 from emoprobe.errors import (
@@ -134,8 +133,7 @@ class OllamaBackend:
         details = shown.get("details")
         details = details if isinstance(details, dict) else {}
         family = _text(details.get("family"))
-        parsed = parse_server_version(version)
-        if parsed is not None and (problem := can_serve(support_for(parsed), family)):
+        if (support := support_for_text(version)) and (problem := can_serve(support, family)):
             raise ModelUnservable(problem, host=self.host, model=model, setting="backend")
         listed_model = self._listed(model)
         tensors = shown.get("tensors")

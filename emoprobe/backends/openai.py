@@ -93,7 +93,6 @@ def public_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-# -- requests ----------------------------------------------------------------------------
 def data_url(request: ChatRequest) -> str:
     """A `data:` URL for the request's image; RequestRejected for a type no server takes."""
     if request.image_mime not in SENDABLE_TYPES:
@@ -132,7 +131,6 @@ def build_request(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
-# -- the backend ---------------------------------------------------------------------------
 class OpenAIBackend:
     """Talks to one OpenAI-compatible server; thread-safe; `$api_key_env` is a bearer token."""
 
@@ -337,7 +335,6 @@ class OpenAIBackend:
             yield
 
 
-# -- replies --------------------------------------------------------------------------------
 def _answer(reply: Any, latency: float) -> Answer:
     """An Answer from a chat completion; TransientError when it has no usable choice."""
     if not isinstance(reply, dict):

@@ -61,8 +61,7 @@ TEMPLATE_TOKENS = 32  # chat-template wrappers around the system and user text, 
 CHARS_PER_TOKEN = 4
 STOPPED = "stopped"
 PARSED_MEMO = 10_000  # distinct answers whose label `Probe.result` remembers
-# done_reason of an answer cut off: the server's length limit, or emoprobe's cap
-TRUNCATED_REASONS = frozenset({"length", TRUNCATED})
+TRUNCATED_REASONS = frozenset({"length", TRUNCATED})  # the server's limit, emoprobe's cap
 
 
 @dataclass(frozen=True)
@@ -308,7 +307,6 @@ class Probe:
         return sent, stored
 
     def _cached(self, seq: int, path: Path, sha256: str) -> Outcome | None:
-        # the key, else the one emoprobe 0.1 stored it under (for this model), at once
         key, legacy = self.keys.key(sha256), self.keys.legacy_key(sha256)
         answer = self.cache.first_answer(key, legacy, model=self.model)
         return None if answer is None else Outcome(seq, path, sha256, answer, cached=True)
@@ -372,10 +370,9 @@ class Probe:
         scores: those where the answer names the label the parser chose."""
         answer = capped(outcome.answer) if outcome.answer else None
         if answer is None:
+            status = predictions.UNREADABLE if outcome.error else predictions.FAILED
             if outcome.error == NOT_IN_CACHE:
                 status = predictions.NOT_IN_CACHE
-            else:
-                status = predictions.UNREADABLE if outcome.error else predictions.FAILED
             problem = outcome.error or outcome.failure
             return ProbeResult(outcome.path, "", None, status, error=problem, sha256=outcome.sha256)
         label = UNPARSED  # cut off past the cap: no label is read from a part

@@ -1,10 +1,7 @@
 """Several models over the same sample, one loaded at a time: `run --model … --model …`
 (`run_models`, then comparison.md) and study files (`run_study`, then report.md and
-view.html over every cell of models × answer modes × prompt variants).
-
-Every model is checked on the server first (when it answers), so a misspelt second
-model fails at once, not after the first model's run. Between models the previous one
-is unloaded (keep_alive 0) on every host, so only one is loaded at a time.
+view.html over every cell of models × answer modes × prompt variants). Every model is
+checked first, so a misspelt second model fails at once, not after the first one's run.
 """
 
 from __future__ import annotations
