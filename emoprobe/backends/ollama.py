@@ -97,7 +97,6 @@ class OllamaBackend:
         """Ollama takes every option emoprobe knows."""
         return []
 
-    # -- before the first image -------------------------------------------------
     def server_version(self) -> str:
         """`GET /api/version`; proves an Ollama server answers at the host."""
         with self.translating("GET /api/version"):
@@ -234,7 +233,6 @@ class OllamaBackend:
         with self.translating(what, model):
             self._checked(self._http.post("/api/chat", json=body | (extra or {})))
 
-    # -- one image ----------------------------------------------------------------
     def encode(self, request: ChatRequest) -> bytes:
         """The `POST /api/chat` body the `ollama` client would send, image in base64, built
         once; `options["think"]` goes as the request's `think` field."""
@@ -327,7 +325,6 @@ class OllamaBackend:
         self._client._client.close()
         self._http.close()
 
-    # -- error translation ----------------------------------------------------------
     @contextmanager
     def translating(self, what: str, model: str = "") -> Iterator[None]:
         """Turn the client's and httpx's exceptions inside into emoprobe's own."""

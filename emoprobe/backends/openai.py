@@ -159,7 +159,6 @@ class OpenAIBackend:
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.base_url!r}, timeout={self.timeout:g})"
 
-    # -- before the first image -------------------------------------------------------------
     def describe(self, model: str) -> ModelInfo:
         """Check that the server answers and lists `model` (`GET /v1/models`); whether it
         reads images only the first image tells (the API lists no capabilities)."""
@@ -228,7 +227,6 @@ class OpenAIBackend:
         """The OpenAI API does not say (vLLM's --max-model-len is set where it starts)."""
         return None
 
-    # -- one image ----------------------------------------------------------------------------
     def encode(self, request: ChatRequest) -> bytes:
         """The JSON body of `build_request`, as bytes (RequestRejected as it says)."""
         return json.dumps(build_request(request), separators=(",", ":")).encode()
@@ -250,7 +248,6 @@ class OpenAIBackend:
     def close(self) -> None:
         self._http.close()
 
-    # -- helpers ----------------------------------------------------------------------------
     def _list_models(self) -> list[dict[str, Any]]:
         what = "GET /v1/models"
         with self.translating(what):

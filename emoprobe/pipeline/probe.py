@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -31,7 +32,7 @@ from emoprobe.errors import BackendError, ConfigError, TransientError
 from emoprobe.files import os_error_text
 from emoprobe.hosts import checked_host
 from emoprobe.pipeline.cache import HASH_BATCH, KeyMaker, ResponseCache
-from emoprobe.pipeline.config import check_model_name, check_request_settings
+from emoprobe.pipeline.config import ANSWER_MODE, check_model_name, check_request_settings
 from emoprobe.pipeline.retry import RetryPolicy, Stop, Verdict
 from emoprobe.pipeline.stats import RunStats
 from emoprobe.results import predictions
@@ -55,7 +56,6 @@ from emoprobe.task.definition import PAPER_TASK, UNPARSED, Task
 from emoprobe.task.model_options import DEFAULT_OPTIONS
 from emoprobe.task.parse import is_refusal, parse_answer
 
-ANSWER_MODE = "text"
 NOT_IN_CACHE = predictions.NOT_IN_CACHE_TEXT
 TEMPLATE_TOKENS = 32  # chat-template wrappers around the system and user text, roughly
 CHARS_PER_TOKEN = 4
@@ -158,7 +158,7 @@ class Probe:
         self._load_lock = threading.Lock()
         self._loaded: set[int] = set()
         self._no_rule_warned = False
-        self._owned: list[ResponseCache | Backend] = []
+        self._owned = ExitStack()
 
     @classmethod
     def open(
@@ -185,13 +185,13 @@ class Probe:
         check_model_name(model)
         check_request_settings(timeout, retries)
         url = checked_host(host or default_host(backend), allow_remote=allow_remote)
-        cache = ResponseCache(cache_dir or default_cache_dir())
-        owned: list[ResponseCache | Backend] = [cache]
-        try:
+        with ExitStack() as owned:
+            cache = owned.enter_context(ResponseCache(cache_dir or default_cache_dir()))
             server = None
             if not offline:
-                server = open_backend(backend, host=url, timeout=timeout)
-                owned.append(server)
+                server = owned.enter_context(
+                    closing(open_backend(backend, host=url, timeout=timeout))
+                )
             info = describe_model(model, [server] if server else [], cache, backend)
             check_answer_mode(answer_mode, info)
             probe = cls(
@@ -205,18 +205,12 @@ class Probe:
                 max_side=max_side,
                 retry=RetryPolicy(retries=retries),
             )
-        except BaseException:
-            for resource in owned:
-                resource.close()
-            raise
-        probe._owned = owned
+            probe._owned = owned.pop_all()
         return probe
 
     def close(self) -> None:
         """Close what `open` opened (a probe built directly closes nothing)."""
-        for resource in self._owned:
-            resource.close()
-        self._owned = []
+        self._owned.close()
 
     def __enter__(self) -> Probe:
         return self
@@ -224,7 +218,6 @@ class Probe:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- one image, all steps -----------------------------------------------------------
     def classify(self, path: Path | str) -> ProbeResult:
         """Cache, else the backend (with retries), then the parser; fatal errors raise."""
         prepared = self.prepare(0, Path(path))
@@ -233,7 +226,6 @@ class Probe:
             raise self.stop.fatal
         return self.result(outcome)
 
-    # -- the steps ------------------------------------------------------------------------
     def prepare(self, seq: int, path: Path) -> Outcome | Job:
         """Hash (remembered by path, size and mtime) and look up the cache, else read the
         image: an Outcome when the image needs no request, else the Job for one."""

@@ -174,7 +174,6 @@ class _StudyReader:
         at = f", line {line}" if line else ""
         return ConfigError(f"study file {self.shown}{at}: {message}", path=self.path)
 
-    # -- typed fields -------------------------------------------------------------------
     def check_keys(self, table: dict[str, Any], known: Sequence[str], where: Where) -> None:
         for key in table:
             if key not in known:
@@ -232,7 +231,6 @@ class _StudyReader:
         except ConfigError as error:
             raise self.fail(where, f"{_shown_where(where)}: {error}") from None
 
-    # -- the whole file -----------------------------------------------------------------
     def spec(self) -> StudySpec:
         doc = self.doc
         self.check_keys(doc, _TOP_KEYS, ())
