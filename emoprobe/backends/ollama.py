@@ -236,7 +236,6 @@ class OllamaBackend:
     def encode(self, request: ChatRequest) -> bytes:
         """The `POST /api/chat` body the `ollama` client would send, image in base64, built
         once; `options["think"]` goes as the request's `think` field."""
-        asks_logprobs = request.top_logprobs > 0
         options = dict(request.options)
         think = options.pop("think", None)  # the request's own field, not an option
         body: dict[str, Any] = {
@@ -254,7 +253,7 @@ class OllamaBackend:
             body["think"] = think
         if request.format:
             body["format"] = dict(request.format)
-        if asks_logprobs:
+        if request.top_logprobs > 0:
             body |= {"logprobs": True, "top_logprobs": request.top_logprobs}
         image = base64.b64encode(request.image)
         parts = json.dumps(body, separators=(",", ":")).encode().split(SLOT_JSON)
@@ -269,8 +268,7 @@ class OllamaBackend:
         body = self.encode(request) if body is None else body
         started = time.monotonic()
         pieces: list[str] = []
-        length = 0
-        thinking = 0
+        length = thinking = 0
         logprobs: list[dict[str, Any]] = []
         final: dict[str, Any] | None = None
         with (

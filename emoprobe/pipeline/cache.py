@@ -212,12 +212,9 @@ class ResponseCache:
         with _translated(self.directory):
             if self.directory.exists() and not self.directory.is_dir():
                 raise NotADirectoryError(f"{self.directory} is not a folder")
-            self._responses = diskcache.Cache(
-                str(self.directory / RESPONSES), eviction_policy="none", size_limit=2**40
-            )
-            self._hashes = diskcache.Cache(
-                str(self.directory / FILE_HASHES), eviction_policy="none", size_limit=2**40
-            )
+            settings: dict[str, Any] = {"eviction_policy": "none", "size_limit": 2**40}
+            self._responses = diskcache.Cache(str(self.directory / RESPONSES), **settings)
+            self._hashes = diskcache.Cache(str(self.directory / FILE_HASHES), **settings)
             self._responses.get("probe")  # fail here, not mid-run, on a corrupt database
 
     def get(self, key: str) -> dict[str, Any] | None:

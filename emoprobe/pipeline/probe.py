@@ -320,8 +320,7 @@ class Probe:
         with `store`, so that the request thread goes on at once). Raises the
         backend's errors."""
         self._ensure_loaded(backend, job)
-        answer = backend.chat(self._request(job), job.body or None)
-        answer = capped(answer)
+        answer = capped(backend.chat(self._request(job), job.body or None))
         if self._top_logprobs:
             positions = label_positions(answer.logprobs, self.task.labels, self.task.synonyms)
             answer = replace(answer, label_positions=positions, logprobs=())

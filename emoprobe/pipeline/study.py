@@ -7,6 +7,7 @@ checked first, so a misspelt second model fails at once, not after the first one
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -164,13 +165,12 @@ def check_study_models(spec: StudySpec, config: RunConfig) -> str:
     """Check every model of the study on the first host; what was checked, as a phrase."""
     if config.offline:
         return "offline: the models were not checked"
-    backend = open_backend(config.backend, host=config.hosts[0], timeout=config.timeout)
-    try:
+    with closing(
+        open_backend(config.backend, host=config.hosts[0], timeout=config.timeout)
+    ) as backend:
         if check_models(backend, spec.models, spec.answers):
             return f"every model is on {backend.host} and answers in {', '.join(spec.answers)}"
         return f"no server answers at {backend.host}: the models were not checked"
-    finally:
-        backend.close()
 
 
 def cell_config(spec: StudySpec, config: RunConfig, cell: Cell, out: Path) -> RunConfig:

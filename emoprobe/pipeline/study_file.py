@@ -1,26 +1,7 @@
 """Study files: a matrix of models × answer modes × prompt variants, described once.
 
-A study file is TOML (see examples/studies/ and the README)::
-
-    name = "quantization"                     # optional: the file's stem
-    dataset = "../faces/labels.csv"           # relative to this file; omitted: the demo set
-    task = "../tasks/faces-happy-neutral.toml"  # optional: the paper's task
-    per_class = 10                            # optional: every image
-    seed = 0
-    models = ["qwen3-vl:8b-instruct-q4_K_M", "qwen3-vl:8b-instruct-q8_0"]
-    answers = ["text", "json"]                # optional: ["text"]
-
-    [options]                                 # optional: model options over the defaults
-    temperature = 0
-
-    [[variants]]                              # optional: one variant, the task as it is
-    name = "no-definitions"
-    definitions = false                       # the instruction alone, no class definitions
-    [[variants]]
-    name = "reversed"
-    label_order = "reversed"                  # or a list: the definitions in that order
-    instruction = "..."                       # optional: replaces the task's instruction
-    # task = "other-task.toml"                # a variant may be a whole task file instead
+A study file is TOML, shown in the README and examples/studies/: the keys `_TOP_KEYS`
+names, `[options]` and `[[variants]]` tables of `_VARIANT_KEYS`.
 
 Every mistake is one `ConfigError` line naming the file, the line and the key. Pure
 apart from reading the file and its task files.
