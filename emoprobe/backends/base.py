@@ -6,10 +6,13 @@ import difflib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from emoprobe.errors import BackendError, RequestRejected, ServerUnreachable, TransientError
 from emoprobe.files import writable_text
+
+if TYPE_CHECKING:
+    import httpx
 
 # HTTP statuses worth retrying besides 5xx: timeout, too early, rate limit, cancelled.
 RETRYABLE_STATUS = frozenset({408, 425, 429, 499})
@@ -23,7 +26,8 @@ TRUNCATED = "truncated"
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the server says about a model before any image is sent."""
+    """What the server says about a model before any image is sent; its words are kept
+    as said, but never with a lone surrogate no file can hold."""
 
     name: str
     digest: str
@@ -38,7 +42,6 @@ class ModelInfo:
     vision_weights: str = ""  # of the vision tower and projector (v.*, mm.*)
 
     def __post_init__(self) -> None:
-        # The server's words, kept as said, but never a lone surrogate no file can hold.
         for name, value in vars(self).items():
             if isinstance(value, str):
                 object.__setattr__(self, name, writable_text(value))
@@ -79,10 +82,7 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Answer:
-    """One successful reply: the model's text and what the server says it cost.
-
-    Token counts and milliseconds; 0 where the server does not say.
-    """
+    """One successful reply: the model's text and what the server says it cost."""
 
     raw: str
     latency_s: float
@@ -91,6 +91,8 @@ class Answer:
     prompt_ms: float = 0.0
     output_tokens: int = 0
     output_ms: float = 0.0
+    """Tokens and server milliseconds of the prompt and of the answer; these and the two
+    times below (loading the model, in all) are 0 where the server does not say."""
     load_ms: float = 0.0
     total_ms: float = 0.0
     logprobs: tuple[Mapping[str, Any], ...] = ()  # per answer token, when asked for
@@ -118,37 +120,27 @@ class Backend(Protocol):
 
     def server_version(self) -> str:
         """A light request that proves the server answers; its version ("unknown")."""
-        ...
 
     def describe(self, model: str) -> ModelInfo:
         """Check the server and the model (reachable, present, can see images)."""
-        ...
 
     def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
-        """Load the model into memory ahead of the first image, with the run's options
-        (so the server need not reload it for the first request); seconds it took."""
-        ...
+        """Load the model with the run's options before the first image; seconds it took."""
 
     def encode(self, request: ChatRequest) -> bytes:
         """The request's HTTP body (the image in base64), to build ahead of `chat`."""
-        ...
 
     def chat(self, request: ChatRequest, body: bytes | None = None) -> Answer:
-        """Send one request (as `body`, its `encode`, when given) and return the
-        complete answer."""
-        ...
+        """Send one request (as `body`, its `encode`, when given); the complete answer."""
 
     def ignored_options(self, options: Mapping[str, Any]) -> list[str]:
         """The options this server's API has no field for, sorted (they are not sent)."""
-        ...
 
     def unload(self, model: str) -> None:
         """Free the model's memory on the server now (a no-op where the API has no way)."""
-        ...
 
     def context_length(self, model: str) -> int | None:
         """The context the loaded model runs with (None where the server does not say)."""
-        ...
 
     def close(self) -> None: ...
 
@@ -183,8 +175,7 @@ def translated(
 
 
 def transport_failure(error: Exception, what: str, timeout: float) -> BackendError | None:
-    """Timeouts, dropped connections and garbled replies, as retryable errors; None
-    for anything else."""
+    """Timeouts, dropped connections and garbled replies as retryable errors, else None."""
     import httpx
 
     from emoprobe.backends.bounded import ReplyRefused, ReplyTooLarge
@@ -202,3 +193,16 @@ def transport_failure(error: Exception, what: str, timeout: float) -> BackendErr
         # json.JSONDecodeError and pydantic's ValidationError are ValueErrors.
         return TransientError(f"malformed reply to {what} ({type(error).__name__})")
     return None
+
+
+def not_the_server(
+    host: str, kind: str, response: httpx.Response, what: str, fix: str = ""
+) -> ServerUnreachable:
+    """ServerUnreachable: `host` answered `what`, but not as `kind` of server would."""
+    content = response.headers.get("content-type", "no content type").split(";")[0]
+    return ServerUnreachable(
+        f"{host} answers, but not as {kind} ({what} gave HTTP {response.status_code}, "
+        f"{content}): check the host{fix}",
+        host=host,
+        setting="host",
+    )

@@ -1,9 +1,8 @@
 """HTTP that a broken or hostile server cannot stretch: a total deadline and a size cap.
 
 httpx bounds each single wait on the socket, so a server that trickles one byte every
-half second (headers or body) holds a request forever, and a reply is read whole into
-memory however large it is. `BoundedTransport` is an httpx transport
-that bounds every request as a whole:
+half second holds a request forever, and a reply is read whole into memory however large
+it is. `BoundedTransport` bounds every request as a whole:
 
 * a deadline: connect, send, headers and body must all be done within the request's
   own timeout (the `read` part of httpx's `Timeout`), or it fails as a timeout;
@@ -188,14 +187,8 @@ class BoundedTransport(httpx.BaseTransport):
 
 
 def client_options(timeout: float) -> dict[str, Any]:
-    """The settings of every HTTP client emoprobe opens to a model server.
-
-    trust_env=False: a proxy variable must never route students' faces elsewhere;
-    follow_redirects=False: nor may a redirect (httpx's clients follow them by default).
-    The bounded transport makes `timeout` a deadline for each request as a whole and caps
-    each reply's size (a hostile server cannot hold or flood the run); connecting waits
-    at most 10 s.
-    """
+    """The settings of every HTTP client emoprobe opens to a model server: no proxy
+    and no redirect may route the faces elsewhere; each request bounded (module doc)."""
     return {
         "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         "trust_env": False,

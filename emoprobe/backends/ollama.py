@@ -24,6 +24,7 @@ from emoprobe.backends.base import (
     ChatRequest,
     ModelInfo,
     close_names,
+    not_the_server,
     translated,
 )
 from emoprobe.backends.bounded import client_options
@@ -32,8 +33,7 @@ from emoprobe.backends.server_support import (
     WAYS_OUT,
     can_serve,
     is_unservable_load_error,
-    parse_server_version,
-    support_for,
+    support_for_text,
 )
 from emoprobe.backends.weights import summarize
 from emoprobe.errors import (
@@ -44,7 +44,6 @@ from emoprobe.errors import (
     ModelUnsuitable,
     RequestRejected,
     ServerRedirected,
-    ServerUnreachable,
     TransientError,
 )
 
@@ -98,7 +97,6 @@ class OllamaBackend:
         """Ollama takes every option emoprobe knows."""
         return []
 
-    # -- before the first image -------------------------------------------------
     def server_version(self) -> str:
         """`GET /api/version`; proves an Ollama server answers at the host."""
         with self.translating("GET /api/version"):
@@ -107,18 +105,13 @@ class OllamaBackend:
         try:
             version = response.json()["version"]
         except (ValueError, KeyError, TypeError):
-            kind = response.headers.get("content-type", "no content type").split(";")[0]
-            raise ServerUnreachable(
-                f"{self.host} answers, but not as an Ollama server "
-                f"(GET /api/version gave HTTP {response.status_code}, {kind}): check the host",
-                host=self.host,
-                setting="host",
+            raise not_the_server(
+                self.host, "an Ollama server", response, "GET /api/version"
             ) from None
         return str(version)
 
     def describe(self, model: str) -> ModelInfo:
-        """The model as the server shows it; ModelUnservable when this server version
-        cannot load its family at all (server_support's table), before any image."""
+        """The model as the server shows it; ModelUnservable for a family it cannot load at all."""
         version = self.server_version()
         try:
             shown = self._get_json("POST", "/api/show", model, {"model": model})
@@ -139,8 +132,7 @@ class OllamaBackend:
         details = shown.get("details")
         details = details if isinstance(details, dict) else {}
         family = _text(details.get("family"))
-        parsed = parse_server_version(version)
-        if parsed is not None and (problem := can_serve(support_for(parsed), family)):
+        if (support := support_for_text(version)) and (problem := can_serve(support, family)):
             raise ModelUnservable(problem, host=self.host, model=model, setting="backend")
         listed_model = self._listed(model)
         tensors = shown.get("tensors")
@@ -166,11 +158,9 @@ class OllamaBackend:
         if model.startswith("emoprobe-"):
             return error  # a build of emoprobe's: the fix is to build it
         try:
-            with self.translating("request", model):
-                listing = self._client.list()
+            names = [entry.model or "" for entry in self._models(model)]
         except BackendError:
             return error
-        names = [entry.model or "" for entry in listing.models]
         close = close_names(full_model_name(model), names) or close_names(model, names)
         if not close:
             return error
@@ -204,19 +194,20 @@ class OllamaBackend:
             raise TransientError(f"malformed reply to {method} {path} (not a JSON object)")
         return value
 
+    def _models(self, model: str) -> list[Any]:
+        """The server's models (`GET /api/tags`, through the client)."""
+        with self.translating("request", model):
+            return list(self._client.list().models)
+
     def _listed(self, model: str) -> Any:
         wanted = full_model_name(model)
-        with self.translating("request", model):
-            listing = self._client.list()
-        for entry in listing.models:
-            if full_model_name(entry.model or "") == wanted:
-                return entry
-        return None
+        return next(
+            (e for e in self._models(model) if full_model_name(e.model or "") == wanted), None
+        )
 
     def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
-        """An empty chat loads the model and keeps it for the run (`keep_alive`), with the
-        run's options (num_ctx decides how the runner is loaded) and its `think`, which
-        the server checks against the model's capabilities before loading."""
+        """An empty chat loads the model for the run (`keep_alive`) with its options (num_ctx
+        decides the runner) and `think` (checked against the model's capabilities)."""
         started = time.monotonic()
         sent = dict(options or {})
         think = sent.pop("think", None)
@@ -242,12 +233,9 @@ class OllamaBackend:
         with self.translating(what, model):
             self._checked(self._http.post("/api/chat", json=body | (extra or {})))
 
-    # -- one image ----------------------------------------------------------------
     def encode(self, request: ChatRequest) -> bytes:
-        """The `POST /api/chat` body of `request`, the image in base64: what the `ollama`
-        client would send, built once (the preparer thread builds it ahead).
-        `options["think"]` (bool or level) is sent as the request's `think` field."""
-        asks_logprobs = request.top_logprobs > 0
+        """The `POST /api/chat` body the `ollama` client would send, image in base64, built
+        once; `options["think"]` goes as the request's `think` field."""
         options = dict(request.options)
         think = options.pop("think", None)  # the request's own field, not an option
         body: dict[str, Any] = {
@@ -265,7 +253,7 @@ class OllamaBackend:
             body["think"] = think
         if request.format:
             body["format"] = dict(request.format)
-        if asks_logprobs:
+        if request.top_logprobs > 0:
             body |= {"logprobs": True, "top_logprobs": request.top_logprobs}
         image = base64.b64encode(request.image)
         parts = json.dumps(body, separators=(",", ":")).encode().split(SLOT_JSON)
@@ -275,17 +263,12 @@ class OllamaBackend:
         return b"".join((parts[0], b'"', image, b'"', parts[1]))
 
     def chat(self, request: ChatRequest, body: bytes | None = None) -> Answer:
-        """Stream one answer; a reply that never completes is an error, not an answer.
-        `body`: `encode(request)`, built ahead (else built here).
-
-        The stream is read to its end, so the connection is kept for the next request;
-        an answer past MAX_ANSWER_CHARS is cut off there (TRUNCATED) and the rest unread.
-        """
+        """Read one answer (`body`: `encode(request)`, built ahead) to the stream's end, so
+        the connection is kept; past MAX_ANSWER_CHARS it is cut off (TRUNCATED), unread."""
         body = self.encode(request) if body is None else body
         started = time.monotonic()
         pieces: list[str] = []
-        length = 0
-        thinking = 0
+        length = thinking = 0
         logprobs: list[dict[str, Any]] = []
         final: dict[str, Any] | None = None
         with (
@@ -340,7 +323,6 @@ class OllamaBackend:
         self._client._client.close()
         self._http.close()
 
-    # -- error translation ----------------------------------------------------------
     @contextmanager
     def translating(self, what: str, model: str = "") -> Iterator[None]:
         """Turn the client's and httpx's exceptions inside into emoprobe's own."""
@@ -407,10 +389,8 @@ class OllamaBackend:
 
 
 def streams(request: ChatRequest) -> bool:
-    """Whether to ask for a streamed reply: only where it serves, for log-probabilities
-    (kept per token) and answers that may run past MAX_ANSWER_CHARS (cut off there, the
-    rest unread). A bounded answer comes whole, one line: far less to read per image.
-    Either reply is read the same way (a server that streams anyway is read as one)."""
+    """Whether to stream the reply: only for log-probabilities (kept per token) and answers
+    that may run past MAX_ANSWER_CHARS; a bounded answer comes whole, one line."""
     limit = request.options.get("num_predict")
     if request.top_logprobs > 0 or isinstance(limit, bool) or not isinstance(limit, int):
         return True

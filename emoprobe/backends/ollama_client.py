@@ -11,15 +11,9 @@ from __future__ import annotations
 import os
 
 _PROXY_VARIABLES = frozenset({"all_proxy", "http_proxy", "https_proxy"})
-
-
-def _hide_proxies() -> dict[str, str]:
-    return {
-        name: os.environ.pop(name) for name in list(os.environ) if name.lower() in _PROXY_VARIABLES
-    }
-
-
-_hidden = _hide_proxies()
+_hidden = {
+    name: os.environ.pop(name) for name in list(os.environ) if name.lower() in _PROXY_VARIABLES
+}
 try:
     import ollama
 finally:

@@ -5,12 +5,9 @@ Spoken over `httpx` (no `openai` package), one whole JSON reply per image
 appended unless its path ends in it. Only `FORWARDED_OPTIONS` have an OpenAI field
 (`num_predict` becomes `max_tokens`); `ignored_options` names the ones a run loses.
 
-This module is where `httpx` exceptions and HTTP statuses become emoprobe's errors:
-refused/DNS → ServerUnreachable; 401/403 → BackendError (fatal); 404 → ModelNotFound;
-"image input is not supported" and kin → ModelUnsuitable; 408, 425, 429, 499, 5xx,
-timeouts, dropped connections, malformed replies → TransientError; other 4xx →
-RequestRejected. The API key (from `$api_key_env`) is never logged, shown or digested,
-and no image data reaches a message: data URLs and long base64 runs are cut out.
+This module is where `httpx` exceptions and HTTP statuses become emoprobe's errors. The
+API key (from `$api_key_env`) is never logged, shown or digested, and no image data
+reaches a message.
 """
 
 from __future__ import annotations
@@ -33,6 +30,7 @@ from emoprobe.backends.base import (
     Answer,
     ChatRequest,
     ModelInfo,
+    not_the_server,
     translated,
 )
 from emoprobe.backends.bounded import client_options
@@ -42,7 +40,6 @@ from emoprobe.errors import (
     ModelNotFound,
     ModelUnsuitable,
     RequestRejected,
-    ServerUnreachable,
     TransientError,
 )
 
@@ -96,7 +93,6 @@ def public_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-# -- requests ----------------------------------------------------------------------------
 def data_url(request: ChatRequest) -> str:
     """A `data:` URL for the request's image; RequestRejected for a type no server takes."""
     if request.image_mime not in SENDABLE_TYPES:
@@ -105,11 +101,7 @@ def data_url(request: ChatRequest) -> str:
 
 
 def build_request(request: ChatRequest) -> dict[str, Any]:
-    """The JSON body of `POST /chat/completions` for one request (see the module docstring).
-
-    `format` (a JSON schema) becomes `response_format`; `top_logprobs` > 0 asks for
-    `logprobs` with that many alternatives per token.
-    """
+    """The JSON body of `POST /chat/completions` for one request (see the module doc)."""
     user: list[dict[str, Any]] = [{"type": "text", "text": request.user_text}]
     user = user if request.user_text else []
     user.append({"type": "image_url", "image_url": {"url": data_url(request)}})
@@ -135,15 +127,12 @@ def build_request(request: ChatRequest) -> dict[str, Any]:
             "json_schema": {"name": "answer", "schema": dict(format)},
         }
     if top_logprobs > 0:
-        body["logprobs"] = True
-        body["top_logprobs"] = top_logprobs
+        body |= {"logprobs": True, "top_logprobs": top_logprobs}
     return body
 
 
-# -- the backend ---------------------------------------------------------------------------
 class OpenAIBackend:
-    """Talks to one OpenAI-compatible server (see the module doc); thread-safe. The API
-    key, when `$api_key_env` holds one, is sent as a bearer token."""
+    """Talks to one OpenAI-compatible server; thread-safe; `$api_key_env` is a bearer token."""
 
     name = "openai"
 
@@ -170,16 +159,9 @@ class OpenAIBackend:
     def __repr__(self) -> str:
         return f"OpenAIBackend({self.base_url!r}, timeout={self.timeout:g})"
 
-    # -- before the first image -------------------------------------------------------------
     def describe(self, model: str) -> ModelInfo:
-        """Check that the server answers and lists `model` (`GET /v1/models`).
-
-        The OpenAI API says nothing about a model's capabilities, so whether it reads
-        images cannot be checked here: the first image tells (ModelUnsuitable, which
-        stops a run). `digest` hashes what identifies the served weights (see
-        `model_digest`); `server_version` comes from `GET /version` at the server's root
-        (vLLM has it), else is "unknown".
-        """
+        """Check that the server answers and lists `model` (`GET /v1/models`); whether it
+        reads images only the first image tells (the API lists no capabilities)."""
         requested = time.time()
         entries = self._list_models()
         entry = _find_model(entries, model)
@@ -199,13 +181,8 @@ class OpenAIBackend:
         )
 
     def model_digest(self, entry: dict[str, Any], requested: float | None = None) -> str:
-        """sha256 of what identifies the served model, so cache keys follow its identity.
-
-        ("openai", the base URL without credentials, the model id, and of its `/models`
-        entry `owned_by`, vLLM's `root`/`parent`, llama.cpp's `meta` about the weights and
-        `created` unless that is the time of the request (vLLM and llama.cpp put "now"
-        there; Ollama puts the model's modification time).
-        """
+        """sha256 of what identifies the served model (so cache keys follow it): the base
+        URL, the id and the `/models` entry's fields that describe the weights."""
         identity: dict[str, Any] = {
             "api": "openai",
             "url": self.base_url,
@@ -250,18 +227,12 @@ class OpenAIBackend:
         """The OpenAI API does not say (vLLM's --max-model-len is set where it starts)."""
         return None
 
-    # -- one image ----------------------------------------------------------------------------
     def encode(self, request: ChatRequest) -> bytes:
         """The JSON body of `build_request`, as bytes (RequestRejected as it says)."""
         return json.dumps(build_request(request), separators=(",", ":")).encode()
 
     def chat(self, request: ChatRequest, body: bytes | None = None) -> Answer:
-        """Send one request (`body`: its `encode`, built ahead) and return the whole
-        answer (no streaming).
-
-        Log-probabilities come as OpenAI's `choices[0].logprobs.content`, the same
-        `{token, logprob, bytes, top_logprobs}` entries as Ollama's.
-        """
+        """Send one request (`body`: its `encode`, built ahead); the whole answer."""
         content = self.encode(request) if body is None else body
         started = time.monotonic()
         with self.translating("POST /v1/chat/completions", request.model):
@@ -277,7 +248,6 @@ class OpenAIBackend:
     def close(self) -> None:
         self._http.close()
 
-    # -- helpers ----------------------------------------------------------------------------
     def _list_models(self) -> list[dict[str, Any]]:
         what = "GET /v1/models"
         with self.translating(what):
@@ -292,13 +262,8 @@ class OpenAIBackend:
         except (ValueError, KeyError, TypeError):
             entries = None
         if not isinstance(entries, list):
-            kind = response.headers.get("content-type", "no content type").split(";")[0]
-            raise ServerUnreachable(
-                f"{self.base_url} answers, but not as an OpenAI-compatible server "
-                f"({what} gave HTTP {status}, {kind}): check the host (it should end in /v1)",
-                host=self.host,
-                setting="host",
-            )
+            server = "an OpenAI-compatible server"
+            raise not_the_server(self.host, server, response, what, " (it should end in /v1)")
         return [entry for entry in entries if isinstance(entry, dict)]
 
     def _check(self, response: httpx.Response, model: str) -> None:
@@ -326,10 +291,8 @@ class OpenAIBackend:
         """401/403: no retry or other image can succeed, so a plain BackendError (fatal:
         it stops the run), not one that fails image after image or is retried."""
         what = "wants an API key" if status == 401 else "refuses access"
-        if self._api_key:
-            fix = f"check the key in ${self.api_key_env}"
-        else:
-            fix = f"set ${self.api_key_env} to the server's key"
+        env = self.api_key_env
+        fix = f"check the key in ${env}" if self._api_key else f"set ${env} to the server's key"
         return BackendError(f"the server at {self.base_url} {what} (HTTP {status}): {fix}")
 
     def _message(self, response: httpx.Response) -> str:
@@ -369,7 +332,6 @@ class OpenAIBackend:
             yield
 
 
-# -- replies --------------------------------------------------------------------------------
 def _answer(reply: Any, latency: float) -> Answer:
     """An Answer from a chat completion; TransientError when it has no usable choice."""
     if not isinstance(reply, dict):
@@ -379,11 +341,8 @@ def _answer(reply: Any, latency: float) -> Answer:
     message = choice.get("message") if isinstance(choice, dict) else None
     if not isinstance(message, dict):
         error = reply.get("error")
-        detail = ""
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            detail = f": {' '.join(error['message'].split())[:MESSAGE_CHARS]}"
-        elif isinstance(error, str):
-            detail = f": {' '.join(error.split())[:MESSAGE_CHARS]}"
+        text = error.get("message") if isinstance(error, dict) else error
+        detail = f": {' '.join(text.split())[:MESSAGE_CHARS]}" if isinstance(text, str) else ""
         raise TransientError(f"malformed reply: no choices in the chat completion{detail}")
     content = message.get("content")
     if isinstance(content, list):  # some servers answer in content parts
@@ -406,8 +365,7 @@ def _answer(reply: Any, latency: float) -> Answer:
 
 
 def _thinking_chars(message: dict[str, Any]) -> int:
-    """Length of the reasoning text beside the answer (vLLM's and llama.cpp's
-    `reasoning_content`, OpenRouter's `reasoning`); 0 without one."""
+    """Length of the reasoning beside the answer (`reasoning_content`, `reasoning`), else 0."""
     text = message.get("reasoning_content") or message.get("reasoning")
     return len(text) if isinstance(text, str) else 0
 

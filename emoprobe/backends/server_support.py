@@ -4,24 +4,7 @@ Sources: github:ollama/ollama (tags named below; HEAD = fb3076099, 2026-08-21, w
 v0.33.0-rc2 plus commits) and the ollama/ollama issues named. "@tag" = first release
 that has the fact.
 
-  fact                                         since     source
-  ------------------------------------------   -------   ------------------------------------
-  `format` = JSON schema (structured output)   0.5.0     630e7dc6f api/types.go (#7900)
-  `think` field (bool)                         0.9.0     5f57b0ef4 api/types.go (#10584)
-  `think` levels "low"/"medium"/"high"         0.11.0    fa7776fd2 api.ThinkValue (gpt-oss)
-  thinking models think when `think` unset     0.12.4    90d429f5a server/routes.go (#12533)
-  `logprobs` / `top_logprobs` on /api/chat     0.12.11   59241c5be api/types.go (#12899)
-  GGUF runs in upstream llama-server only      0.30.0    9db4bdbad (#16031) llm/llama_server.go
-  mllama cannot load ("unknown model           0.30.0    upstream llama-server has no mllama;
-    architecture: 'mllama'", HTTP 500)                   #16490 (0.30.4), #16547, #18486 (0.34.1)
-  Qwen-VL >= 1,024 image tokens                0.30.0    llm/llama_server.go qwenVLServerArgs
-    (qwen2vl, qwen25vl, qwen3vl, qwen3vlmoe)             `--image-min-tokens 1024`
-  one request at a time, whatever               always   server/sched.go ("Some architectures
-    OLLAMA_NUM_PARALLEL says: mllama                     are not safe with num_parallel > 1")
-    + qwen3vl, qwen3vlmoe                      0.12.7    7d25b9e19 (#12665)
-    + qwen3next, lfm2, lfm2moe                 0.15.5    e36f389e8 (#14103)
-    + qwen35, qwen35moe, nemotron_h(_moe)      0.17.1    da70c3222 (#14378)
-    + nemotron_h_omni                          0.22.0    87288ced4 (#15861)
+The facts, each with its first release, commit and file, are the constants below.
 
 Image tokens per family (prompt tokens one image costs, wrappers not counted):
   qwen2vl/qwen25vl: 28x28 pixels per token (patch 14, merge 2), smart resize;
@@ -36,15 +19,11 @@ Image tokens per family (prompt tokens one image costs, wrappers not counted):
     wrapper tokens. mllama (< 0.30): 1 <|image|> token; the image enters by cross-attention.
 
 Where the source differs from issue #14's notes:
-  - There is no Ollama 0.25-0.29 release: v0.24.0 (2026-05-14) is the last before v0.30.0
-    (only v0.25.0-rc0 exists). The way out for mllama is "an Ollama server older than 0.30
-    (0.24.0)", not "0.29.x" (#16490 and third-party reports say: roll back to 0.24.0).
+  - There is no Ollama 0.25-0.29 release (only v0.25.0-rc0): mllama's way out is 0.24.0.
   - A bad `format` is a 500, not a 400: `invalid format: "\\"xml\\""; expected "json" or a
     valid JSON Schema object` is a plain error from the runner (llm/llama_server.go,
     llm/server.go@v0.13.0), which writeChatResponse answers with 500, after the model loaded.
-  - Thinking by default is not new in 0.30: it arrived in 0.12.4, so 0.13 does it too.
-    #16184 itself sent `think: true` (gemma4:e4b); unset `think` behaves the same.
-  - Qwen3-VL's token is 32x32 pixels, not 28x28 (Qwen2/2.5-VL keep 28x28).
+  - Thinking by default is not new in 0.30 (0.12.4); #16184 sent `think: true` (gemma4:e4b).
   - A load with empty messages checks only the `completion` (and `thinking`) capability,
     not `vision`: a text-only model loads with 200 done_reason "load" (routes.go ChatHandler).
   - The two 404 texts: `model 'x' not found` (ChatHandler, model missing on disk) and
@@ -53,8 +32,7 @@ Where the source differs from issue #14's notes:
     passed through raw as the error text (llm/llama_server.go statusErrorMessage):
     `{"error":{"code":400,"message":"Failed to load image or audio file",...}}`; the inner
     message is upstream llama.cpp's (seen in third-party reports, not in the Ollama tree).
-  - /api/show returns `tensors` (name, type, shape) for every GGUF model since 0.6.1
-    (4bed73925); `verbose` only stops long model_info arrays from being emptied.
+  - /api/show lists `tensors` without `verbose` (which only keeps long model_info arrays).
   - Quantizing keeps vision towers at source precision from 0.32.7 (8713570d3).
 
 A source build reports version 0.0.0 (version/version.go); it says nothing and parses as
@@ -66,23 +44,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-
-__all__ = [
-    "LAST_MLLAMA_SERVER",
-    "WAYS_OUT",
-    "ServerSupport",
-    "UnknownImageRule",
-    "Version",
-    "can_serve",
-    "image_rule",
-    "image_tokens",
-    "is_unservable_load_error",
-    "parallel_slots",
-    "parse_server_version",
-    "support_for",
-    "support_for_text",
-    "think_value",
-]
 
 
 @dataclass(frozen=True, order=True)
@@ -135,16 +96,11 @@ class _PatchRule:
 
 # (family) -> (rule before 0.30, rule from 0.30); an int is a fixed count per image.
 _IMAGE_RULES: dict[str, tuple[_PatchRule | int | None, _PatchRule | int | None]] = {
-    # qwen25vl process_image.go@v0.24.0: minPixels 56*56, maxPixels 28*28*1280
     "qwen25vl": (_PatchRule(28, 4, 1280), _PatchRule(28, _QWEN_VL_FLOOR, 4096)),
     "qwen2vl": (_PatchRule(28, 4, 1280), _PatchRule(28, _QWEN_VL_FLOOR, 4096)),
-    # qwen3vl imageprocessor.go@v0.24.0: shortest_edge 65536 px, longestEdge 2<<20 px;
-    # >= 0.30 compat.cpp image_max_pixels 16777216 px; patch 16 x merge 2 = 32 px.
     "qwen3vl": (_PatchRule(32, 64, 2048), _PatchRule(32, _QWEN_VL_FLOOR, 16384)),
     "qwen3vlmoe": (_PatchRule(32, 64, 2048), _PatchRule(32, _QWEN_VL_FLOOR, 16384)),
-    # gemma3 model.go: mm_tokens_per_image 256 (images resized to 896x896, no tiling)
     "gemma3": (256, 256),
-    # mllama model.go@v0.13.0 PostTokenize: one <|image|> token; cannot load from 0.30
     "mllama": (1, None),
 }
 
@@ -170,9 +126,7 @@ _VERSION_RE = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+][0-9A-Za-z.+-]*)?")
 
 def parse_server_version(text: object) -> Version | None:
     """'0.34.1', 'v0.30.0-rc3', '0.13' -> Version; anything else (and 0.0.0) -> None."""
-    if not isinstance(text, str):
-        return None
-    match = _VERSION_RE.fullmatch(text.strip())
+    match = _VERSION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
         return None
     version = Version(int(match[1]), int(match[2]), int(match[3] or 0))
@@ -181,10 +135,8 @@ def parse_server_version(text: object) -> Version | None:
 
 def has_logprobs(backend: str, server_version: str) -> bool:
     """Whether a server returns token log-probabilities (Ollama only since 0.12.11)."""
-    if backend != "ollama":
-        return True
-    version = parse_server_version(server_version)
-    return version is not None and version >= LOGPROBS_SINCE
+    support = support_for_text(server_version)
+    return backend != "ollama" or (support is not None and support.logprobs)
 
 
 def support_for(version: Version) -> ServerSupport:
@@ -230,13 +182,9 @@ _UNSERVABLE_RE = re.compile(
 
 
 def is_unservable_load_error(message: object) -> bool:
-    """Whether a server error says "this server cannot run this model" (never retry it).
-
-    Matches llama-server's `error loading model: unknown model architecture: 'mllama'`
-    (#16490, #16547, #18486), the older runner's wording of the same, and the scheduler's
-    "'llama3.2-vision' is no longer compatible with your version of Ollama" (routes.go
-    scheduleRunner); a runner that merely crashed (exit status 2, out of memory) does not.
-    """
+    """Whether a server error says "this server cannot run this model" (never retry it):
+    llama-server's and the older runner's "unknown model architecture", the scheduler's
+    "no longer compatible"; not a runner that merely crashed (exit status 2, out of memory)."""
     return isinstance(message, str) and _UNSERVABLE_RE.search(message) is not None
 
 
@@ -281,15 +229,11 @@ class UnknownImageRule(ValueError):
 
 
 def image_tokens(family: str | None, width: int, height: int, support: ServerSupport) -> int:
-    """Prompt tokens one width x height image costs `family` on this server.
-
-    Raises UnknownImageRule (one line) for a family missing from the table, or one the
-    server cannot load; ValueError for a non-positive size.
-    """
+    """Prompt tokens one width x height image costs `family` on this server;
+    UnknownImageRule for a family the table has no rule for (or the server cannot load)."""
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
-    key = (family or "").lower()
-    rules = _IMAGE_RULES.get(key)
+    rules = _IMAGE_RULES.get((family or "").lower())
     rule = None if rules is None else rules[support.engine == "llama-server"]
     if rule is None:
         raise UnknownImageRule(
@@ -320,13 +264,8 @@ def _smart_resize_tokens(width: int, height: int, rule: _PatchRule) -> int:
 def think_value(
     support: ServerSupport, capabilities: list[str] | None, wanted: bool = False
 ) -> bool | None:
-    """The `think` to send: None to leave it out, else True/False.
-
-    A server without the field ignores it (None). `think: false` is harmless to a model
-    that cannot think, so it is sent whenever thinking is not wanted, also when /api/show
-    listed no capabilities. Wanting thinking from a model whose capabilities lack it raises
-    ValueError (the server would answer 400 `"x" does not support thinking`).
-    """
+    """The `think` to send: None (the server has no such field), else whether thinking is
+    wanted (`false` harms no model); ValueError where the capabilities lack thinking."""
     if not support.think_field:
         return None
     if not wanted:

@@ -13,6 +13,7 @@ An empty summary ("") means the server listed no tensors of that half: the repor
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -47,24 +48,18 @@ def summarize(tensors: Iterable[Mapping[str, Any]] | None) -> WeightTypes:
     counts: dict[bool, Counter[str]] = {False: Counter(), True: Counter()}
     for tensor in tensors or ():
         name, kind = tensor.get("name"), tensor.get("type")
-        if not isinstance(name, str) or not isinstance(kind, str) or not kind:
+        if not (isinstance(name, str) and isinstance(kind, str) and kind):
             continue
-        if kind.upper() in _UNTELLING:
-            continue
-        size = _elements(tensor.get("shape"))
-        counts[name.startswith(VISION_PREFIXES)][kind.upper()] += size
+        if kind.upper() not in _UNTELLING:
+            counts[name.startswith(VISION_PREFIXES)][kind.upper()] += _elements(tensor.get("shape"))
     return WeightTypes(language=_describe(counts[False]), vision=_describe(counts[True]))
 
 
 def _elements(shape: Any) -> int:
-    if not isinstance(shape, list) or not shape:
+    dims = shape if isinstance(shape, list) else []
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims):
         return 1
-    total = 1
-    for dim in shape:
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
-            return 1
-        total *= dim
-    return max(total, 1)
+    return max(math.prod(dims), 1)
 
 
 def _describe(counts: Counter[str]) -> str:

@@ -51,11 +51,8 @@ def response_key(
     image_preparation: str,
     model: str | None = None,
 ) -> str:
-    """A stable hex key for one request; it contains no image data.
-
-    With `model` (the name asked for) the key is of version 2; without it, the version 1
-    key of emoprobe 0.1, looked up only for answers whose value names the same model.
-    """
+    """A stable hex key for one request, with no image data; without `model` (the name
+    asked for), emoprobe 0.1's key, read only for answers whose value names the model."""
     material = {
         "v": KEY_VERSION if model is None else MODEL_KEY_VERSION,
         "backend": backend,
@@ -89,8 +86,7 @@ class KeyMaker:
         return self._key(image_sha256, self.model)
 
     def legacy_key(self, image_sha256: str) -> str | None:
-        """The key emoprobe 0.1 stored this answer under (no model name), or None where
-        the digest is empty: then only the name tells models apart."""
+        """emoprobe 0.1's key (no model name); None for an empty digest (only the name tells)."""
         return self._key(image_sha256, None) if self.model_digest else None
 
     def _key(self, image_sha256: str, model: str | None) -> str:
@@ -136,11 +132,8 @@ def answer_value(answer: Answer, model: str, digest: str) -> dict[str, Any]:
 
 
 def answer_from_value(value: Any) -> Answer:
-    """The Answer a cache value holds, whichever version of emoprobe wrote it.
-
-    ValueError for a value no emoprobe wrote (not a dict, no text answer, a timing or
-    score that is no number).
-    """
+    """The Answer a cache value holds, whichever version of emoprobe wrote it; ValueError
+    for a value no emoprobe wrote (no dict, no text answer, a timing that is no number)."""
     if not isinstance(value, Mapping) or not isinstance(value.get("raw"), str):
         raise ValueError("no text answer")
     timings = value.get("timings") or {}
@@ -219,24 +212,15 @@ class ResponseCache:
         with _translated(self.directory):
             if self.directory.exists() and not self.directory.is_dir():
                 raise NotADirectoryError(f"{self.directory} is not a folder")
-            self._responses = diskcache.Cache(
-                str(self.directory / RESPONSES), eviction_policy="none", size_limit=2**40
-            )
-            self._hashes = diskcache.Cache(
-                str(self.directory / FILE_HASHES), eviction_policy="none", size_limit=2**40
-            )
+            settings: dict[str, Any] = {"eviction_policy": "none", "size_limit": 2**40}
+            self._responses = diskcache.Cache(str(self.directory / RESPONSES), **settings)
+            self._hashes = diskcache.Cache(str(self.directory / FILE_HASHES), **settings)
             self._responses.get("probe")  # fail here, not mid-run, on a corrupt database
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The value under `key`; None (counted in `unreadable`) for one that does not
-        unpickle to a dict."""
+        """The value under `key`; None (counted in `unreadable`) for one that is no dict."""
         with _translated(self.directory):
-            try:
-                value = self._responses.get(key)
-            except (sqlite3.Error, OSError):
-                raise
-            except Exception:  # a bad pickle: anything unpickling can raise
-                value = _UNREADABLE
+            value = self._read_many(self._responses, [key]).get(key)
         if value is None or isinstance(value, dict):
             return value
         self._unreadable.add(key)
@@ -266,8 +250,7 @@ class ResponseCache:
         return self._answer_of(key, self.get(key), model)
 
     def first_answer(self, key: str, legacy: str | None = None, *, model: str) -> Answer | None:
-        """`answer(key)`, else `answer(legacy, model=model)`: both keys read in one query
-        (one cache lookup per image)."""
+        """`answer(key)`, else `answer(legacy, model=model)`: both keys read in one query."""
         keys = [key] if legacy is None else [key, legacy]
         with _translated(self.directory):
             values = self._read_many(self._responses, keys)

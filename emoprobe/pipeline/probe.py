@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -31,20 +32,10 @@ from emoprobe.errors import BackendError, ConfigError, TransientError
 from emoprobe.files import os_error_text
 from emoprobe.hosts import checked_host
 from emoprobe.pipeline.cache import HASH_BATCH, KeyMaker, ResponseCache
-from emoprobe.pipeline.config import check_model_name, check_request_settings
+from emoprobe.pipeline.config import ANSWER_MODE, check_model_name, check_request_settings
 from emoprobe.pipeline.retry import RetryPolicy, Stop, Verdict
 from emoprobe.pipeline.stats import RunStats
-from emoprobe.results.predictions import (
-    EMPTY_AFTER_THINKING,
-    FAILED,
-    NOT_IN_CACHE_TEXT,
-    OK,
-    REFUSED,
-    TRUNCATED_STATUS,
-    UNPARSED_STATUS,
-    UNREADABLE,
-)
-from emoprobe.results.predictions import NOT_IN_CACHE as NOT_IN_CACHE_STATUS
+from emoprobe.results import predictions
 from emoprobe.settings import (
     DEFAULT_BACKEND,
     DEFAULT_MODEL,
@@ -65,14 +56,12 @@ from emoprobe.task.definition import PAPER_TASK, UNPARSED, Task
 from emoprobe.task.model_options import DEFAULT_OPTIONS
 from emoprobe.task.parse import is_refusal, parse_answer
 
-ANSWER_MODE = "text"
-NOT_IN_CACHE = NOT_IN_CACHE_TEXT
+NOT_IN_CACHE = predictions.NOT_IN_CACHE_TEXT
 TEMPLATE_TOKENS = 32  # chat-template wrappers around the system and user text, roughly
 CHARS_PER_TOKEN = 4
 STOPPED = "stopped"
 PARSED_MEMO = 10_000  # distinct answers whose label `Probe.result` remembers
-# done_reason of an answer cut off: the server's length limit, or emoprobe's cap
-TRUNCATED_REASONS = frozenset({"length", TRUNCATED})
+TRUNCATED_REASONS = frozenset({"length", TRUNCATED})  # the server's limit, emoprobe's cap
 
 
 @dataclass(frozen=True)
@@ -126,11 +115,8 @@ class ProbeResult:
 
 
 class Probe:
-    """Classifies images for one model and task through a cache and a backend.
-
-    `backend=None` is offline: answers come only from the cache. Safe to share between
-    threads; `stats` counts what its requests cost.
-    """
+    """Classifies images for one model and task through a cache and a backend (None:
+    offline, answers from the cache only); thread-safe, `stats` counts what it cost."""
 
     def __init__(
         self,
@@ -172,7 +158,7 @@ class Probe:
         self._load_lock = threading.Lock()
         self._loaded: set[int] = set()
         self._no_rule_warned = False
-        self._owned: list[ResponseCache | Backend] = []
+        self._owned = ExitStack()
 
     @classmethod
     def open(
@@ -199,13 +185,13 @@ class Probe:
         check_model_name(model)
         check_request_settings(timeout, retries)
         url = checked_host(host or default_host(backend), allow_remote=allow_remote)
-        cache = ResponseCache(cache_dir or default_cache_dir())
-        owned: list[ResponseCache | Backend] = [cache]
-        try:
+        with ExitStack() as owned:
+            cache = owned.enter_context(ResponseCache(cache_dir or default_cache_dir()))
             server = None
             if not offline:
-                server = open_backend(backend, host=url, timeout=timeout)
-                owned.append(server)
+                server = owned.enter_context(
+                    closing(open_backend(backend, host=url, timeout=timeout))
+                )
             info = describe_model(model, [server] if server else [], cache, backend)
             check_answer_mode(answer_mode, info)
             probe = cls(
@@ -219,18 +205,12 @@ class Probe:
                 max_side=max_side,
                 retry=RetryPolicy(retries=retries),
             )
-        except BaseException:
-            for resource in owned:
-                resource.close()
-            raise
-        probe._owned = owned
+            probe._owned = owned.pop_all()
         return probe
 
     def close(self) -> None:
         """Close what `open` opened (a probe built directly closes nothing)."""
-        for resource in self._owned:
-            resource.close()
-        self._owned = []
+        self._owned.close()
 
     def __enter__(self) -> Probe:
         return self
@@ -238,7 +218,6 @@ class Probe:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- one image, all steps -----------------------------------------------------------
     def classify(self, path: Path | str) -> ProbeResult:
         """Cache, else the backend (with retries), then the parser; fatal errors raise."""
         prepared = self.prepare(0, Path(path))
@@ -247,7 +226,6 @@ class Probe:
             raise self.stop.fatal
         return self.result(outcome)
 
-    # -- the steps ------------------------------------------------------------------------
     def prepare(self, seq: int, path: Path) -> Outcome | Job:
         """Hash (remembered by path, size and mtime) and look up the cache, else read the
         image: an Outcome when the image needs no request, else the Job for one."""
@@ -265,12 +243,9 @@ class Probe:
                     stats.append(os.stat(path))
                 except OSError as error:
                     stats.append(error)
-            found = [(path, st) for (_, path), st in zip(batch, stats, strict=True)]
-            known = iter(
-                self.cache.file_hashes(
-                    [(path, st) for path, st in found if isinstance(st, os.stat_result)]
-                )
-            )
+            found = zip((path for _, path in batch), stats, strict=True)
+            files = [(path, st) for path, st in found if isinstance(st, os.stat_result)]
+            known = iter(self.cache.file_hashes(files))
             for (seq, path), st in zip(batch, stats, strict=True):
                 if isinstance(st, OSError):
                     yield Outcome(seq, path, error=os_error_text(st))
@@ -292,9 +267,8 @@ class Probe:
         if self.backend is None:
             return Outcome(seq, path, prepared.sha256, error=NOT_IN_CACHE)
         width, height = prepared.width or 0, prepared.height or 0
-        sent = width * height
         tokens = self._image_tokens(width, height, prepared.source_pixels)
-        self.stats.sending(prepared.source_pixels, sent, *tokens)
+        self.stats.sending(prepared.source_pixels, width * height, *tokens)
         key = self.keys.key(prepared.sha256)
         job = Job(
             seq, path, prepared.sha256, key, prepared.payload, prepared.mime, image_tokens=tokens[0]
@@ -305,10 +279,7 @@ class Probe:
             return job
 
     def _image_tokens(self, width: int, height: int, source_pixels: int) -> tuple[int, int]:
-        """(tokens as sent, tokens as stored) by the server's rule; (0, 0) without one.
-
-        The stored image's sides are the sent ones scaled back (resizing keeps the aspect).
-        """
+        """(tokens as sent, as stored: sides scaled back) by the server's rule, else (0, 0)."""
         if self.support is None or width <= 0 or height <= 0:
             return 0, 0
         scale = (source_pixels / (width * height)) ** 0.5 if source_pixels else 1.0
@@ -328,7 +299,6 @@ class Probe:
         return sent, stored
 
     def _cached(self, seq: int, path: Path, sha256: str) -> Outcome | None:
-        # the key, else the one emoprobe 0.1 stored it under (for this model), at once
         key, legacy = self.keys.key(sha256), self.keys.legacy_key(sha256)
         answer = self.cache.first_answer(key, legacy, model=self.model)
         return None if answer is None else Outcome(seq, path, sha256, answer, cached=True)
@@ -350,8 +320,7 @@ class Probe:
         with `store`, so that the request thread goes on at once). Raises the
         backend's errors."""
         self._ensure_loaded(backend, job)
-        answer = backend.chat(self._request(job), job.body or None)
-        answer = capped(answer)
+        answer = capped(backend.chat(self._request(job), job.body or None))
         if self._top_logprobs:
             positions = label_positions(answer.logprobs, self.task.labels, self.task.synonyms)
             answer = replace(answer, label_positions=positions, logprobs=())
@@ -392,10 +361,9 @@ class Probe:
         scores: those where the answer names the label the parser chose."""
         answer = capped(outcome.answer) if outcome.answer else None
         if answer is None:
+            status = predictions.UNREADABLE if outcome.error else predictions.FAILED
             if outcome.error == NOT_IN_CACHE:
-                status = NOT_IN_CACHE_STATUS
-            else:
-                status = UNREADABLE if outcome.error else FAILED
+                status = predictions.NOT_IN_CACHE
             problem = outcome.error or outcome.failure
             return ProbeResult(outcome.path, "", None, status, error=problem, sha256=outcome.sha256)
         label = UNPARSED  # cut off past the cap: no label is read from a part
@@ -428,8 +396,7 @@ class Probe:
         return label
 
     def _ensure_loaded(self, backend: Backend, job: Job | None = None) -> None:
-        """Load the model once per server before its first image (keep_alive holds it),
-        then check that the prompt, that image and the answer fit the model's context."""
+        """Load the model once per server, then check that prompt, image and answer fit."""
         with self._load_lock:
             if id(backend) in self._loaded:
                 return
@@ -476,10 +443,8 @@ class Probe:
 def resolve_think(
     info: ModelInfo, support: ServerSupport | None, options: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """`options` with the `think` to send: false for a thinking model unless asked for.
-
-    ConfigError (setting "options") for a think the model or the server cannot honour.
-    """
+    """`options` with the `think` to send: false for a thinking model unless asked for;
+    ConfigError for a think the model or the server cannot honour."""
     resolved = dict(options)
     if info.backend != "ollama":
         return resolved
@@ -506,26 +471,24 @@ def resolve_think(
 
 
 def answer_status(answer: Answer, label: str) -> str:
-    """`ok` for a label; else why there is none: only thinking, a refusal, cut off at the
-    length limit, or an answer that names no label."""
+    """`ok` for a label; else why none: thinking only, a refusal, cut off, or no label named."""
     if label != UNPARSED:
-        return OK
+        return predictions.OK
     if answer.done_reason == TRUNCATED:  # past emoprobe's cap: nothing else is read
-        return TRUNCATED_STATUS
+        return predictions.TRUNCATED_STATUS
     if not answer.raw.strip() and answer.thinking_chars:
-        return EMPTY_AFTER_THINKING
+        return predictions.EMPTY_AFTER_THINKING
     if is_refusal(answer.raw):
-        return REFUSED
+        return predictions.REFUSED
     if answer.done_reason in TRUNCATED_REASONS:
-        return TRUNCATED_STATUS
-    return UNPARSED_STATUS
+        return predictions.TRUNCATED_STATUS
+    return predictions.UNPARSED_STATUS
 
 
 def describe_model(
     model: str, backends: Sequence[Backend], cache: ResponseCache, kind: str = DEFAULT_BACKEND
 ) -> ModelInfo:
-    """Ask every server about the model (they must serve the same build), or offline,
-    what the cache recorded of it."""
+    """Ask every server about the model (one build on all), or offline, what the cache holds."""
     return describe_models(model, backends, cache, kind)[0]
 
 

@@ -1,17 +1,11 @@
 """The one retry policy: which errors are retried, which fail one image, which stop all.
 
-    TransientError, ServerUnreachable   RETRY   after a backoff, up to `retries` times
-    RequestRejected                     REJECT  this image fails; the next may succeed
-    any other BackendError              FATAL   nothing else can succeed: stop the run
-
-Backoff doubles per attempt from `backoff_s`, is capped at `max_backoff_s`, and is
-jittered down to half so that many waiting workers do not return at once.
-
-A transient failure is presumed to pass; one server failing the same way more times in
-a row than one image may be tried, with no answer between, shows it does not (a model
-that cannot load, a runner that crashes on every image): from then on each image fails
-at its first try (`persists`), so "stop after 10 images in a row" comes in seconds. A busy reply
-(HTTP 503/429) is not a failure of that kind: the scheduler sends that server fewer.
+Backoff doubles per attempt from `backoff_s` up to `max_backoff_s`, jittered down to half
+so that many waiting workers do not return at once. A transient failure is presumed to
+pass; one server failing the same way more times in a row than one image may be tried,
+with no answer between, shows it does not (a model that cannot load, a runner that
+crashes on every image): from then on each image fails at its first try (`persists`).
+A busy reply (HTTP 503/429) is not such a failure: the scheduler sends that server fewer.
 """
 
 from __future__ import annotations
@@ -28,9 +22,9 @@ MAX_BACKOFF_S = 30.0
 
 
 class Verdict(enum.Enum):
-    RETRY = "retry"
-    REJECT = "reject"
-    FATAL = "fatal"
+    RETRY = "retry"  # TransientError, ServerUnreachable: after a backoff, `retries` times
+    REJECT = "reject"  # RequestRejected: this image fails; the next may succeed
+    FATAL = "fatal"  # any other BackendError: nothing else can succeed, stop the run
 
 
 @dataclass(frozen=True)
@@ -70,8 +64,7 @@ class RetryPolicy:
 
 
 class Stop(threading.Event):
-    """Set when a run must end; `fatal` holds the error that ended it, if one did, and
-    `reason` why the run gave up early (it can be resumed)."""
+    """Set when a run must end: `fatal` is the error that ended it, `reason` why it gave up."""
 
     def __init__(self) -> None:
         super().__init__()

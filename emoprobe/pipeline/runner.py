@@ -18,6 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +34,7 @@ from emoprobe.data.sampling import stratified_sample
 from emoprobe.errors import ConfigError
 from emoprobe.pipeline.cache import ResponseCache
 from emoprobe.pipeline.config import RunConfig
-from emoprobe.pipeline.probe import (
-    STOPPED,
-    Job,
-    Outcome,
-    Probe,
-    check_answer_mode,
-    describe_models,
-)
+from emoprobe.pipeline.probe import STOPPED, Job, Outcome, Probe, check_answer_mode, describe_models
 from emoprobe.pipeline.retry import RetryPolicy, Stop
 from emoprobe.pipeline.scheduler import Host, Scheduler
 from emoprobe.pipeline.stats import RunStats
@@ -116,7 +110,17 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
     sample, sample_warnings = stratified_sample(dataset.items, config.per_class, config.seed)
     for warning in [*dataset.warnings, *sample_warnings]:
         events.warning(warning)
-    fingerprint = _fingerprint(config, dataset.root)
+    fingerprint = Fingerprint(
+        task.name,
+        task.prompt_sha256,
+        config.model,
+        config.options,
+        config.answer_mode,
+        config.max_side,
+        str(dataset.root),
+        config.per_class,
+        config.seed,
+    )
     out = config.out or default_out_dir(DEFAULT_REPORTS_DIR, dataset.root, config, fingerprint)
     rundir = RunDir(out)
     with rundir.locked():
@@ -192,7 +196,8 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
                     failed, abort_reason = pipeline.run(writer, done)
                 if warning := cache.unreadable_warning():
                     events.warning(warning)
-        rows = _rows_in_sample_order(sample, recover(rundir.predictions))
+        by_path = {row.path: row for row in recover(rundir.predictions) if row.status in STATUSES}
+        rows = [by_path[item.relpath] for item in sample if item.relpath in by_path]
         total = len(sample)
         if manifest is not None and manifest.dataset.drawn is None:
             manifest.dataset.drawn = _per_class(sample)  # older manifests lack it
@@ -204,11 +209,10 @@ def run(config: RunConfig, events: RunEvents | None = None) -> RunResult:
             from emoprobe.reporting.markdown import write_report
 
             write_report(out, result_metrics, manifest, to_frame(rows, task.labels))
-        finished = sum(is_final(row) for row in rows)
         return RunResult(
             out=out,
             total=total,
-            finished=finished,
+            finished=sum(is_final(row) for row in rows),
             failed=failed,
             metrics=result_metrics,
             session=session,
@@ -309,8 +313,7 @@ class _Pipeline:
             self.stats.hosts = [host.record(wall) for host in self.hosts]
 
     def _keep_answers(self) -> None:
-        """Cache the answers still queued when the run ends early (an interrupt, an
-        error), so that the next run does not ask for them again."""
+        """Cache the answers still queued when the run ends early: the next run asks none again."""
         message = self._in_hand
         while True:
             if isinstance(message, Outcome):
@@ -431,29 +434,7 @@ class _Pipeline:
 
 
 def _per_class(items: list[Item]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.label] = counts.get(item.label, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def _rows_in_sample_order(sample: list[Item], rows: list[Row]) -> list[Row]:
-    by_path = {row.path: row for row in rows if row.status in STATUSES}
-    return [by_path[item.relpath] for item in sample if item.relpath in by_path]
-
-
-def _fingerprint(config: RunConfig, root: Path) -> Fingerprint:
-    return Fingerprint(
-        task=config.task.name,
-        prompt_sha256=config.task.prompt_sha256,
-        model=config.model,
-        options=config.options,
-        answer_mode=config.answer_mode,
-        max_side=config.max_side,
-        dataset_root=str(root),
-        per_class=config.per_class,
-        seed=config.seed,
-    )
+    return dict(sorted(Counter(item.label for item in items).items()))
 
 
 def _new_manifest(

@@ -2,23 +2,13 @@
 
 Every host runs `window` worker threads that take the next prepared image, so a fast
 host simply takes more. A failed request puts its host on a cooldown that doubles with
-each failure in a row (a crashed server is left alone for a while, then probed with a
-light request before it gets images again) and puts the image back for a host that
-has not failed it (any host, once none of those answers), until the image has failed
-`retries + 1` times. Results are the same whichever host answers: the cache and the
-answers do not depend on the host.
-
-Three things end a run that cannot get on:
-
-* a busy reply (HTTP 503/429) halves the host's window (down to one request in flight)
-  and each answer grows it back by about one per window's worth of answers (AIMD), so a
-  server with fewer slots than `window` is not flooded with requests it must refuse;
-* the same failure repeated by a server (`RetryPolicy.persists`), while no other host
-  answers, fails each image at its first try, so the runner's "10 images in a row"
-  stop comes in seconds;
-* when no server has answered an image for `give_up_s` (the retries' backoffs plus one
-  request timeout), failed probes included, the run stops: "no server has answered
-  since HH:MM", resumable like any other early stop.
+each failure in a row (then a light request probes it before it gets images again) and
+puts the image back for a host that has not failed it (any host, once none of those
+answers), until the image has failed `retries + 1` times. A busy reply (HTTP 503/429)
+halves the host's window instead, and answers grow it back (AIMD). The same failure
+repeated by a server while no other answers fails each image at its first try
+(`RetryPolicy.persists`); no answer from any server for `give_up_s` stops the run,
+resumable like any other early stop.
 """
 
 from __future__ import annotations
@@ -133,8 +123,7 @@ class Scheduler:
         self._threads: list[threading.Thread] = []
 
     def window_of(self, host: Host) -> int:
-        """How many requests `host` has in flight at most (the server's slots for the
-        family, where the runner set them; else the run's window)."""
+        """Most requests in flight on `host`: the server's slots where set, else the run's."""
         return host.window or self.window
 
     def start(self) -> None:
@@ -164,7 +153,14 @@ class Scheduler:
 
     def drain(self) -> None:
         """Give up every image still waiting (the run stopped and the workers ended)."""
-        for job in self._take_all():
+        with self._lock:
+            taken, self._again = list(self._again), deque()
+        while True:
+            try:
+                taken.append(self._waiting.get_nowait())
+            except queue.Empty:
+                break
+        for job in taken:
             self.deliver(Outcome.failed(job, STOPPED))
 
     # -- workers ----------------------------------------------------------------------
@@ -204,7 +200,8 @@ class Scheduler:
             busy = error.status in BUSY_STATUS
             if verdict is Verdict.RETRY and not busy and not isinstance(error, ServerUnreachable):
                 kind = f"{type(error).__name__} {error.status}" if error.status else str(error)
-                if self.retry.persists(host.repeated(kind)) and self._all_failing():
+                everyone_fails = all(other.failures_in_a_row for other in self.hosts)
+                if self.retry.persists(host.repeated(kind)) and everyone_fails:
                     verdict = Verdict.REJECT  # the same failure again and again: it stays
             if verdict is Verdict.FATAL:
                 self.stop.halt(error)
@@ -229,10 +226,6 @@ class Scheduler:
                 self._failing_since = None
                 self._last_answer = time.time()
             self._hand_back(outcome)
-
-    def _all_failing(self) -> bool:
-        """No host is answering now (else a failed image is left for one that is)."""
-        return all(host.failures_in_a_row for host in self.hosts)
 
     def _no_answer(self) -> None:
         """A request or probe failed: give up once no server has answered for give_up_s."""
@@ -304,14 +297,3 @@ class Scheduler:
                 and not self._again
                 and self._taken == 0
             )
-
-    def _take_all(self) -> list[Job]:
-        taken: list[Job] = []
-        with self._lock:
-            taken += list(self._again)
-            self._again.clear()
-        while True:
-            try:
-                taken.append(self._waiting.get_nowait())
-            except queue.Empty:
-                return taken

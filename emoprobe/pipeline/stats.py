@@ -79,8 +79,7 @@ _KINDS = (
 
 
 def failure_kind(error: str) -> str:
-    """A failed request's kind, for counting: `HTTP 503`, `timeout`, `connection
-    dropped`, `malformed reply`, `truncated reply`, `server error`, … or `other`."""
+    """A failed request's kind, for counting: `HTTP 503`, `timeout`, … or `other`."""
     for pattern, kind in _KINDS:
         if match := pattern.search(error):
             return kind or f"HTTP {match.group(1)}"

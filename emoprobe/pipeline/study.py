@@ -1,15 +1,13 @@
 """Several models over the same sample, one loaded at a time: `run --model … --model …`
 (`run_models`, then comparison.md) and study files (`run_study`, then report.md and
-view.html over every cell of models × answer modes × prompt variants).
-
-Every model is checked on the server first (when it answers), so a misspelt second
-model fails at once, not after the first model's run. Between models the previous one
-is unloaded (keep_alive 0) on every host, so only one is loaded at a time.
+view.html over every cell of models × answer modes × prompt variants). Every model is
+checked first, so a misspelt second model fails at once, not after the first one's run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -50,7 +48,7 @@ def run_models(
 ) -> Study:
     """Run `config` once per model (into `config.out/<model>` when `out` is given)."""
     out = config.out
-    slugs = [_slug(model) for model in models]
+    slugs = [slug(model) for model in models]
     if out is not None and len(set(slugs)) < len(slugs):
         raise ConfigError(
             f"models {', '.join(models)} map to the same folder names under {out}", setting="out"
@@ -87,7 +85,10 @@ def in_turn(
             check_models(backends[0], models, answer_modes)
         for index, model in enumerate(models):
             for backend in backends if index else ():
-                _unload(backend, models[index - 1], warn)
+                try:
+                    backend.unload(models[index - 1])
+                except BackendError as error:
+                    warn(f"could not unload {models[index - 1]} ({error}); going on")
             results.extend(run_model(index, model))
     finally:
         for backend in backends:
@@ -96,10 +97,8 @@ def in_turn(
 
 
 def check_models(backend: Backend, models: Sequence[str], answer_modes: Sequence[str]) -> bool:
-    """Every model on the server, able to see, and answering in every mode: else one
-    error naming every model that is missing (nothing has run yet). A server that does
-    not answer is no error here (False: nothing checked): finished runs need none, and
-    the first run that does says why."""
+    """Every model on the server, able to see and answering in every mode, else one error
+    naming every missing model; False (nothing checked) where the server does not answer."""
     from emoprobe.pipeline.probe import check_answer_mode
 
     missing: list[tuple[str, ModelNotFound]] = []
@@ -120,17 +119,6 @@ def check_models(backend: Backend, models: Sequence[str], answer_modes: Sequence
             message = f"{len(missing)} models are missing ({names}): {message}"
         raise ModelNotFound(message, host=backend.host, model=missing[0][0])
     return True
-
-
-def _slug(model: str) -> str:
-    return slug(model)
-
-
-def _unload(backend: Backend, model: str, warn: Callable[[str], None]) -> None:
-    try:
-        backend.unload(model)
-    except BackendError as error:
-        warn(f"could not unload {model} ({error}); going on")
 
 
 def _compare(results: list[RunResult], out: Path | None, warn: Callable[[str], None]) -> Study:
@@ -174,22 +162,19 @@ class StudyResult:
 
 
 def check_study_models(spec: StudySpec, config: RunConfig) -> str:
-    """Check every model of the study on the first host, running nothing; what was
-    checked, as a short phrase (errors for a missing model as `check_models`)."""
+    """Check every model of the study on the first host; what was checked, as a phrase."""
     if config.offline:
         return "offline: the models were not checked"
-    backend = open_backend(config.backend, host=config.hosts[0], timeout=config.timeout)
-    try:
+    with closing(
+        open_backend(config.backend, host=config.hosts[0], timeout=config.timeout)
+    ) as backend:
         if check_models(backend, spec.models, spec.answers):
             return f"every model is on {backend.host} and answers in {', '.join(spec.answers)}"
         return f"no server answers at {backend.host}: the models were not checked"
-    finally:
-        backend.close()
 
 
 def cell_config(spec: StudySpec, config: RunConfig, cell: Cell, out: Path) -> RunConfig:
-    """The run of one cell: the study's what (sample, model, prompt, answer mode,
-    options) over `config`'s where (hosts, cache, requests)."""
+    """One cell's run: the study's what (sample, model, prompt, mode, options) over `config`."""
     return replace(
         config,
         dataset=spec.dataset or config.dataset,
@@ -220,13 +205,8 @@ def run_study(
     warn: Callable[[str], None] = lambda message: None,
     embed_thumbnails: bool = False,
 ) -> StudyResult:
-    """Run (or resume) every cell of `spec`, model by model, into `out/<cell>`; then
-    `out/report.md` over all cells and `out/view.html`, the page of every answer.
-
-    Every model (and its server's support for every answer mode) is checked before any
-    cell runs. Each cell is an ordinary run, so a study stopped at any moment resumes
-    where it was, and the cache means nothing answered is asked again.
-    """
+    """Run (or resume: each cell is an ordinary run) every cell of `spec`, model by model,
+    into `out/<cell>`, every model checked first; then `out/report.md` and `out/view.html`."""
     out = out or default_study_dir(spec)
     cells = spec.cells
     by_model = {model: [c for c in cells if c.model == model] for model in spec.models}
@@ -252,8 +232,7 @@ def run_study(
 def _write_plan(
     out: Path, spec: StudySpec, cells: list[Cell], results: Sequence[RunResult] = ()
 ) -> None:
-    """study.json: the study file's digest and every cell's folder and prompt; after the
-    runs, each cell's sample size and finished images too."""
+    """study.json: the file's digest, each cell's folder and prompt (after the runs, counts)."""
     import hashlib
     import json
 
@@ -273,15 +252,13 @@ def _write_plan(
                 "prompt_sha256": cell.variant.task.prompt_sha256,
                 **({"sampled": r.total, "finished": r.finished} if r else {}),
             }
-            for cell, r in zip(cells, _padded(results, len(cells)), strict=True)
+            for cell, r in zip(
+                cells, [*results, *[None] * (len(cells) - len(results))], strict=True
+            )
         ],
     }
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / STUDY_PLAN, json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
-
-
-def _padded(results: Sequence[RunResult], n: int) -> list[RunResult | None]:
-    return [*results[:n], *[None] * (n - len(results))]
 
 
 def write_study_outputs(
@@ -300,8 +277,11 @@ def write_study_outputs(
         except ConfigError as error:
             study.notes.append(f"{cell.name}: {error}")
             continue
-        factors = {"model": cell.model, "answer_mode": cell.answer_mode}
-        factors["variant"] = cell.variant.name
+        factors = {
+            "model": cell.model,
+            "answer_mode": cell.answer_mode,
+            "variant": cell.variant.name,
+        }
         runs.append(CellRun(cell.name, factors, run, sampled=result.total))
     try:
         study.figures = study_figures(runs)
@@ -309,11 +289,10 @@ def write_study_outputs(
         warn(f"no study report: {error}")
         return
     study.report = write_study_report(study.out, study.spec, study.figures, study.notes)
-    title = f"emoprobe study {study.spec.name}"
     study.view = write_view(
         [cell.run for cell in runs],
         study.out / "view.html",
         embed_thumbnails=embed_thumbnails,
-        title=title,
+        title=f"emoprobe study {study.spec.name}",
         names=[cell.name for cell in runs],
     ).path

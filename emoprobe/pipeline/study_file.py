@@ -1,26 +1,7 @@
 """Study files: a matrix of models × answer modes × prompt variants, described once.
 
-A study file is TOML (see examples/studies/ and the README)::
-
-    name = "quantization"                     # optional: the file's stem
-    dataset = "../faces/labels.csv"           # relative to this file; omitted: the demo set
-    task = "../tasks/faces-happy-neutral.toml"  # optional: the paper's task
-    per_class = 10                            # optional: every image
-    seed = 0
-    models = ["qwen3-vl:8b-instruct-q4_K_M", "qwen3-vl:8b-instruct-q8_0"]
-    answers = ["text", "json"]                # optional: ["text"]
-
-    [options]                                 # optional: model options over the defaults
-    temperature = 0
-
-    [[variants]]                              # optional: one variant, the task as it is
-    name = "no-definitions"
-    definitions = false                       # the instruction alone, no class definitions
-    [[variants]]
-    name = "reversed"
-    label_order = "reversed"                  # or a list: the definitions in that order
-    instruction = "..."                       # optional: replaces the task's instruction
-    # task = "other-task.toml"                # a variant may be a whole task file instead
+A study file is TOML, shown in the README and examples/studies/: the keys `_TOP_KEYS`
+names, `[options]` and `[[variants]]` tables of `_VARIANT_KEYS`.
 
 Every mistake is one `ConfigError` line naming the file, the line and the key. Pure
 apart from reading the file and its task files.
@@ -174,7 +155,6 @@ class _StudyReader:
         at = f", line {line}" if line else ""
         return ConfigError(f"study file {self.shown}{at}: {message}", path=self.path)
 
-    # -- typed fields -------------------------------------------------------------------
     def check_keys(self, table: dict[str, Any], known: Sequence[str], where: Where) -> None:
         for key in table:
             if key not in known:
@@ -188,8 +168,9 @@ class _StudyReader:
 
     def string(self, value: Any, where: Where, *, empty_ok: bool = False) -> str:
         if not isinstance(value, str):
-            shown = _shown_where(where)
-            raise self.fail(where, f"{shown} must be a string, not {toml_type(value)}")
+            raise self.fail(
+                where, f"{_shown_where(where)} must be a string, not {toml_type(value)}"
+            )
         if not value.strip() and not empty_ok:
             raise self.fail(where, f"{_shown_where(where)} is empty")
         return value.strip()
@@ -231,7 +212,6 @@ class _StudyReader:
         except ConfigError as error:
             raise self.fail(where, f"{_shown_where(where)}: {error}") from None
 
-    # -- the whole file -----------------------------------------------------------------
     def spec(self) -> StudySpec:
         doc = self.doc
         self.check_keys(doc, _TOP_KEYS, ())
@@ -266,12 +246,11 @@ class _StudyReader:
                     f"answer mode {answer!r} is not one of {', '.join(ANSWER_MODES)}",
                     value=answer,
                 )
-        per_class = None
-        if "per_class" in doc:
-            per_class = self.integer(doc["per_class"], ("per_class",), least=1)
-        max_side = None
-        if "max_side" in doc:
-            max_side = self.integer(doc["max_side"], ("max_side",), least=28)
+
+        def at_least(key: str, least: int) -> int | None:
+            return self.integer(doc[key], (key,), least=least) if key in doc else None
+
+        per_class, max_side = at_least("per_class", 1), at_least("max_side", 28)
         return StudySpec(
             path=self.path,
             name=name,
@@ -416,10 +395,8 @@ def _line_holding(lines: Sequence[str], start: int, value: str) -> int:
 
 
 def _defines(line: str, key: str) -> bool:
-    return (
-        re.match(rf"^\s*(\"{re.escape(key)}\"|'{re.escape(key)}'|{re.escape(key)})\s*=", line)
-        is not None
-    )
+    name = re.escape(key)
+    return re.match(rf"^\s*(\"{name}\"|'{name}'|{name})\s*=", line) is not None
 
 
 def _shown_where(where: Where) -> str:
