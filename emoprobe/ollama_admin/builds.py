@@ -114,59 +114,30 @@ QUANTIZATIONS = ("q4_K_M", "q8_0", "fp16")  # smallest first
 # Qwen3-VL ships its 16-bit weights as bf16 (ollama.com/library/qwen3-vl tags).
 QWEN3_QUANTIZATIONS = ("q4_K_M", "q8_0", "bf16")
 
+
+def _family(
+    family: str, title: str, tag: str, arch: str, note: str, quants: Sequence[str] = QUANTIZATIONS
+) -> tuple[Build, ...]:
+    """A family's builds, one per quantization, from the library tags `family:tag-quant`
+    (`tag` starts with the size: `11b-instruct`)."""
+    size = tag.partition("-")[0]
+    return tuple(
+        Build(family, title, size, q, f"{family}:{tag}-{q}", 4096, note, arch) for q in quants
+    )
+
+
 BUILDS: tuple[Build, ...] = (
-    *(
-        Build(
-            "qwen2.5vl",
-            "Qwen2.5-VL 7B",
-            "7b",
-            q,
-            f"qwen2.5vl:7b-{q}",
-            4096,
-            _QWEN_CONTEXT,
-            "qwen25vl",
-        )
-        for q in QUANTIZATIONS
+    *_family("qwen2.5vl", "Qwen2.5-VL 7B", "7b", "qwen25vl", _QWEN_CONTEXT),
+    *_family("llama3.2-vision", "Llama 3.2 Vision 11B", "11b-instruct", "mllama", _LLAMA_CONTEXT),
+    *_family(
+        "qwen3-vl",
+        "Qwen3-VL 8B Instruct",
+        "8b-instruct",
+        "qwen3vl",
+        _QWEN3_CONTEXT,
+        QWEN3_QUANTIZATIONS,
     ),
-    *(
-        Build(
-            "llama3.2-vision",
-            "Llama 3.2 Vision 11B",
-            "11b",
-            q,
-            f"llama3.2-vision:11b-instruct-{q}",
-            4096,
-            _LLAMA_CONTEXT,
-            "mllama",
-        )
-        for q in QUANTIZATIONS
-    ),
-    *(
-        Build(
-            "qwen3-vl",
-            "Qwen3-VL 8B Instruct",
-            "8b",
-            q,
-            f"qwen3-vl:8b-instruct-{q}",
-            4096,
-            _QWEN3_CONTEXT,
-            "qwen3vl",
-        )
-        for q in QWEN3_QUANTIZATIONS
-    ),
-    *(
-        Build(
-            "gemma3",
-            "Gemma 3 4B",
-            "4b",
-            q,
-            f"gemma3:4b-it-{q}",
-            4096,
-            _GEMMA_CONTEXT,
-            "gemma3",
-        )
-        for q in QUANTIZATIONS
-    ),
+    *_family("gemma3", "Gemma 3 4B", "4b-it", "gemma3", _GEMMA_CONTEXT),
 )
 
 
