@@ -22,6 +22,8 @@ QUICK_TIMEOUT = 30.0
 # A pull or create may say nothing for minutes (verifying a 16 GB blob): allow an hour.
 TRANSFER_TIMEOUT = 3600.0
 PULL_MISSING = "file does not exist"
+# The fields of a Modelfile that `POST /api/create` takes through the ollama client.
+CREATE_FIELDS = ("from", "system", "template", "license", "parameters", "messages")
 
 
 class DigestMismatch(EmoprobeError):
@@ -125,12 +127,6 @@ class ModelServer:
     def find(self, name: str) -> Installed | None:
         return self.installed().get(model_key(name))
 
-    def can_see(self, name: str) -> bool:
-        """Whether the model reads images (`vision` among its /api/show capabilities)."""
-        with self._quick.translating("POST /api/show", name):
-            shown = self._quick.client.show(name)
-        return can_see(tuple(shown.capabilities or ()), shown.modelinfo)
-
     def vision_family(self, name: str) -> str | None:
         """The model's family when it reads images ("" if the server names none), else None."""
         with self._quick.translating("POST /api/show", name):
@@ -160,25 +156,15 @@ class ModelServer:
         self, name: str, request: Mapping[str, Any], on_progress: Callable[[Progress], None]
     ) -> None:
         """`POST /api/create` with a Modelfile's fields (`from`, `system`, `parameters`, …)."""
-        unsupported = sorted(
-            set(request) - {"from", "system", "template", "parameters", "license", "messages"}
-        )
+        unsupported = sorted(set(request) - set(CREATE_FIELDS))
         if unsupported:
             raise BackendError(
                 f"cannot create {name}: the ollama client does not send {', '.join(unsupported)}"
             )
+        given = {key: request.get(key) for key in CREATE_FIELDS[1:]}
 
         def start(client: ollama.Client) -> Iterator[Any]:
-            return client.create(
-                name,
-                from_=request.get("from"),
-                system=request.get("system"),
-                template=request.get("template"),
-                license=request.get("license"),
-                parameters=request.get("parameters"),
-                messages=request.get("messages"),
-                stream=True,
-            )
+            return client.create(name, from_=request.get("from"), stream=True, **given)
 
         try:
             for part in self._stream("create", name, start):
@@ -250,7 +236,7 @@ def pull_builds(
     """Pull each build's base tag and record its digest in the lock."""
     pulled = []
     for build in targets:
-        installed = _pull(server, build.base, progress_for)
+        installed = pull_tag(server, build.base, progress_for)
         lock = Lock.load()
         lock.record_base(build, installed.digest, pulled=True)
         lock.save()
@@ -259,11 +245,7 @@ def pull_builds(
 
 
 def pull_tag(server: ModelServer, tag: str, progress_for: ProgressFor) -> Installed:
-    """Pull any library tag (not one of the builds): nothing is recorded."""
-    return _pull(server, tag, progress_for)
-
-
-def _pull(server: ModelServer, tag: str, progress_for: ProgressFor) -> Installed:
+    """Pull any library tag (a build's base, or another): nothing is recorded."""
     server.pull(tag, progress_for(tag))
     installed = server.find(tag)
     if installed is None:
@@ -294,7 +276,7 @@ def build_builds(
         base = server.find(build.base)
         pulled = base is None
         if base is None:
-            base = _pull(server, build.base, progress_for)
+            base = pull_tag(server, build.base, progress_for)
         lock = Lock.load()
         lock.record_base(build, base.digest, pulled=pulled)
         lock.save()
