@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from emoprobe.cli.params import request_options
+from emoprobe.cli.params import number_option, request_options
 from emoprobe.errors import one_line
 from emoprobe.settings import DEFAULT_MODEL
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from emoprobe.pipeline.runner import RunResult
 
 EXIT_INCOMPLETE = 3
+BACKOFF_HELP = "First retry delay in seconds; it doubles per failure in a row (max 30)."
 
 
 class Unfinished(click.ClickException):
@@ -48,20 +49,10 @@ class Unfinished(click.ClickException):
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder. [default: reports/…]")
 @click.option("--per-class", type=int, help="Sample N images per class (the paper: 1000).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
-@click.option(
-    "--concurrency",
-    type=int,
-    default=2,
-    show_default=True,
-    help="Requests in flight per host (2 keeps one Ollama slot busy).",
+@number_option(
+    "--concurrency", int, 2, "Requests in flight per host (2 keeps one Ollama slot busy)."
 )
-@click.option(
-    "--backoff",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="First retry delay in seconds; it doubles per failure in a row (max 30).",
-)
+@number_option("--backoff", float, 1.0, BACKOFF_HELP)
 @click.option("--max-side", type=int, help="Downscale images so the longer side is ≤ PIXELS.")
 @click.option(
     "--format",

@@ -12,6 +12,7 @@ from emoprobe.cli.params import (
     allow_remote_option,
     backend_option,
     cache_dir_option,
+    number_option,
     offline_option,
     retries_option,
     timeout_option,
@@ -40,10 +41,8 @@ from emoprobe.cli.params import (
     help="Study folder: one run folder per cell, report.md, view.html. "
     "[default: reports/study-NAME]",
 )
-@click.option("--concurrency", type=int, default=2, show_default=True, help="Requests per host.")
-@click.option(
-    "--backoff", type=float, default=1.0, show_default=True, help="First retry delay (s)."
-)
+@number_option("--concurrency", int, 2, "Requests per host.")
+@number_option("--backoff", float, 1.0, "First retry delay (s).")
 @click.option(
     "--embed-thumbnails",
     is_flag=True,
