@@ -281,17 +281,12 @@ def render(modelfiles: Path | None, check: bool, task_file: Path | None) -> None
     """
     from emoprobe.errors import ConfigError
     from emoprobe.ollama_admin import builds
-    from emoprobe.task.definition import load_task
+    from emoprobe.task.definition import PAPER_TASK, load_task
 
-    if task_file is not None:
-        if modelfiles is None:
-            raise ConfigError("--task needs --modelfiles DIR: modelfiles/ keeps the paper's task")
-        task = load_task(task_file)
-        for path, changed in builds.render_all(modelfiles, task):
-            click.echo(f"{'wrote    ' if changed else 'unchanged'} {path}")
-        return
+    if task_file is not None and modelfiles is None:
+        raise ConfigError("--task needs --modelfiles DIR: modelfiles/ keeps the paper's task")
     directory = modelfiles or Path(MODELFILES_DIR)
-    if check:
+    if check and task_file is None:
         stale = [b.filename for b in builds.BUILDS if not builds.is_current(directory, b)]
         if stale:
             raise ConfigError(
@@ -300,7 +295,8 @@ def render(modelfiles: Path | None, check: bool, task_file: Path | None) -> None
             )
         click.echo(f"all {len(builds.BUILDS)} Modelfiles in {directory} are current")
         return
-    for path, changed in builds.render_all(directory):
+    task = load_task(task_file) if task_file else PAPER_TASK
+    for path, changed in builds.render_all(directory, task):
         click.echo(f"{'wrote    ' if changed else 'unchanged'} {path}")
 
 

@@ -14,6 +14,8 @@ from emoprobe.errors import one_line
 from emoprobe.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from emoprobe.pipeline.config import RunConfig
     from emoprobe.pipeline.runner import RunResult
 
@@ -98,9 +100,8 @@ def run(
     models = tuple(dict.fromkeys(models))  # the same model twice is one run
     if dataset is None:
         from emoprobe.data.demo import demo_dataset
-        from emoprobe.settings import default_cache_dir
 
-        dataset = demo_dataset(cache_dir or default_cache_dir())
+        dataset = demo_dataset(cache_dir)
         click.echo(f"no DATASET given: running the demo set of 25 cartoon faces ({dataset})")
     settings: dict[str, Any] = {
         "dataset": dataset,
@@ -129,6 +130,16 @@ def run(
     _print_summary(result)
     if not result.complete:
         raise Unfinished(_unfinished(result, retries))
+    return 0
+
+
+def check_finished(runs: Iterable[tuple[str, RunResult]], retries: int) -> int:
+    """0 when every named run is complete; else `Unfinished` naming each that is not."""
+    unfinished = [(name, run) for name, run in runs if not run.complete]
+    if unfinished:
+        raise Unfinished(
+            "; ".join(f"{name}: {_unfinished(run, retries)}" for name, run in unfinished)
+        )
     return 0
 
 
@@ -173,14 +184,7 @@ def _run_models(models: tuple[str, ...], config: RunConfig, quiet: bool) -> int:
     if study.comparison is not None:
         click.echo(study.summary)
         click.echo(f"comparison: {study.comparison}")
-    unfinished = [
-        (model, r) for model, r in zip(models, study.results, strict=True) if not r.complete
-    ]
-    if unfinished:
-        raise Unfinished(
-            "; ".join(f"{model}: {_unfinished(r, config.retries)}" for model, r in unfinished)
-        )
-    return 0
+    return check_finished(zip(models, study.results, strict=True), config.retries)
 
 
 def _print_summary(result: RunResult) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from emoprobe.settings import default_cache_dir
+
 SIZE = 256
 PER_CLASS = 5
 LABELS = ("confused", "distracted", "happy", "tired", "neutral")
@@ -168,8 +170,9 @@ def make_demo(out: Path) -> list[tuple[str, str]]:
 REPO_DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 
 
-def demo_dataset(cache_dir: Path) -> Path:
-    """The demo set's labels.csv: the repository's copy, else drawn under `cache_dir` once.
+def demo_dataset(cache_dir: Path | str | None = None) -> Path:
+    """The demo set's labels.csv: the repository's copy, else drawn under `cache_dir` (None:
+    the default cache folder) once.
 
     The repository's files are the same bytes on every machine, so answers cached (and
     exported in a bundle) on one replay on another; a drawn copy matches them when Pillow
@@ -177,7 +180,7 @@ def demo_dataset(cache_dir: Path) -> Path:
     """
     if (REPO_DEMO / "labels.csv").exists():
         return REPO_DEMO / "labels.csv"
-    folder = cache_dir / "demo-set"
+    folder = Path(cache_dir or default_cache_dir()) / "demo-set"
     manifest = folder / "labels.csv"
     if not manifest.exists():
         make_demo(folder)
