@@ -12,17 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from emoprobe.data.formats.common import (
-    BASIC_HINT,
-    Format,
-    Labeller,
-    LabelSpace,
-    finish,
-    first,
-    relpath,
-    scandir_sorted,
-    show,
-)
+from emoprobe.data.formats.common import BASIC_HINT, Format, Labeller, LabelSpace, first, show
+from emoprobe.data.formats.listing import relpath, scandir_sorted
 from emoprobe.data.records import Dataset, Item, is_image_name
 from emoprobe.errors import DatasetError
 
@@ -149,7 +140,7 @@ def load(root: Path, space: LabelSpace, cache_dir: Path | None = None) -> Datase
         )
     if unannotated:
         warnings.append(f"left out {unannotated} image(s) without an annotations/<id>_exp.npy")
-    return finish(root, FORMAT, items, labeller, warnings)
+    return labeller.finish(root, FORMAT, items, warnings)
 
 
 FORMAT = Format("affectnet", EXPECTS, looks_like, load)

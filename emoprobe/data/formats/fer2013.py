@@ -19,15 +19,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from emoprobe.data.formats.common import (
-    BASIC_HINT,
-    Format,
-    Labeller,
-    LabelSpace,
-    finish,
-    os_reason,
-    show,
-)
+from emoprobe.data.formats.common import BASIC_HINT, Format, Labeller, LabelSpace, os_reason, show
 from emoprobe.data.records import Dataset, Item
 from emoprobe.errors import CacheError, DatasetError, WriteError
 from emoprobe.files import write_atomic
@@ -119,7 +111,7 @@ def load(path: Path, space: LabelSpace, cache_dir: Path | None) -> Dataset:
             f"left out {len(bad)} row(s) of FER2013 CSV {shown} whose pixels are not a square "
             f"grayscale image of numbers 0-255 (first: line {bad[0]})"
         )
-    return finish(path, FORMAT, items, labeller, warnings)
+    return labeller.finish(path, FORMAT, items, warnings)
 
 
 def _file_name(index: int) -> str:

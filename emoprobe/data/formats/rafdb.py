@@ -10,19 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from emoprobe.data.formats.common import (
-    BASIC_HINT,
-    Format,
-    Labeller,
-    LabelSpace,
-    child,
-    finish,
-    first,
-    read_labels,
-    relpath,
-    scandir_sorted,
-    show,
-)
+from emoprobe.data.formats.common import BASIC_HINT, Format, Labeller, LabelSpace, first, show
+from emoprobe.data.formats.listing import child, read_labels, relpath, scandir_sorted
 from emoprobe.data.records import Dataset, Item
 from emoprobe.errors import DatasetError
 
@@ -104,7 +93,7 @@ def load(root: Path, space: LabelSpace, cache_dir: Path | None = None) -> Datase
             f"{len(missing)} image(s) listed in {shown} are not in {show(folder)} "
             f"({first(missing)}); they will be reported as errors"
         )
-    return finish(root, FORMAT, items, labeller, warnings)
+    return labeller.finish(root, FORMAT, items, warnings)
 
 
 FORMAT = Format("rafdb", EXPECTS, looks_like, load)
