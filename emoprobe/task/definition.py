@@ -183,51 +183,36 @@ def toml_type(value: Any) -> str:
     )
 
 
-def load_task(path: str | os.PathLike[str]) -> Task:
-    """The task a TOML file defines; every mistake raises a one-line `ConfigError`.
-
-    The format (see examples/tasks/ and the README)::
-
-        name = "basic-emotions"
-        labels = ["anger", "happiness", "neutral"]          # in the prompt's order
-        instruction = "Classify the ... Provide only the category ..."
-        context_header = "The definitions of each category are as follows:"  # optional
-        user_text = ""                                      # optional: sent with the image
-        ignore_labels = ["Contempt"]                        # optional: dataset labels to skip
-
-        [definitions]                                       # one per label
-        anger = "The person looks angry, ..."
-
-        [synonyms]                                          # optional: more answer words
-        happiness = ["happy", "joy"]
-
-        [label_map]                                         # optional: dataset -> task label
-        Angry = "anger"
-        Happy = "happiness"
-    """
+def read_toml(path: str | os.PathLike[str], kind: str) -> tuple[str, dict[str, Any]]:
+    """The text and the table of the TOML file `path`, a `kind` ("task file"); a file that
+    cannot be read or parsed is a one-line `ConfigError` naming it."""
     file = Path(os.fspath(path))
     shown = printable(os.fspath(file))
     try:
-        raw = file.read_bytes()
+        text = file.read_bytes().decode("utf-8-sig")
     except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"task file not found: {shown}") from None
+        raise ConfigError(f"{kind} not found: {shown}", path=file) from None
     except IsADirectoryError:
-        raise ConfigError(f"task file {shown} is a folder: pass a .toml file") from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"cannot read task file {shown}: {reason}") from None
-    try:
-        text = raw.decode("utf-8-sig")
+        raise ConfigError(f"{kind} {shown} is a folder: pass a .toml file", path=file) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"task file {shown} is not UTF-8 text (undecodable byte at offset {exc.start})"
+            f"{kind} {shown} is not UTF-8 text (undecodable byte at offset {exc.start})",
+            path=file,
         ) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot read {kind} {shown}: {reason}", path=file) from None
     try:
-        doc = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         reason = " ".join(str(exc).split())
-        raise ConfigError(f"task file {shown} is not valid TOML: {reason}") from None
-    return _task_from_doc(_TaskFile(file, doc))
+        raise ConfigError(f"{kind} {shown} is not valid TOML: {reason}", path=file) from None
+
+
+def load_task(path: str | os.PathLike[str]) -> Task:
+    """The task a TOML file defines (the format: examples/tasks/ and the README); every
+    mistake raises a one-line `ConfigError`."""
+    return _task_from_doc(_TaskFile(Path(os.fspath(path)), read_toml(path, "task file")[1]))
 
 
 def _task_from_doc(f: _TaskFile) -> Task:

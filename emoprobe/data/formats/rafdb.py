@@ -81,19 +81,17 @@ def load(root: Path, space: LabelSpace, cache_dir: Path | None = None) -> Datase
         if name not in present:
             missing.append(name)
         items.append(Item(folder / name, relpath(folder / name, root), label))
-    warnings = []
     if missing and len(missing) == len(items) and not labeller.failed:
         raise DatasetError(
             f"none of the {len(items)} images listed in {shown} is in {show(folder)} "
             f"({first(missing)}): format rafdb expects {FORMAT.expects}",
             path=folder,
         )
-    if missing:
-        warnings.append(
-            f"{len(missing)} image(s) listed in {shown} are not in {show(folder)} "
-            f"({first(missing)}); they will be reported as errors"
-        )
-    return labeller.finish(root, FORMAT, items, warnings)
+    absent = (
+        f"{len(missing)} image(s) listed in {shown} are not in {show(folder)} "
+        f"({first(missing)}); they will be reported as errors"
+    )
+    return labeller.finish(root, FORMAT, items, [absent] if missing else [])
 
 
 FORMAT = Format("rafdb", EXPECTS, looks_like, load)
