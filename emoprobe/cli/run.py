@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -103,27 +103,28 @@ def run(
 
         dataset = demo_dataset(cache_dir)
         click.echo(f"no DATASET given: running the demo set of 25 cartoon faces ({dataset})")
-    settings: dict[str, Any] = {
-        "dataset": dataset,
-        "hosts": host_urls,
-        "allow_remote": allow_remote,
-        "backend": backend_kind,
-        "cache_dir": cache_dir,
-        "per_class": per_class,
-        "seed": seed,
-        "concurrency": concurrency,
-        "timeout": timeout,
-        "retries": retries,
-        "backoff": backoff,
-        "options": parse_options(option_pairs),
-        "max_side": max_side,
-        "offline": offline,
-        "task": load_task(task_file) if task_file else PAPER_TASK,
-        "dataset_format": dataset_format,
-        "answer_mode": answer_mode,
-        "command_line": shlex.join(["emoprobe", *sys.argv[1:]]),
-    }
-    config = RunConfig(model=models[0], out=out, **settings)
+    config = RunConfig(
+        model=models[0],
+        out=out,
+        dataset=dataset,
+        hosts=host_urls,
+        allow_remote=allow_remote,
+        backend=backend_kind,
+        cache_dir=cache_dir,
+        per_class=per_class,
+        seed=seed,
+        concurrency=concurrency,
+        timeout=timeout,
+        retries=retries,
+        backoff=backoff,
+        options=parse_options(option_pairs),
+        max_side=max_side,
+        offline=offline,
+        task=load_task(task_file) if task_file else PAPER_TASK,
+        dataset_format=dataset_format,
+        answer_mode=answer_mode,
+        command_line=shlex.join(["emoprobe", *sys.argv[1:]]),
+    )
     if len(models) > 1:
         return _run_models(models, config, quiet)
     result = _run_one(config, quiet)
