@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from emoprobe.cli.params import allow_remote_option, cache_dir_option, host_option, server_host
+from emoprobe.cli.runs import text_table
 
 if TYPE_CHECKING:
     from emoprobe.ollama_admin.admin import Progress
@@ -38,15 +39,6 @@ def _server_options(function: Callable[..., Any]) -> Callable[..., Any]:
 def _explain_names(command: click.Command, extra: str = "") -> None:
     """Append what NAME may be to the command's help."""
     command.help = f"{inspect.cleandoc(command.help or '')}\n\n{NAME_HELP} {extra}".rstrip()
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, *rows]
-    ]
-    return "\n".join(lines)
 
 
 def _targets(name: str | None, all_: bool) -> list[Build]:
@@ -99,7 +91,7 @@ def list_builds(host: str | None, allow_remote: bool) -> None:
         for s in found
     ]
     headers = ["NAME", "MODEL", "FAMILY", "QUANT", "SIZE", "DIGEST", "PULLED", "BUILT"]
-    click.echo(_table(headers, rows))
+    click.echo(text_table(headers, rows))
     for note in builds.unservable_notes(version):
         click.echo(f"note: {note}")
     if not any(s.built for s in found):
@@ -224,7 +216,7 @@ def verify(host: str | None, allow_remote: bool) -> None:
         table = [
             [r.model, r.role, short_digest(r.locked), short_digest(r.found), r.state] for r in rows
         ]
-        click.echo(_table(["MODEL", "ROLE", "LOCK", "SERVER", "STATE"], table))
+        click.echo(text_table(["MODEL", "ROLE", "LOCK", "SERVER", "STATE"], table))
     check_verified(rows)
     if any(row.locked for row in rows):
         click.echo("every recorded digest matches the server")

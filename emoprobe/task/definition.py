@@ -229,24 +229,17 @@ def _task_from_doc(f: _TaskFile) -> Task:
     name = f.string("name", doc["name"], one_line=True)
     labels = _labels(f, doc["labels"])
     by_key = {_key(label): label for label in labels}
-    instruction = f.string("instruction", doc["instruction"])
-    context_header = f.string(
-        "context_header", doc.get("context_header", CONTEXT_HEADER), empty_ok=True
-    )
-    user_text = f.string("user_text", doc.get("user_text", ""), empty_ok=True)
-    definitions = _definitions(f, labels, by_key)
-    synonyms = _synonyms(f, by_key)
-    label_map = _label_map(f, by_key)
-    ignore_labels = _ignore_labels(f, by_key, label_map)
-    return Task(
+    return Task(  # the fields are checked in this order: the first mistake is the one named
         name=name,
-        instruction=instruction,
-        definitions=definitions,
-        synonyms=synonyms,
-        user_text=user_text,
-        context_header=context_header,
-        label_map=label_map,
-        ignore_labels=ignore_labels,
+        instruction=f.string("instruction", doc["instruction"]),
+        context_header=f.string(
+            "context_header", doc.get("context_header", CONTEXT_HEADER), empty_ok=True
+        ),
+        user_text=f.string("user_text", doc.get("user_text", ""), empty_ok=True),
+        definitions=_definitions(f, labels, by_key),
+        synonyms=_synonyms(f, by_key),
+        label_map=_label_map(f, by_key),
+        ignore_labels=_ignore_labels(f, by_key),
     )
 
 
@@ -351,10 +344,8 @@ def _label_map(f: _TaskFile, by_key: dict[str, str]) -> dict[str, str]:
     return mapping
 
 
-def _ignore_labels(
-    f: _TaskFile, by_key: Mapping[str, str], label_map: Mapping[str, str]
-) -> tuple[str, ...]:
-    mapped = {_key(source) for source in label_map}
+def _ignore_labels(f: _TaskFile, by_key: Mapping[str, str]) -> tuple[str, ...]:
+    mapped = {_key(source) for source in f.table("label_map")}
     ignored: list[str] = []
     for name in f.string_list("ignore_labels", f.doc.get("ignore_labels", [])):
         if _key(name) in by_key:
