@@ -19,8 +19,6 @@ from emoprobe.errors import WriteError
 
 Content = str | bytes | Callable[[IO[Any]], object]
 _LONE_SURROGATE = re.compile("[\x00\ud800-\udfff]")
-
-
 _NOT_IN_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -116,13 +116,11 @@ class ModelServer:
         """Every model the server lists, by full name case-folded (`qwen2.5vl:7b`)."""
         with self._quick.translating("GET /api/tags"):
             listing = self._quick.client.list()
-        found = {}
-        for entry in listing.models:
-            name = entry.model or ""
-            found[model_key(name)] = Installed(
-                name, bare_digest(entry.digest), int(entry.size or 0)
-            )
-        return found
+        installed = [
+            Installed(entry.model or "", bare_digest(entry.digest), int(entry.size or 0))
+            for entry in listing.models
+        ]
+        return {model_key(model.name): model for model in installed}
 
     def find(self, name: str) -> Installed | None:
         return self.installed().get(model_key(name))
@@ -195,12 +193,8 @@ class ModelServer:
                     raise
             if part is None:
                 return
-            yield Progress(
-                status=part.status or "",
-                digest=part.digest or "",
-                total=int(part.total or 0),
-                completed=int(part.completed or 0),
-            )
+            total, completed = int(part.total or 0), int(part.completed or 0)
+            yield Progress(part.status or "", part.digest or "", total, completed)
 
 
 # -- list --------------------------------------------------------------------------------
