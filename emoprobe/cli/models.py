@@ -1,8 +1,8 @@
 """`emoprobe models …` and `emoprobe doctor`: options in, tables and progress out.
 
 The work is done in `emoprobe.ollama_admin` (`admin`: the server; `builds`: the table,
-Modelfiles and lock; `doctor`: the checks), imported inside the commands so that
-`emoprobe --help` stays fast.
+Modelfiles and lock; `doctor`: the checks); what talks to a server is imported inside the
+commands so that `emoprobe --help` stays fast.
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ import click
 
 from emoprobe.cli.params import allow_remote_option, cache_dir_option, host_option, server_host
 from emoprobe.cli.runs import text_table
+from emoprobe.ollama_admin import builds
 
 if TYPE_CHECKING:
     from emoprobe.ollama_admin.admin import Progress
-    from emoprobe.ollama_admin.builds import Build
 
 MODELFILES_DIR = "modelfiles"
 NAME_HELP = (
-    "NAME is a short key (qwen2.5vl-q4, qwen2.5vl-q8, qwen2.5vl-fp16, llama3.2-vision-q4, "
-    "llama3.2-vision-q8, llama3.2-vision-fp16, qwen3-vl-q4, qwen3-vl-q8, qwen3-vl-bf16, "
-    "gemma3-q4, gemma3-q8, gemma3-fp16), a build's local name "
+    f"NAME is a short key ({', '.join(b.key for b in builds.BUILDS)}), a build's local name "
     "(emoprobe-qwen2.5vl:7b-q4_K_M) or its base tag (qwen2.5vl:7b-q4_K_M); "
     "`emoprobe models list` shows them all."
 )
@@ -41,8 +39,7 @@ def _explain_names(command: click.Command, extra: str = "") -> None:
     command.help = f"{inspect.cleandoc(command.help or '')}\n\n{NAME_HELP} {extra}".rstrip()
 
 
-def _targets(name: str | None, all_: bool) -> list[Build]:
-    from emoprobe.ollama_admin import builds
+def _targets(name: str | None, all_: bool) -> list[builds.Build]:
 
     if all_ and name:
         raise click.UsageError("give a NAME or --all, not both")
@@ -71,7 +68,6 @@ def list_builds(host: str | None, allow_remote: bool) -> None:
 
     SIZE and DIGEST are the built model's when it is built, else its base tag's.
     """
-    from emoprobe.ollama_admin import builds
     from emoprobe.ollama_admin.admin import ModelServer, human_size, short_digest, statuses
 
     with ModelServer(server_host(host, allow_remote)) as server:
@@ -110,7 +106,6 @@ def pull(name: str | None, all_: bool, host: str | None, allow_remote: bool) -> 
     """
     from emoprobe.cli.progress import PullProgress
     from emoprobe.errors import ModelNotFound
-    from emoprobe.ollama_admin import builds
     from emoprobe.ollama_admin.admin import (
         ModelServer,
         human_size,
@@ -166,7 +161,6 @@ def build(
     SYSTEM and PARAMETERs to /api/create, and records both digests in the lock.
     """
     from emoprobe.cli.progress import PullProgress
-    from emoprobe.ollama_admin import builds
     from emoprobe.ollama_admin.admin import ModelServer, build_builds, short_digest
 
     targets = _targets(name, all_)
@@ -201,7 +195,6 @@ _explain_names(build)
 @_server_options
 def verify(host: str | None, allow_remote: bool) -> None:
     """Compare the server's digests with the lock; exit 1 naming what differs."""
-    from emoprobe.ollama_admin import builds
     from emoprobe.ollama_admin.admin import ModelServer, check_verified, short_digest
     from emoprobe.ollama_admin.admin import verify as verify_digests
 
@@ -233,11 +226,10 @@ def verify(host: str | None, allow_remote: bool) -> None:
 def rm(name: str, with_base: bool, host: str | None, allow_remote: bool) -> None:
     """Remove build NAME from the server (and forget its digest in the lock)."""
     from emoprobe.backends.ollama import full_model_name
-    from emoprobe.ollama_admin import builds
     from emoprobe.ollama_admin.admin import ModelServer, remove
 
     build = builds.find(name)
-    names: list[tuple[str, Build | None]]
+    names: list[tuple[str, builds.Build | None]]
     if full_model_name(name).casefold() == full_model_name(build.base).casefold():
         names = [(build.base, build)]
     else:
@@ -272,7 +264,6 @@ def render(modelfiles: Path | None, check: bool, task_file: Path | None) -> None
     for reading, editing (`build --modelfiles DIR`) and `ollama create -f`.
     """
     from emoprobe.errors import ConfigError
-    from emoprobe.ollama_admin import builds
     from emoprobe.task.definition import PAPER_TASK, load_task
 
     if task_file is not None and modelfiles is None:

@@ -188,6 +188,11 @@ def _run_models(models: tuple[str, ...], config: RunConfig, quiet: bool) -> int:
     return check_finished(zip(models, study.results, strict=True), config.retries)
 
 
+def figure(value: float | None) -> str:
+    """A figure as the summary lines show it: four decimals, or – when there is none."""
+    return "–" if value is None else f"{value:.4f}"
+
+
 def _print_summary(result: RunResult) -> None:
     from emoprobe.cli.progress import format_duration
     from emoprobe.reporting.markdown import status_counts
@@ -196,13 +201,9 @@ def _print_summary(result: RunResult) -> None:
     wall = session.wall_s
     fresh = session.requests + session.cache_hits
 
-    def figure(key: str) -> str:
-        value = getattr(metrics, key)
-        return "–" if value is None else f"{value:.4f}"
-
     click.echo(
-        f"{result.finished}/{result.total} images  accuracy {figure('accuracy')}  "
-        f"weighted F1 {figure('f1_weighted')}  {status_counts(metrics)}"
+        f"{result.finished}/{result.total} images  accuracy {figure(metrics.accuracy)}  "
+        f"weighted F1 {figure(metrics.f1_weighted)}  {status_counts(metrics)}"
     )
     if fresh or session.failed:
         click.echo(
