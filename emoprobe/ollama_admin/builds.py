@@ -82,12 +82,7 @@ class Build:
 
     def aliases(self) -> set[str]:
         """Every spelling `resolve` accepts for this build, case-folded."""
-        names = {
-            self.key,
-            f"{self.family}-{self.quantization}",
-            self.name,
-            self.base,
-        }
+        names = (self.key, f"{self.family}-{self.quantization}", self.name, self.base)
         return {name.casefold() for name in names}
 
 
@@ -233,10 +228,10 @@ def create_fields(build: Build, directory: Path | None = None) -> dict[str, Any]
     return parsed.create_fields()
 
 
-def is_current(directory: Path, build: Build) -> bool:
+def is_current(directory: Path, build: Build, task: Task = PAPER_TASK) -> bool:
     """Whether the Modelfile on disk is what `render_text` produces now."""
     path = directory / build.filename
-    return path.is_file() and path.read_text(encoding="utf-8") == render_text(build)
+    return path.is_file() and path.read_text(encoding="utf-8") == render_text(build, task)
 
 
 def render_all(directory: Path, task: Task = PAPER_TASK) -> list[tuple[Path, bool]]:
@@ -244,11 +239,9 @@ def render_all(directory: Path, task: Task = PAPER_TASK) -> list[tuple[Path, boo
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for build in BUILDS:
-        path = directory / build.filename
-        text = render_text(build, task)
-        changed = not (path.is_file() and path.read_text(encoding="utf-8") == text)
+        path, changed = directory / build.filename, not is_current(directory, build, task)
         if changed:
-            write_atomic(path, text)
+            write_atomic(path, render_text(build, task))
         written.append((path, changed))
     return written
 

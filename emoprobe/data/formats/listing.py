@@ -32,17 +32,16 @@ def entry_is_dir(entry: os.DirEntry[str]) -> bool | None:
         return None
 
 
-def child(folder: Path, name: str, want_dir: bool | None = None) -> Path | None:
-    """The entry of `folder` called `name` (exactly, else ignoring case), or None."""
+def child(folder: Path, name: str, want_dir: bool) -> Path | None:
+    """The entry of `folder` called `name` (exactly, else ignoring case) that is a folder, or
+    is not, as `want_dir` says; None when there is none."""
     exact = folder / name
     try:
-        if exact.exists() and (want_dir is None or exact.is_dir() == want_dir):
+        if exact.exists() and exact.is_dir() == want_dir:
             return exact
         with os.scandir(folder) as it:
             for entry in it:
-                if entry.name.casefold() != name.casefold():
-                    continue
-                if want_dir is None or entry.is_dir() == want_dir:
+                if entry.name.casefold() == name.casefold() and entry.is_dir() == want_dir:
                     return Path(entry.path)
     except OSError:
         return None
