@@ -1,15 +1,12 @@
 """The model builds (four families × q4_K_M, q8_0, 16-bit), their Modelfiles and lock file.
 
-The paper's two families (Qwen2.5-VL 7B, Llama 3.2 Vision 11B) and two that run on a
-current Ollama beside them (Qwen3-VL 8B, Gemma 3 4B). Llama 3.2 Vision (architecture
-mllama) cannot load on Ollama 0.30 and later (`server_support`): `doctor` says so per build.
-
 A build is an Ollama library tag (its *base*) plus the paper's prompt as `SYSTEM` and
 emoprobe's run defaults as `PARAMETER`s, created on the server under a local name such as
 `emoprobe-qwen2.5vl:7b-q4_K_M`. The builds ship with the package: their Modelfiles are
 rendered from the table below and `PAPER_TASK` (`emoprobe models render` writes them out
 for `ollama create -f`). The lock in the user's data folder records the digests seen when
-each was pulled and built.
+each was pulled and built. Llama 3.2 Vision (mllama) cannot load on Ollama 0.30 and later
+(`server_support`): `doctor` says so per build.
 """
 
 from __future__ import annotations

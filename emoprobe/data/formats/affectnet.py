@@ -22,19 +22,9 @@ EXPECTS = (
     "train_set/ holding them)"
 )
 
-NAMES = {
-    "0": "Neutral",
-    "1": "Happy",
-    "2": "Sad",
-    "3": "Surprise",
-    "4": "Fear",
-    "5": "Disgust",
-    "6": "Anger",
-    "7": "Contempt",
-    "8": "None",
-    "9": "Uncertain",
-    "10": "Non-Face",
-}
+_CLASSES = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
+_OTHERS = ("None", "Uncertain", "Non-Face")  # codes 8-10, in the full release only
+NAMES = {str(code): name for code, name in enumerate((*_CLASSES, *_OTHERS))}
 _EXP = "_exp.npy"
 
 

@@ -27,15 +27,8 @@ from emoprobe.settings import default_cache_dir
 
 EXPECTS = "a FER2013 CSV file (fer2013.csv or icml_face_data.csv) with emotion and pixels columns"
 
-NAMES = {
-    "0": "Angry",
-    "1": "Disgust",
-    "2": "Fear",
-    "3": "Happy",
-    "4": "Sad",
-    "5": "Surprise",
-    "6": "Neutral",
-}
+_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")  # by code
+NAMES = {str(code): name for code, name in enumerate(_CLASSES)}
 _READ_CHUNK = 1 << 20
 
 

@@ -20,15 +20,8 @@ EXPECTS = (
     "or Image/original/"
 )
 
-NAMES = {
-    "1": "Surprise",
-    "2": "Fear",
-    "3": "Disgust",
-    "4": "Happiness",
-    "5": "Sadness",
-    "6": "Anger",
-    "7": "Neutral",
-}
+_CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
+NAMES = {str(code): name for code, name in enumerate(_CLASSES, 1)}  # codes 1-7
 
 
 def _label_file(root: Path) -> Path | None:
