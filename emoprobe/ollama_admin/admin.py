@@ -351,9 +351,6 @@ def remove(server: ModelServer, names: list[tuple[str, Build | None]]) -> list[s
         removed.append(installed[model_key(name)].name)
         if build is not None:
             lock = Lock.load()
-            if model_key(name) == model_key(build.name):
-                lock.forget_build(build)
-            else:
-                lock.forget_base(build)
+            lock.forget(build, base=model_key(name) != model_key(build.name))
             lock.save()
     return removed

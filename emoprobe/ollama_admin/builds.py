@@ -321,13 +321,13 @@ class Lock:
         entry = self.entry(build)
         entry.digest, entry.built_at = digest, now()
 
-    def forget_build(self, build: Build) -> None:
+    def forget(self, build: Build, *, base: bool) -> None:
+        """Forget the digest recorded for the build's base tag, or (base=False) the build's."""
         entry = self.entry(build)
-        entry.digest = entry.built_at = None
-
-    def forget_base(self, build: Build) -> None:
-        entry = self.entry(build)
-        entry.base_digest = entry.pulled_at = None
+        if base:
+            entry.base_digest = entry.pulled_at = None
+        else:
+            entry.digest = entry.built_at = None
 
     def save(self) -> None:
         document = {

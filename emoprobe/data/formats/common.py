@@ -61,10 +61,6 @@ class Format:
     load: Callable[[Path, LabelSpace, Path | None], Dataset]  # (path, labels, cache_dir)
 
 
-# ---------------------------------------------------------------------------------------
-# Messages
-
-
 def utf8(name: str) -> str:
     """A file-system name as valid UTF-8 text: undecodable bytes become ``\\xNN``."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
@@ -119,10 +115,6 @@ def ignored_warning(skipped: Counter[str], where: str) -> list[str]:
         f"left out {sum(skipped.values())} image(s) of {where} whose labels the task "
         f"ignores: {counts}"
     ]
-
-
-# ---------------------------------------------------------------------------------------
-# Labels of the public datasets
 
 
 @dataclass
