@@ -231,9 +231,7 @@ def pull_builds(
     pulled = []
     for build in targets:
         installed = pull_tag(server, build.base, progress_for)
-        lock = Lock.load()
-        lock.record_base(build, installed.digest, pulled=True)
-        lock.save()
+        Lock.load().record_base(build, installed.digest, pulled=True)
         pulled.append(installed)
     return pulled
 
@@ -271,16 +269,12 @@ def build_builds(
         pulled = base is None
         if base is None:
             base = pull_tag(server, build.base, progress_for)
-        lock = Lock.load()
-        lock.record_base(build, base.digest, pulled=pulled)
-        lock.save()
+        Lock.load().record_base(build, base.digest, pulled=pulled)
         server.create(build.name, request, progress_for(build.name))
         created = server.find(build.name)
         if created is None:
             raise BackendError(f"the server reported creating {build.name} but does not list it")
-        lock = Lock.load()
-        lock.record_build(build, created.digest)
-        lock.save()
+        Lock.load().record_build(build, created.digest)
         made.append(created)
     return made
 
@@ -350,7 +344,5 @@ def remove(server: ModelServer, names: list[tuple[str, Build | None]]) -> list[s
         server.delete(installed[model_key(name)].name)
         removed.append(installed[model_key(name)].name)
         if build is not None:
-            lock = Lock.load()
-            lock.forget(build, base=model_key(name) != model_key(build.name))
-            lock.save()
+            Lock.load().forget(build, base=model_key(name) != model_key(build.name))
     return removed

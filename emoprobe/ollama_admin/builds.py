@@ -274,7 +274,7 @@ def lock_path() -> Path:
 
 
 class Lock:
-    """The lock file: one LockEntry per build, by local name."""
+    """The lock file: one LockEntry per build, by local name; each record or forget saves it."""
 
     def __init__(self, path: Path, entries: dict[str, LockEntry]) -> None:
         self.path = path
@@ -316,10 +316,12 @@ class Lock:
         entry.base, entry.base_digest, entry.source = build.base, digest, build.source
         if pulled:
             entry.pulled_at = now()
+        self.save()
 
     def record_build(self, build: Build, digest: str) -> None:
         entry = self.entry(build)
         entry.digest, entry.built_at = digest, now()
+        self.save()
 
     def forget(self, build: Build, *, base: bool) -> None:
         """Forget the digest recorded for the build's base tag, or (base=False) the build's."""
@@ -328,6 +330,7 @@ class Lock:
             entry.base_digest = entry.pulled_at = None
         else:
             entry.digest = entry.built_at = None
+        self.save()
 
     def save(self) -> None:
         document = {

@@ -64,11 +64,8 @@ class Task:
         return hashlib.sha256(self.system_prompt.encode("utf-8")).hexdigest()
 
     def canonical_label(self, name: str) -> str | None:
-        """The task's label for a dataset label, ignoring case and surrounding space.
-
-        A label of the task is itself; otherwise `label_map` is consulted. None when the
-        task knows neither.
-        """
+        """The task's label for a dataset label (itself, else through `label_map`), ignoring
+        case and surrounding space; None when the task knows neither."""
         wanted = _key(name)
         for label in self.labels:
             if _key(label) == wanted:
