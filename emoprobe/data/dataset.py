@@ -83,13 +83,9 @@ def load_dataset(
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """The format `load_dataset` reads `path` as when none is named (see `DATASET_FORMATS`).
-
-    A ``.csv`` whose header has ``emotion`` and ``pixels`` is fer2013; a folder with
-    ``EmoLabel/list_patition_label.txt`` is rafdb, one with ``annotations/*_exp.npy`` (or
-    whose subfolders have them) affectnet, one with ``Labels/*Labels.csv`` and ``DataSet/``
-    daisee; any other folder is an imagefolder and any other file a csv manifest.
-    """
+    """The format `load_dataset` reads `path` as when none is named: the first public set's
+    layout (fer2013, rafdb, affectnet, daisee) whose `looks_like` takes it, else imagefolder
+    for a folder and csv for a file."""
     root = Path(os.path.abspath(os.fspath(path)))
     return _detect(root, root.is_dir())
 
