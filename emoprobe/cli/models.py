@@ -11,16 +11,13 @@ import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from emoprobe.cli.params import allow_remote_option, cache_dir_option, host_option, server_host
 from emoprobe.cli.runs import text_table
 from emoprobe.ollama_admin import builds
-
-if TYPE_CHECKING:
-    from emoprobe.ollama_admin.admin import Progress
 
 MODELFILES_DIR = "modelfiles"
 NAME_HELP = (
@@ -68,10 +65,10 @@ def list_builds(host: str | None, allow_remote: bool) -> None:
 
     SIZE and DIGEST are the built model's when it is built, else its base tag's.
     """
-    from emoprobe.ollama_admin.admin import ModelServer, human_size, short_digest, statuses
+    from emoprobe.ollama_admin import admin
 
-    with ModelServer(server_host(host, allow_remote)) as server:
-        found = statuses(server)
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
+        found = admin.statuses(server)
         version = server.version()
     rows = [
         [
@@ -79,8 +76,8 @@ def list_builds(host: str | None, allow_remote: bool) -> None:
             s.build.name,
             s.build.title,
             s.build.quantization,
-            human_size(s.shown.size if s.shown else None),
-            short_digest(s.shown.digest if s.shown else None),
+            admin.human_size(s.shown.size if s.shown else None),
+            admin.short_digest(s.shown.digest if s.shown else None),
             "yes" if s.base else "no",
             "yes" if s.built else "no",
         ]
@@ -106,23 +103,17 @@ def pull(name: str | None, all_: bool, host: str | None, allow_remote: bool) -> 
     """
     from emoprobe.cli.progress import PullProgress
     from emoprobe.errors import ModelNotFound
-    from emoprobe.ollama_admin.admin import (
-        ModelServer,
-        human_size,
-        pull_builds,
-        pull_tag,
-        short_digest,
-    )
+    from emoprobe.ollama_admin import admin
 
     build = builds.resolve(name) if name and not all_ else None
     targets = _targets(name, all_) if all_ or build or not name else []
     progress = PullProgress()
-    with ModelServer(server_host(host, allow_remote)) as server:
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
         try:
             if targets:
-                pulled = pull_builds(server, targets, progress.start)
+                pulled = admin.pull_builds(server, targets, progress.start)
             else:
-                pulled = [pull_tag(server, name or "", progress.start)]
+                pulled = [admin.pull_tag(server, name or "", progress.start)]
         except ModelNotFound as error:
             if targets or ":" in (name or ""):
                 raise
@@ -132,8 +123,8 @@ def pull(name: str | None, all_: bool, host: str | None, allow_remote: bool) -> 
             progress.close()
     for installed in pulled:
         click.echo(
-            f"pulled {installed.name}  {human_size(installed.size)}  "
-            f"digest {short_digest(installed.digest)}"
+            f"pulled {installed.name}  {admin.human_size(installed.size)}  "
+            f"digest {admin.short_digest(installed.digest)}"
         )
     if targets:
         click.echo(f"recorded in {builds.lock_path()}")
@@ -161,27 +152,27 @@ def build(
     SYSTEM and PARAMETERs to /api/create, and records both digests in the lock.
     """
     from emoprobe.cli.progress import PullProgress
-    from emoprobe.ollama_admin.admin import ModelServer, build_builds, short_digest
+    from emoprobe.ollama_admin import admin
 
     targets = _targets(name, all_)
     directory = builds.modelfiles_folder(modelfiles) if modelfiles is not None else None
     progress = PullProgress()
 
-    def progress_for(model: str) -> Callable[[Progress], None]:
+    def progress_for(model: str) -> Callable[[admin.Progress], None]:
         return progress.start(model, creating=model.startswith("emoprobe-"))
 
     def say(text: str) -> None:
         progress.close()
         click.echo(text, err=True)
 
-    with ModelServer(server_host(host, allow_remote)) as server:
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
         try:
-            made = build_builds(server, targets, directory, progress_for, say)
+            made = admin.build_builds(server, targets, directory, progress_for, say)
         finally:
             progress.close()
         notes = builds.unservable_notes(server.version(), targets)
     for created in made:
-        click.echo(f"built {created.name}  digest {short_digest(created.digest)}")
+        click.echo(f"built {created.name}  digest {admin.short_digest(created.digest)}")
     click.echo(f"recorded in {builds.lock_path()}")
     for note in notes:
         click.echo(f"note: {note}", err=True)
@@ -195,11 +186,10 @@ _explain_names(build)
 @_server_options
 def verify(host: str | None, allow_remote: bool) -> None:
     """Compare the server's digests with the lock; exit 1 naming what differs."""
-    from emoprobe.ollama_admin.admin import ModelServer, check_verified, short_digest
-    from emoprobe.ollama_admin.admin import verify as verify_digests
+    from emoprobe.ollama_admin import admin
 
-    with ModelServer(server_host(host, allow_remote)) as server:
-        rows = verify_digests(server)
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
+        rows = admin.verify(server)
     if not any(row.locked for row in rows):
         click.echo(
             f"nothing recorded in {builds.lock_path()} yet: "
@@ -207,10 +197,11 @@ def verify(host: str | None, allow_remote: bool) -> None:
         )
     if rows:
         table = [
-            [r.model, r.role, short_digest(r.locked), short_digest(r.found), r.state] for r in rows
+            [r.model, r.role, admin.short_digest(r.locked), admin.short_digest(r.found), r.state]
+            for r in rows
         ]
         click.echo(text_table(["MODEL", "ROLE", "LOCK", "SERVER", "STATE"], table))
-    check_verified(rows)
+    admin.check_verified(rows)
     if any(row.locked for row in rows):
         click.echo("every recorded digest matches the server")
 
@@ -226,7 +217,7 @@ def verify(host: str | None, allow_remote: bool) -> None:
 def rm(name: str, with_base: bool, host: str | None, allow_remote: bool) -> None:
     """Remove build NAME from the server (and forget its digest in the lock)."""
     from emoprobe.backends.ollama import full_model_name
-    from emoprobe.ollama_admin.admin import ModelServer, remove
+    from emoprobe.ollama_admin import admin
 
     build = builds.find(name)
     names: list[tuple[str, builds.Build | None]]
@@ -234,8 +225,8 @@ def rm(name: str, with_base: bool, host: str | None, allow_remote: bool) -> None
         names = [(build.base, build)]
     else:
         names = [(build.name, build), *([(build.base, build)] if with_base else [])]
-    with ModelServer(server_host(host, allow_remote)) as server:
-        removed = remove(server, names)
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
+        removed = admin.remove(server, names)
     for model in removed:
         click.echo(f"removed {model}")
 
