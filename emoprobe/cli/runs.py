@@ -57,11 +57,10 @@ def runs(folder: Path, as_json: bool, as_csv: bool) -> None:
 def csv_text(summaries: Sequence[RunSummary]) -> str:
     """Every field of every summary, the interval as two columns."""
     buffer = io.StringIO()
-    records = [s.to_dict() for s in summaries]
     names = [name for name in RunSummary.__dataclass_fields__ if name not in ("f1_ci95", "notes")]
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*names, "f1_ci95_low", "f1_ci95_high", "notes"])
-    for record in records:
+    for record in (s.to_dict() for s in summaries):
         low, high = record["f1_ci95"] or ("", "")
         cells = ["" if record[name] is None else record[name] for name in names]
         writer.writerow([*cells, low, high, "; ".join(record["notes"])])
