@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from emoprobe.backends.server_support import (
     LOGPROBS_SINCE,
@@ -27,8 +27,7 @@ class NotReady(EmoprobeError):
     """`emoprobe doctor` found that a run cannot start."""
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     """One line of `emoprobe doctor`: a mark (✓ ! ✗), a topic, what was found, a fix."""
 
     mark: str
@@ -37,8 +36,9 @@ class Check:
     fix: str = ""
 
 
-@dataclass(frozen=True)
-class Diagnosis:
+class Diagnosis(NamedTuple):
+    """The checks, and whether a run can start (else why not; if so, with which model)."""
+
     checks: list[Check]
     ready: bool
     reason: str = ""
