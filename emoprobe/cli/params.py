@@ -11,6 +11,8 @@ import click
 from click.decorators import FC
 
 from emoprobe.errors import EmoprobeError
+from emoprobe.hosts import checked_host
+from emoprobe.settings import default_host
 
 #: The flag for each `RunConfig` field or setting an error can name in `error.setting`.
 FLAGS = {
@@ -55,9 +57,6 @@ def with_flag_hint(error: EmoprobeError) -> str:
 
 def server_host(host: str | None, allow_remote: bool, backend: str = "ollama") -> str:
     """`--host` (or `$OLLAMA_HOST`, or the default) after the library's privacy check."""
-    from emoprobe.hosts import checked_host
-    from emoprobe.settings import default_host
-
     return checked_host(host or default_host(backend), allow_remote=allow_remote)
 
 
