@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from emoprobe.data.demo import demo_dataset
 from emoprobe.pipeline.config import RunConfig
 from emoprobe.pipeline.runner import RunEvents, RunResult
 from emoprobe.pipeline.runner import run as _run
@@ -32,7 +33,7 @@ def run(
     `out` folder opens with `load_run`).
     """
     if not isinstance(config, RunConfig):
-        dataset = config if config is not None else _demo_dataset(settings.get("cache_dir"))
+        dataset = config if config is not None else demo_dataset(settings.get("cache_dir"))
         config = RunConfig(dataset=Path(dataset), **settings)
     elif settings:
         raise TypeError("pass either a RunConfig or keyword settings, not both")
@@ -57,7 +58,7 @@ def run_study(
     from emoprobe.pipeline.study_file import load_study
 
     spec = study if isinstance(study, StudySpec) else load_study(study)
-    dataset = spec.dataset or _demo_dataset(settings.get("cache_dir"))
+    dataset = spec.dataset or demo_dataset(settings.get("cache_dir"))
     config = RunConfig(dataset=dataset, **settings)
     return _run_study(
         spec,
@@ -76,10 +77,3 @@ def compare(runs: Sequence[Path | str], *, resamples: int = 2000, seed: int = 0)
 def parse_answer(answer: str, task: Task = PAPER_TASK) -> str:
     """The label of `task` that a free-text answer names, else `"unparsed"`."""
     return _parse_answer(answer, task.labels, task.synonyms)
-
-
-def _demo_dataset(cache_dir: Path | str | None) -> Path:
-    from emoprobe.data.demo import demo_dataset
-    from emoprobe.settings import default_cache_dir
-
-    return demo_dataset(Path(cache_dir) if cache_dir else default_cache_dir())

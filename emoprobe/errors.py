@@ -1,24 +1,8 @@
-"""emoprobe's exceptions.
+"""emoprobe's exceptions: every error a user can cause or meet derives from `EmoprobeError`.
 
-Every error a user can cause or meet derives from `EmoprobeError`; the CLI turns
-each into one line on stderr and a non-zero exit, in one place (`cli.main`).
-
-    EmoprobeError
-    ├── DatasetError        the dataset is missing, empty or malformed
-    ├── ConfigError         a bad option, host, task or output folder
-    ├── CacheError          the cache directory is unusable
-    ├── RunLockedError      another run writes into the same output folder
-    ├── WriteError          a run's files could not be written (disk full, permissions)
-    └── BackendError        talking to the model server failed
-        ├── ServerUnreachable   nothing answers at the host
-        ├── ModelNotFound       the server lacks the model (404)
-        ├── ModelUnsuitable     the model cannot do the task (no vision)
-        │   └── ModelUnservable     this server cannot run this model at all (mllama on >= 0.30)
-        ├── TransientError      worth retrying: 5xx, 503 busy, timeouts, drops, bad JSON
-        └── RequestRejected     the server refused this request (4xx): not worth retrying
-
-The backends translate the `ollama` client's and `httpx`'s exceptions into these at
-one boundary (`emoprobe.backends.ollama`), so nothing above them sees a library error.
+The CLI turns each into one line on stderr and a non-zero exit, in one place (`cli.main`).
+The backends translate the `ollama` client's and `httpx`'s exceptions into these at one
+boundary (`emoprobe.backends.ollama`), so nothing above them sees a library error.
 """
 
 from __future__ import annotations

@@ -19,8 +19,6 @@ from emoprobe.errors import WriteError
 
 Content = str | bytes | Callable[[IO[Any]], object]
 _LONE_SURROGATE = re.compile("[\x00\ud800-\udfff]")
-
-
 _NOT_IN_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -90,10 +88,14 @@ def write_error(path: Path, error: OSError) -> WriteError:
 
 def os_error_text(error: OSError) -> str:
     """A short reason a file could not be used, without the file's name."""
-    if error.errno == errno.ENOENT:
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)):
         return "file not found"
-    if error.errno in (errno.EACCES, errno.EPERM):
+    if isinstance(error, PermissionError):
         return "permission denied"
+    if isinstance(error, IsADirectoryError):
+        return "is a directory"
+    if error.errno == errno.ENAMETOOLONG:
+        return "path too long"
     if error.errno == errno.ELOOP:
         return "symlink loop or unreadable path"
     return f"unreadable: {error.strerror or type(error).__name__}"

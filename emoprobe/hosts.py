@@ -15,8 +15,7 @@ import socket
 from urllib.parse import urlsplit
 
 from emoprobe.errors import ConfigError
-from emoprobe.settings import DEFAULT_OLLAMA_HOST as DEFAULT_HOST
-from emoprobe.settings import OLLAMA_PORT as DEFAULT_PORT
+from emoprobe.settings import DEFAULT_OLLAMA_HOST, OLLAMA_PORT
 
 LOCAL_NAMES = frozenset(
     {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "localhost6"}
@@ -31,7 +30,7 @@ def normalize_host(raw: str) -> str:
     """
     text = raw.strip()
     if not text or any(c.isspace() for c in text):
-        raise _malformed(raw, f"expected e.g. {DEFAULT_HOST}")
+        raise _malformed(raw, f"expected e.g. {DEFAULT_OLLAMA_HOST}")
     has_scheme = "://" in text
     try:
         parts = urlsplit(text if has_scheme else f"http://{text}")
@@ -45,9 +44,9 @@ def normalize_host(raw: str) -> str:
         raise _malformed(raw, "the port must be a number") from None
     hostname = parts.hostname or ("127.0.0.1" if text.startswith(":") else "")
     if not hostname or parts.query or parts.fragment or "@" in parts.netloc:
-        raise _malformed(raw, f"expected e.g. {DEFAULT_HOST}")
+        raise _malformed(raw, f"expected e.g. {DEFAULT_OLLAMA_HOST}")
     if port is None:
-        port = (443 if parts.scheme == "https" else 80) if has_scheme else DEFAULT_PORT
+        port = (443 if parts.scheme == "https" else 80) if has_scheme else OLLAMA_PORT
     shown = f"[{hostname}]" if ":" in hostname else hostname
     return f"{parts.scheme}://{shown}:{port}{parts.path.rstrip('/')}"
 
@@ -72,7 +71,7 @@ def _not_local(url: str) -> str:
     if hostname not in LOCAL_NAMES:
         return "not this machine"
     try:
-        found = socket.getaddrinfo(hostname, parts.port or DEFAULT_PORT, proto=socket.IPPROTO_TCP)
+        found = socket.getaddrinfo(hostname, parts.port or OLLAMA_PORT, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         return f"{hostname} does not resolve here"
     addresses = sorted({str(entry[4][0]).split("%")[0] for entry in found})

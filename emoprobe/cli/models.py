@@ -1,31 +1,27 @@
 """`emoprobe models …` and `emoprobe doctor`: options in, tables and progress out.
 
 The work is done in `emoprobe.ollama_admin` (`admin`: the server; `builds`: the table,
-Modelfiles and lock; `doctor`: the checks), imported inside the commands so that
-`emoprobe --help` stays fast.
+Modelfiles and lock; `doctor`: the checks); what talks to a server is imported inside the
+commands so that `emoprobe --help` stays fast.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from emoprobe.cli.params import allow_remote_option, cache_dir_option, host_option, server_host
-
-if TYPE_CHECKING:
-    from emoprobe.ollama_admin.admin import Progress
-    from emoprobe.ollama_admin.builds import Build
+from emoprobe.cli.runs import text_table
+from emoprobe.ollama_admin import builds
 
 MODELFILES_DIR = "modelfiles"
 NAME_HELP = (
-    "NAME is a short key (qwen2.5vl-q4, qwen2.5vl-q8, qwen2.5vl-fp16, llama3.2-vision-q4, "
-    "llama3.2-vision-q8, llama3.2-vision-fp16, qwen3-vl-q4, qwen3-vl-q8, qwen3-vl-bf16, "
-    "gemma3-q4, gemma3-q8, gemma3-fp16), a build's local name "
+    f"NAME is a short key ({', '.join(b.key for b in builds.BUILDS)}), a build's local name "
     "(emoprobe-qwen2.5vl:7b-q4_K_M) or its base tag (qwen2.5vl:7b-q4_K_M); "
     "`emoprobe models list` shows them all."
 )
@@ -40,17 +36,7 @@ def _explain_names(command: click.Command, extra: str = "") -> None:
     command.help = f"{inspect.cleandoc(command.help or '')}\n\n{NAME_HELP} {extra}".rstrip()
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, *rows]
-    ]
-    return "\n".join(lines)
-
-
-def _targets(name: str | None, all_: bool) -> list[Build]:
-    from emoprobe.ollama_admin import builds
+def _targets(name: str | None, all_: bool) -> list[builds.Build]:
 
     if all_ and name:
         raise click.UsageError("give a NAME or --all, not both")
@@ -79,11 +65,10 @@ def list_builds(host: str | None, allow_remote: bool) -> None:
 
     SIZE and DIGEST are the built model's when it is built, else its base tag's.
     """
-    from emoprobe.ollama_admin import builds
-    from emoprobe.ollama_admin.admin import ModelServer, human_size, short_digest, statuses
+    from emoprobe.ollama_admin import admin
 
-    with ModelServer(server_host(host, allow_remote)) as server:
-        found = statuses(server)
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
+        found = admin.statuses(server)
         version = server.version()
     rows = [
         [
@@ -91,15 +76,15 @@ def list_builds(host: str | None, allow_remote: bool) -> None:
             s.build.name,
             s.build.title,
             s.build.quantization,
-            human_size(s.shown.size if s.shown else None),
-            short_digest(s.shown.digest if s.shown else None),
+            admin.human_size(s.shown.size if s.shown else None),
+            admin.short_digest(s.shown.digest if s.shown else None),
             "yes" if s.base else "no",
             "yes" if s.built else "no",
         ]
         for s in found
     ]
     headers = ["NAME", "MODEL", "FAMILY", "QUANT", "SIZE", "DIGEST", "PULLED", "BUILT"]
-    click.echo(_table(headers, rows))
+    click.echo(text_table(headers, rows))
     for note in builds.unservable_notes(version):
         click.echo(f"note: {note}")
     if not any(s.built for s in found):
@@ -118,24 +103,17 @@ def pull(name: str | None, all_: bool, host: str | None, allow_remote: bool) -> 
     """
     from emoprobe.cli.progress import PullProgress
     from emoprobe.errors import ModelNotFound
-    from emoprobe.ollama_admin import builds
-    from emoprobe.ollama_admin.admin import (
-        ModelServer,
-        human_size,
-        pull_builds,
-        pull_tag,
-        short_digest,
-    )
+    from emoprobe.ollama_admin import admin
 
     build = builds.resolve(name) if name and not all_ else None
     targets = _targets(name, all_) if all_ or build or not name else []
     progress = PullProgress()
-    with ModelServer(server_host(host, allow_remote)) as server:
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
         try:
             if targets:
-                pulled = pull_builds(server, targets, progress.start)
+                pulled = admin.pull_builds(server, targets, progress.start)
             else:
-                pulled = [pull_tag(server, name or "", progress.start)]
+                pulled = [admin.pull_tag(server, name or "", progress.start)]
         except ModelNotFound as error:
             if targets or ":" in (name or ""):
                 raise
@@ -145,8 +123,8 @@ def pull(name: str | None, all_: bool, host: str | None, allow_remote: bool) -> 
             progress.close()
     for installed in pulled:
         click.echo(
-            f"pulled {installed.name}  {human_size(installed.size)}  "
-            f"digest {short_digest(installed.digest)}"
+            f"pulled {installed.name}  {admin.human_size(installed.size)}  "
+            f"digest {admin.short_digest(installed.digest)}"
         )
     if targets:
         click.echo(f"recorded in {builds.lock_path()}")
@@ -174,28 +152,27 @@ def build(
     SYSTEM and PARAMETERs to /api/create, and records both digests in the lock.
     """
     from emoprobe.cli.progress import PullProgress
-    from emoprobe.ollama_admin import builds
-    from emoprobe.ollama_admin.admin import ModelServer, build_builds, short_digest
+    from emoprobe.ollama_admin import admin
 
     targets = _targets(name, all_)
     directory = builds.modelfiles_folder(modelfiles) if modelfiles is not None else None
     progress = PullProgress()
 
-    def progress_for(model: str) -> Callable[[Progress], None]:
+    def progress_for(model: str) -> Callable[[admin.Progress], None]:
         return progress.start(model, creating=model.startswith("emoprobe-"))
 
     def say(text: str) -> None:
         progress.close()
         click.echo(text, err=True)
 
-    with ModelServer(server_host(host, allow_remote)) as server:
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
         try:
-            made = build_builds(server, targets, directory, progress_for, say)
+            made = admin.build_builds(server, targets, directory, progress_for, say)
         finally:
             progress.close()
         notes = builds.unservable_notes(server.version(), targets)
     for created in made:
-        click.echo(f"built {created.name}  digest {short_digest(created.digest)}")
+        click.echo(f"built {created.name}  digest {admin.short_digest(created.digest)}")
     click.echo(f"recorded in {builds.lock_path()}")
     for note in notes:
         click.echo(f"note: {note}", err=True)
@@ -209,12 +186,10 @@ _explain_names(build)
 @_server_options
 def verify(host: str | None, allow_remote: bool) -> None:
     """Compare the server's digests with the lock; exit 1 naming what differs."""
-    from emoprobe.ollama_admin import builds
-    from emoprobe.ollama_admin.admin import ModelServer, check_verified, short_digest
-    from emoprobe.ollama_admin.admin import verify as verify_digests
+    from emoprobe.ollama_admin import admin
 
-    with ModelServer(server_host(host, allow_remote)) as server:
-        rows = verify_digests(server)
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
+        rows = admin.verify(server)
     if not any(row.locked for row in rows):
         click.echo(
             f"nothing recorded in {builds.lock_path()} yet: "
@@ -222,10 +197,11 @@ def verify(host: str | None, allow_remote: bool) -> None:
         )
     if rows:
         table = [
-            [r.model, r.role, short_digest(r.locked), short_digest(r.found), r.state] for r in rows
+            [r.model, r.role, admin.short_digest(r.locked), admin.short_digest(r.found), r.state]
+            for r in rows
         ]
-        click.echo(_table(["MODEL", "ROLE", "LOCK", "SERVER", "STATE"], table))
-    check_verified(rows)
+        click.echo(text_table(["MODEL", "ROLE", "LOCK", "SERVER", "STATE"], table))
+    admin.check_verified(rows)
     if any(row.locked for row in rows):
         click.echo("every recorded digest matches the server")
 
@@ -241,17 +217,16 @@ def verify(host: str | None, allow_remote: bool) -> None:
 def rm(name: str, with_base: bool, host: str | None, allow_remote: bool) -> None:
     """Remove build NAME from the server (and forget its digest in the lock)."""
     from emoprobe.backends.ollama import full_model_name
-    from emoprobe.ollama_admin import builds
-    from emoprobe.ollama_admin.admin import ModelServer, remove
+    from emoprobe.ollama_admin import admin
 
     build = builds.find(name)
-    names: list[tuple[str, Build | None]]
+    names: list[tuple[str, builds.Build | None]]
     if full_model_name(name).casefold() == full_model_name(build.base).casefold():
         names = [(build.base, build)]
     else:
         names = [(build.name, build), *([(build.base, build)] if with_base else [])]
-    with ModelServer(server_host(host, allow_remote)) as server:
-        removed = remove(server, names)
+    with admin.ModelServer(server_host(host, allow_remote)) as server:
+        removed = admin.remove(server, names)
     for model in removed:
         click.echo(f"removed {model}")
 
@@ -280,18 +255,12 @@ def render(modelfiles: Path | None, check: bool, task_file: Path | None) -> None
     for reading, editing (`build --modelfiles DIR`) and `ollama create -f`.
     """
     from emoprobe.errors import ConfigError
-    from emoprobe.ollama_admin import builds
-    from emoprobe.task.definition import load_task
+    from emoprobe.task.definition import PAPER_TASK, load_task
 
-    if task_file is not None:
-        if modelfiles is None:
-            raise ConfigError("--task needs --modelfiles DIR: modelfiles/ keeps the paper's task")
-        task = load_task(task_file)
-        for path, changed in builds.render_all(modelfiles, task):
-            click.echo(f"{'wrote    ' if changed else 'unchanged'} {path}")
-        return
+    if task_file is not None and modelfiles is None:
+        raise ConfigError("--task needs --modelfiles DIR: modelfiles/ keeps the paper's task")
     directory = modelfiles or Path(MODELFILES_DIR)
-    if check:
+    if check and task_file is None:
         stale = [b.filename for b in builds.BUILDS if not builds.is_current(directory, b)]
         if stale:
             raise ConfigError(
@@ -300,7 +269,8 @@ def render(modelfiles: Path | None, check: bool, task_file: Path | None) -> None
             )
         click.echo(f"all {len(builds.BUILDS)} Modelfiles in {directory} are current")
         return
-    for path, changed in builds.render_all(directory):
+    task = load_task(task_file) if task_file else PAPER_TASK
+    for path, changed in builds.render_all(directory, task):
         click.echo(f"{'wrote    ' if changed else 'unchanged'} {path}")
 
 

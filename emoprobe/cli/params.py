@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.decorators import FC
 
 from emoprobe.errors import EmoprobeError
+from emoprobe.hosts import checked_host
+from emoprobe.settings import default_host
 
 #: The flag for each `RunConfig` field or setting an error can name in `error.setting`.
 FLAGS = {
@@ -54,9 +57,6 @@ def with_flag_hint(error: EmoprobeError) -> str:
 
 def server_host(host: str | None, allow_remote: bool, backend: str = "ollama") -> str:
     """`--host` (or `$OLLAMA_HOST`, or the default) after the library's privacy check."""
-    from emoprobe.hosts import checked_host
-    from emoprobe.settings import default_host
-
     return checked_host(host or default_host(backend), allow_remote=allow_remote)
 
 
@@ -85,19 +85,21 @@ cache_dir_option = click.option(
 offline_option = click.option(
     "--offline", is_flag=True, help="Answer only from the cache; no connection at all."
 )
-timeout_option = click.option(
+
+
+def number_option(flag: str, kind: type, default: float, help: str) -> Callable[[FC], FC]:
+    """An option taking one number, with its default shown in the help."""
+    return click.option(flag, type=kind, default=default, show_default=True, help=help)
+
+
+timeout_option = number_option(
     "--timeout",
-    type=float,
-    default=180.0,
-    show_default=True,
-    help="Seconds one request may take in all (connecting, loading the model, the whole answer).",
+    float,
+    180.0,
+    "Seconds one request may take in all (connecting, loading the model, the whole answer).",
 )
-retries_option = click.option(
-    "--retries",
-    type=int,
-    default=3,
-    show_default=True,
-    help="Retries per image for busy, failing or dropped requests.",
+retries_option = number_option(
+    "--retries", int, 3, "Retries per image for busy, failing or dropped requests."
 )
 model_option_option = click.option(
     "--option",

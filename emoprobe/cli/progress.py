@@ -173,12 +173,8 @@ class RunProgress(_Lines, RunEvents):
 
 
 class PullProgress(_Lines):
-    """Ollama's streamed pull or create progress.
-
-    On a terminal one bar is drawn (all layers together) and each finished layer leaves
-    a line; elsewhere only the plain lines: one per layer, and the server's other
-    statuses (`pulling manifest`, `verifying sha256 digest`, …).
-    """
+    """Ollama's streamed pull or create progress: off a terminal, only the plain lines (one
+    per layer, and the server's other statuses: `pulling manifest`, …)."""
 
     def __init__(self, console: Console | None = None) -> None:
         super().__init__(console)

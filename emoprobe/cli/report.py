@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from emoprobe.cli.run import figure
+
 
 @click.command()
 @click.argument(
@@ -25,8 +27,8 @@ def report(run_dirs: tuple[Path, ...]) -> None:
     for run_dir in run_dirs:
         metrics = rebuild_report(run_dir)
         click.echo(
-            f"{metrics.n} images  accuracy {_figure(metrics.accuracy)}  "
-            f"weighted F1 {_figure(metrics.f1_weighted)}  {status_counts(metrics)}"
+            f"{metrics.n} images  accuracy {figure(metrics.accuracy)}  "
+            f"weighted F1 {figure(metrics.f1_weighted)}  {status_counts(metrics)}"
         )
         click.echo(f"report: {run_dir / 'report.md'}")
 
@@ -74,7 +76,3 @@ def compare(run_dirs: tuple[Path, ...], out: Path | None, seed: int, resamples: 
     path = write_comparison(out, comparison)
     click.echo(summary_text(comparison))
     click.echo(f"comparison: {path}")
-
-
-def _figure(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"

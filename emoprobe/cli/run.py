@@ -5,19 +5,22 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from emoprobe.cli.params import request_options
+from emoprobe.cli.params import number_option, request_options
 from emoprobe.errors import one_line
 from emoprobe.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from emoprobe.pipeline.config import RunConfig
     from emoprobe.pipeline.runner import RunResult
 
 EXIT_INCOMPLETE = 3
+BACKOFF_HELP = "First retry delay in seconds; it doubles per failure in a row (max 30)."
 
 
 class Unfinished(click.ClickException):
@@ -48,20 +51,10 @@ class Unfinished(click.ClickException):
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder. [default: reports/…]")
 @click.option("--per-class", type=int, help="Sample N images per class (the paper: 1000).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
-@click.option(
-    "--concurrency",
-    type=int,
-    default=2,
-    show_default=True,
-    help="Requests in flight per host (2 keeps one Ollama slot busy).",
+@number_option(
+    "--concurrency", int, 2, "Requests in flight per host (2 keeps one Ollama slot busy)."
 )
-@click.option(
-    "--backoff",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="First retry delay in seconds; it doubles per failure in a row (max 30).",
-)
+@number_option("--backoff", float, 1.0, BACKOFF_HELP)
 @click.option("--max-side", type=int, help="Downscale images so the longer side is ≤ PIXELS.")
 @click.option(
     "--format",
@@ -107,37 +100,47 @@ def run(
     models = tuple(dict.fromkeys(models))  # the same model twice is one run
     if dataset is None:
         from emoprobe.data.demo import demo_dataset
-        from emoprobe.settings import default_cache_dir
 
-        dataset = demo_dataset(cache_dir or default_cache_dir())
+        dataset = demo_dataset(cache_dir)
         click.echo(f"no DATASET given: running the demo set of 25 cartoon faces ({dataset})")
-    settings: dict[str, Any] = {
-        "dataset": dataset,
-        "hosts": host_urls,
-        "allow_remote": allow_remote,
-        "backend": backend_kind,
-        "cache_dir": cache_dir,
-        "per_class": per_class,
-        "seed": seed,
-        "concurrency": concurrency,
-        "timeout": timeout,
-        "retries": retries,
-        "backoff": backoff,
-        "options": parse_options(option_pairs),
-        "max_side": max_side,
-        "offline": offline,
-        "task": load_task(task_file) if task_file else PAPER_TASK,
-        "dataset_format": dataset_format,
-        "answer_mode": answer_mode,
-        "command_line": shlex.join(["emoprobe", *sys.argv[1:]]),
-    }
-    config = RunConfig(model=models[0], out=out, **settings)
+    config = RunConfig(
+        model=models[0],
+        out=out,
+        dataset=dataset,
+        hosts=host_urls,
+        allow_remote=allow_remote,
+        backend=backend_kind,
+        cache_dir=cache_dir,
+        per_class=per_class,
+        seed=seed,
+        concurrency=concurrency,
+        timeout=timeout,
+        retries=retries,
+        backoff=backoff,
+        options=parse_options(option_pairs),
+        max_side=max_side,
+        offline=offline,
+        task=load_task(task_file) if task_file else PAPER_TASK,
+        dataset_format=dataset_format,
+        answer_mode=answer_mode,
+        command_line=shlex.join(["emoprobe", *sys.argv[1:]]),
+    )
     if len(models) > 1:
         return _run_models(models, config, quiet)
     result = _run_one(config, quiet)
     _print_summary(result)
     if not result.complete:
         raise Unfinished(_unfinished(result, retries))
+    return 0
+
+
+def check_finished(runs: Iterable[tuple[str, RunResult]], retries: int) -> int:
+    """0 when every named run is complete; else `Unfinished` naming each that is not."""
+    unfinished = [(name, run) for name, run in runs if not run.complete]
+    if unfinished:
+        raise Unfinished(
+            "; ".join(f"{name}: {_unfinished(run, retries)}" for name, run in unfinished)
+        )
     return 0
 
 
@@ -182,14 +185,12 @@ def _run_models(models: tuple[str, ...], config: RunConfig, quiet: bool) -> int:
     if study.comparison is not None:
         click.echo(study.summary)
         click.echo(f"comparison: {study.comparison}")
-    unfinished = [
-        (model, r) for model, r in zip(models, study.results, strict=True) if not r.complete
-    ]
-    if unfinished:
-        raise Unfinished(
-            "; ".join(f"{model}: {_unfinished(r, config.retries)}" for model, r in unfinished)
-        )
-    return 0
+    return check_finished(zip(models, study.results, strict=True), config.retries)
+
+
+def figure(value: float | None) -> str:
+    """A figure as the summary lines show it: four decimals, or – when there is none."""
+    return "–" if value is None else f"{value:.4f}"
 
 
 def _print_summary(result: RunResult) -> None:
@@ -200,13 +201,9 @@ def _print_summary(result: RunResult) -> None:
     wall = session.wall_s
     fresh = session.requests + session.cache_hits
 
-    def figure(key: str) -> str:
-        value = getattr(metrics, key)
-        return "–" if value is None else f"{value:.4f}"
-
     click.echo(
-        f"{result.finished}/{result.total} images  accuracy {figure('accuracy')}  "
-        f"weighted F1 {figure('f1_weighted')}  {status_counts(metrics)}"
+        f"{result.finished}/{result.total} images  accuracy {figure(metrics.accuracy)}  "
+        f"weighted F1 {figure(metrics.f1_weighted)}  {status_counts(metrics)}"
     )
     if fresh or session.failed:
         click.echo(

@@ -57,11 +57,10 @@ def runs(folder: Path, as_json: bool, as_csv: bool) -> None:
 def csv_text(summaries: Sequence[RunSummary]) -> str:
     """Every field of every summary, the interval as two columns."""
     buffer = io.StringIO()
-    records = [s.to_dict() for s in summaries]
     names = [name for name in RunSummary.__dataclass_fields__ if name not in ("f1_ci95", "notes")]
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*names, "f1_ci95_low", "f1_ci95_high", "notes"])
-    for record in records:
+    for record in (s.to_dict() for s in summaries):
         low, high = record["f1_ci95"] or ("", "")
         cells = ["" if record[name] is None else record[name] for name in names]
         writer.writerow([*cells, low, high, "; ".join(record["notes"])])
@@ -71,17 +70,22 @@ def csv_text(summaries: Sequence[RunSummary]) -> str:
 def table_text(summaries: Sequence[RunSummary], folder: Path) -> str:
     """An aligned text table; unreadable folders follow it, one line each with the reason."""
     readable = [s for s in summaries if not s.error]
-    lines = [_cells(s, folder) for s in readable]
-    widths = [max(len(row[i]) for row in [list(COLUMNS), *lines]) for i in range(len(COLUMNS))]
-    text = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [list(COLUMNS), *lines]
-    ]
+    text = [text_table(COLUMNS, [_cells(s, folder) for s in readable])]
     text += [f"{_name(s, folder)}: cannot be read: {s.error}" for s in summaries if s.error]
     notes = sorted({f"{_name(s, folder)}: {note}" for s in readable for note in s.notes})
     if readable:
         text += ["", *notes, REFUSED_NOTE]
     return "\n".join(text)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned with two spaces between them, the headers first."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [headers, *rows]
+    ]
+    return "\n".join(lines)
 
 
 def _cells(s: RunSummary, folder: Path) -> list[str]:

@@ -12,6 +12,7 @@ from emoprobe.cli.params import (
     allow_remote_option,
     backend_option,
     cache_dir_option,
+    number_option,
     offline_option,
     retries_option,
     timeout_option,
@@ -40,10 +41,8 @@ from emoprobe.cli.params import (
     help="Study folder: one run folder per cell, report.md, view.html. "
     "[default: reports/study-NAME]",
 )
-@click.option("--concurrency", type=int, default=2, show_default=True, help="Requests per host.")
-@click.option(
-    "--backoff", type=float, default=1.0, show_default=True, help="First retry delay (s)."
-)
+@number_option("--concurrency", int, 2, "Requests per host.")
+@number_option("--backoff", float, 1.0, "First retry delay (s).")
 @click.option(
     "--embed-thumbnails",
     is_flag=True,
@@ -74,20 +73,15 @@ def study(
     and asks nothing twice. Then report.md (every cell, McNemar tests with Holm's
     correction, Cohen's κ between models) and view.html. See examples/studies/.
     """
-    from emoprobe.cli.run import Unfinished, _print_summary, _run_one, _unfinished
+    from emoprobe.cli.run import _print_summary, _run_one, check_finished
+    from emoprobe.data.demo import demo_dataset
     from emoprobe.pipeline.config import RunConfig
     from emoprobe.pipeline.study import check_study_models, default_study_dir, run_study
     from emoprobe.pipeline.study_file import load_study
 
     spec = load_study(study_file)
-    dataset = spec.dataset
-    if dataset is None:
-        from emoprobe.data.demo import demo_dataset
-        from emoprobe.settings import default_cache_dir
-
-        dataset = demo_dataset(cache_dir or default_cache_dir())
     config = RunConfig(
-        dataset=dataset,
+        dataset=spec.dataset or demo_dataset(cache_dir),
         hosts=host_urls,
         allow_remote=allow_remote,
         backend=backend_kind,
@@ -122,13 +116,5 @@ def study(
         click.echo(f"study report: {result.report}")
     if result.view is not None:
         click.echo(f"view: {result.view}")
-    unfinished = [
-        (cell, run)
-        for cell, run in zip(result.cells, result.results, strict=True)
-        if not run.complete
-    ]
-    if unfinished:
-        raise Unfinished(
-            "; ".join(f"{cell.name}: {_unfinished(run, retries)}" for cell, run in unfinished)
-        )
-    return 0
+    cells_run = zip((cell.name for cell in result.cells), result.results, strict=True)
+    return check_finished(cells_run, retries)

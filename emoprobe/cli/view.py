@@ -39,8 +39,7 @@ def view(
         if path in resolved[:index]:
             raise click.UsageError(f"{run_dirs[index]} is given twice")
     runs = [read_run(path) for path in run_dirs]
-    if out is None:
-        out = run_dirs[0] / "view.html" if len(runs) == 1 else run_dirs[0].parent / "view.html"
+    out = out or (run_dirs[0] if len(runs) == 1 else run_dirs[0].parent) / "view.html"
     title = "emoprobe view: " + " vs ".join(path.name for path in resolved)
     shared = write_view(runs, out, embed_thumbnails=embed_thumbnails, title=title).shared
     if any(shared.left_out):

@@ -1,16 +1,10 @@
 """Load a dataset: the labelled images to stream through a model, in one of `DATASET_FORMATS`.
 
-`load_dataset` detects the format from the path (`detect_format`) unless one is named.
-Labels are matched to the task's labels ignoring case and surrounding space, then through
-the task's ``label_map``; labels the task lists in ``ignore_labels`` are left out with a
-warning. Which files are images is decided by suffix alone (`IMAGE_SUFFIXES`); no image is
-opened here: a listed file that turns out unreadable becomes an error row later
-(`emoprobe.data.images.prepare_image` says why). ``Item.relpath`` is built from the
-file-system bytes of the name decoded as UTF-8 with backslashreplace, so a Linux name like
-``b"caf\\xe9.jpg"`` gives ``"caf\\\\xe9.jpg"``.
-
-Anything wrong with the dataset as a whole raises `DatasetError` with one actionable line;
-suspicious things that were accepted come back as one-line `Dataset.warnings`.
+No image is opened here: which files are images is decided by suffix alone
+(`IMAGE_SUFFIXES`), and a listed file that turns out unreadable becomes an error row later
+(`emoprobe.data.images.prepare_image` says why). Anything wrong with the dataset as a whole
+raises `DatasetError` with one actionable line; suspicious things that were accepted come
+back as one-line `Dataset.warnings`. How labels are matched: `emoprobe.data.formats`.
 """
 
 from __future__ import annotations
@@ -89,13 +83,9 @@ def load_dataset(
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """The format `load_dataset` reads `path` as when none is named (see `DATASET_FORMATS`).
-
-    A ``.csv`` whose header has ``emotion`` and ``pixels`` is fer2013; a folder with
-    ``EmoLabel/list_patition_label.txt`` is rafdb, one with ``annotations/*_exp.npy`` (or
-    whose subfolders have them) affectnet, one with ``Labels/*Labels.csv`` and ``DataSet/``
-    daisee; any other folder is an imagefolder and any other file a csv manifest.
-    """
+    """The format `load_dataset` reads `path` as when none is named: the first public set's
+    layout (fer2013, rafdb, affectnet, daisee) whose `looks_like` takes it, else imagefolder
+    for a folder and csv for a file."""
     root = Path(os.path.abspath(os.fspath(path)))
     return _detect(root, root.is_dir())
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from emoprobe.settings import default_cache_dir
+
 SIZE = 256
 PER_CLASS = 5
-LABELS = ("confused", "distracted", "happy", "tired", "neutral")
 SKIN = [(255, 224, 189), (234, 192, 134), (198, 134, 66), (141, 85, 36), (241, 194, 125)]
 BACKGROUNDS = [(225, 235, 245), (240, 240, 225), (230, 245, 230), (245, 230, 235), (235, 235, 235)]
 INK = (40, 30, 30)
@@ -138,23 +139,18 @@ def neutral(face: Face) -> None:
 
 
 EXPRESSIONS: dict[str, Callable[[Face], None]] = {
-    "confused": confused,
-    "distracted": distracted,
-    "happy": happy,
-    "tired": tired,
-    "neutral": neutral,
+    draw.__name__: draw for draw in (confused, distracted, happy, tired, neutral)
 }
 
 
 def make_demo(out: Path) -> list[tuple[str, str]]:
     """Draw every face into `out`; returns the (path, label) rows of labels.csv."""
     rows = []
-    for label in LABELS:
+    for label, draw in EXPRESSIONS.items():
         (out / label).mkdir(parents=True, exist_ok=True)
         for number in range(PER_CLASS):
-            rng = random.Random(f"{label}-{number}")
-            face = Face(rng, number)
-            EXPRESSIONS[label](face)
+            face = Face(random.Random(f"{label}-{number}"), number)
+            draw(face)
             relpath = f"{label}/{label}-{number + 1}.png"
             face.image.save(out / relpath, optimize=True)
             rows.append((relpath, label))
@@ -168,8 +164,9 @@ def make_demo(out: Path) -> list[tuple[str, str]]:
 REPO_DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 
 
-def demo_dataset(cache_dir: Path) -> Path:
-    """The demo set's labels.csv: the repository's copy, else drawn under `cache_dir` once.
+def demo_dataset(cache_dir: Path | str | None = None) -> Path:
+    """The demo set's labels.csv: the repository's copy, else drawn under `cache_dir` (None:
+    the default cache folder) once.
 
     The repository's files are the same bytes on every machine, so answers cached (and
     exported in a bundle) on one replay on another; a drawn copy matches them when Pillow
@@ -177,7 +174,7 @@ def demo_dataset(cache_dir: Path) -> Path:
     """
     if (REPO_DEMO / "labels.csv").exists():
         return REPO_DEMO / "labels.csv"
-    folder = cache_dir / "demo-set"
+    folder = Path(cache_dir or default_cache_dir()) / "demo-set"
     manifest = folder / "labels.csv"
     if not manifest.exists():
         make_demo(folder)

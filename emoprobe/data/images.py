@@ -18,7 +18,6 @@ pixels are decoded, and Pillow's own bomb error is caught too.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import os
@@ -32,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from emoprobe.files import os_error_text
 
 PREPARE_VERSION = "1"  # bump when the payload conversion changes; it goes into cache keys
 MAX_PIXELS = 50_000_000  # larger images are refused ("image too large: WxH pixels")
@@ -131,7 +132,7 @@ def _read_file(path: Path) -> bytes | str:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        return _os_error(exc)
+        return os_error_text(exc)
     except ValueError:  # e.g. a NUL character in the path
         return "symlink loop or unreadable path"
     if len(data) > MAX_FILE_BYTES:
@@ -141,18 +142,6 @@ def _read_file(path: Path) -> bytes | str:
 
 def _file_too_large(size: int) -> str:
     return f"file too large: {size // 2**20} MB (limit {MAX_FILE_BYTES // 2**20} MB)"
-
-
-def _os_error(exc: OSError) -> str:
-    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
-        return "file not found"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory"
-    if exc.errno == errno.ENAMETOOLONG:
-        return "path too long"
-    return "symlink loop or unreadable path"
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,19 +201,10 @@ def _prepare(data: bytes, digest: str, max_side: int | None) -> PreparedImage:
             steps.append(f"re-encoded{progressive} {fmt} as {out_format}")
 
         buf = io.BytesIO()
-        if out_format == "JPEG":
-            out.save(buf, "JPEG", quality=JPEG_QUALITY)
-        else:
-            out.save(buf, "PNG")
+        out.save(buf, out_format, quality=JPEG_QUALITY)  # PNG has no quality: ignored
+        note = "; ".join(steps)
         return PreparedImage(
-            digest,
-            buf.getvalue(),
-            out.width,
-            out.height,
-            "; ".join(steps),
-            None,
-            width * height,
-            _MIME[out_format],
+            digest, buf.getvalue(), *out.size, note, None, width * height, _MIME[out_format]
         )
 
 

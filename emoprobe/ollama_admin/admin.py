@@ -22,6 +22,8 @@ QUICK_TIMEOUT = 30.0
 # A pull or create may say nothing for minutes (verifying a 16 GB blob): allow an hour.
 TRANSFER_TIMEOUT = 3600.0
 PULL_MISSING = "file does not exist"
+# The fields of a Modelfile that `POST /api/create` takes through the ollama client.
+CREATE_FIELDS = ("from", "system", "template", "license", "parameters", "messages")
 
 
 class DigestMismatch(EmoprobeError):
@@ -114,22 +116,14 @@ class ModelServer:
         """Every model the server lists, by full name case-folded (`qwen2.5vl:7b`)."""
         with self._quick.translating("GET /api/tags"):
             listing = self._quick.client.list()
-        found = {}
-        for entry in listing.models:
-            name = entry.model or ""
-            found[model_key(name)] = Installed(
-                name, bare_digest(entry.digest), int(entry.size or 0)
-            )
-        return found
+        installed = [
+            Installed(entry.model or "", bare_digest(entry.digest), int(entry.size or 0))
+            for entry in listing.models
+        ]
+        return {model_key(model.name): model for model in installed}
 
     def find(self, name: str) -> Installed | None:
         return self.installed().get(model_key(name))
-
-    def can_see(self, name: str) -> bool:
-        """Whether the model reads images (`vision` among its /api/show capabilities)."""
-        with self._quick.translating("POST /api/show", name):
-            shown = self._quick.client.show(name)
-        return can_see(tuple(shown.capabilities or ()), shown.modelinfo)
 
     def vision_family(self, name: str) -> str | None:
         """The model's family when it reads images ("" if the server names none), else None."""
@@ -160,25 +154,15 @@ class ModelServer:
         self, name: str, request: Mapping[str, Any], on_progress: Callable[[Progress], None]
     ) -> None:
         """`POST /api/create` with a Modelfile's fields (`from`, `system`, `parameters`, …)."""
-        unsupported = sorted(
-            set(request) - {"from", "system", "template", "parameters", "license", "messages"}
-        )
+        unsupported = sorted(set(request) - set(CREATE_FIELDS))
         if unsupported:
             raise BackendError(
                 f"cannot create {name}: the ollama client does not send {', '.join(unsupported)}"
             )
+        given = {key: request.get(key) for key in CREATE_FIELDS[1:]}
 
         def start(client: ollama.Client) -> Iterator[Any]:
-            return client.create(
-                name,
-                from_=request.get("from"),
-                system=request.get("system"),
-                template=request.get("template"),
-                license=request.get("license"),
-                parameters=request.get("parameters"),
-                messages=request.get("messages"),
-                stream=True,
-            )
+            return client.create(name, from_=request.get("from"), stream=True, **given)
 
         try:
             for part in self._stream("create", name, start):
@@ -209,12 +193,8 @@ class ModelServer:
                     raise
             if part is None:
                 return
-            yield Progress(
-                status=part.status or "",
-                digest=part.digest or "",
-                total=int(part.total or 0),
-                completed=int(part.completed or 0),
-            )
+            total, completed = int(part.total or 0), int(part.completed or 0)
+            yield Progress(part.status or "", part.digest or "", total, completed)
 
 
 # -- list --------------------------------------------------------------------------------
@@ -250,20 +230,14 @@ def pull_builds(
     """Pull each build's base tag and record its digest in the lock."""
     pulled = []
     for build in targets:
-        installed = _pull(server, build.base, progress_for)
-        lock = Lock.load()
-        lock.record_base(build, installed.digest, pulled=True)
-        lock.save()
+        installed = pull_tag(server, build.base, progress_for)
+        Lock.load().record_base(build, installed.digest, pulled=True)
         pulled.append(installed)
     return pulled
 
 
 def pull_tag(server: ModelServer, tag: str, progress_for: ProgressFor) -> Installed:
-    """Pull any library tag (not one of the builds): nothing is recorded."""
-    return _pull(server, tag, progress_for)
-
-
-def _pull(server: ModelServer, tag: str, progress_for: ProgressFor) -> Installed:
+    """Pull any library tag (a build's base, or another): nothing is recorded."""
     server.pull(tag, progress_for(tag))
     installed = server.find(tag)
     if installed is None:
@@ -294,17 +268,13 @@ def build_builds(
         base = server.find(build.base)
         pulled = base is None
         if base is None:
-            base = _pull(server, build.base, progress_for)
-        lock = Lock.load()
-        lock.record_base(build, base.digest, pulled=pulled)
-        lock.save()
+            base = pull_tag(server, build.base, progress_for)
+        Lock.load().record_base(build, base.digest, pulled=pulled)
         server.create(build.name, request, progress_for(build.name))
         created = server.find(build.name)
         if created is None:
             raise BackendError(f"the server reported creating {build.name} but does not list it")
-        lock = Lock.load()
-        lock.record_build(build, created.digest)
-        lock.save()
+        Lock.load().record_build(build, created.digest)
         made.append(created)
     return made
 
@@ -374,10 +344,5 @@ def remove(server: ModelServer, names: list[tuple[str, Build | None]]) -> list[s
         server.delete(installed[model_key(name)].name)
         removed.append(installed[model_key(name)].name)
         if build is not None:
-            lock = Lock.load()
-            if model_key(name) == model_key(build.name):
-                lock.forget_build(build)
-            else:
-                lock.forget_base(build)
-            lock.save()
+            Lock.load().forget(build, base=model_key(name) != model_key(build.name))
     return removed

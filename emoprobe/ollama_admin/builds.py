@@ -1,15 +1,12 @@
 """The model builds (four families × q4_K_M, q8_0, 16-bit), their Modelfiles and lock file.
 
-The paper's two families (Qwen2.5-VL 7B, Llama 3.2 Vision 11B) and two that run on a
-current Ollama beside them (Qwen3-VL 8B, Gemma 3 4B). Llama 3.2 Vision (architecture
-mllama) cannot load on Ollama 0.30 and later (`server_support`): `doctor` says so per build.
-
 A build is an Ollama library tag (its *base*) plus the paper's prompt as `SYSTEM` and
 emoprobe's run defaults as `PARAMETER`s, created on the server under a local name such as
 `emoprobe-qwen2.5vl:7b-q4_K_M`. The builds ship with the package: their Modelfiles are
 rendered from the table below and `PAPER_TASK` (`emoprobe models render` writes them out
 for `ollama create -f`). The lock in the user's data folder records the digests seen when
-each was pulled and built.
+each was pulled and built. Llama 3.2 Vision (mllama) cannot load on Ollama 0.30 and later
+(`server_support`): `doctor` says so per build.
 """
 
 from __future__ import annotations
@@ -82,12 +79,7 @@ class Build:
 
     def aliases(self) -> set[str]:
         """Every spelling `resolve` accepts for this build, case-folded."""
-        names = {
-            self.key,
-            f"{self.family}-{self.quantization}",
-            self.name,
-            self.base,
-        }
+        names = (self.key, f"{self.family}-{self.quantization}", self.name, self.base)
         return {name.casefold() for name in names}
 
 
@@ -114,59 +106,30 @@ QUANTIZATIONS = ("q4_K_M", "q8_0", "fp16")  # smallest first
 # Qwen3-VL ships its 16-bit weights as bf16 (ollama.com/library/qwen3-vl tags).
 QWEN3_QUANTIZATIONS = ("q4_K_M", "q8_0", "bf16")
 
+
+def _family(
+    family: str, title: str, tag: str, arch: str, note: str, quants: Sequence[str] = QUANTIZATIONS
+) -> tuple[Build, ...]:
+    """A family's builds, one per quantization, from the library tags `family:tag-quant`
+    (`tag` starts with the size: `11b-instruct`)."""
+    size = tag.partition("-")[0]
+    return tuple(
+        Build(family, title, size, q, f"{family}:{tag}-{q}", 4096, note, arch) for q in quants
+    )
+
+
 BUILDS: tuple[Build, ...] = (
-    *(
-        Build(
-            "qwen2.5vl",
-            "Qwen2.5-VL 7B",
-            "7b",
-            q,
-            f"qwen2.5vl:7b-{q}",
-            4096,
-            _QWEN_CONTEXT,
-            "qwen25vl",
-        )
-        for q in QUANTIZATIONS
+    *_family("qwen2.5vl", "Qwen2.5-VL 7B", "7b", "qwen25vl", _QWEN_CONTEXT),
+    *_family("llama3.2-vision", "Llama 3.2 Vision 11B", "11b-instruct", "mllama", _LLAMA_CONTEXT),
+    *_family(
+        "qwen3-vl",
+        "Qwen3-VL 8B Instruct",
+        "8b-instruct",
+        "qwen3vl",
+        _QWEN3_CONTEXT,
+        QWEN3_QUANTIZATIONS,
     ),
-    *(
-        Build(
-            "llama3.2-vision",
-            "Llama 3.2 Vision 11B",
-            "11b",
-            q,
-            f"llama3.2-vision:11b-instruct-{q}",
-            4096,
-            _LLAMA_CONTEXT,
-            "mllama",
-        )
-        for q in QUANTIZATIONS
-    ),
-    *(
-        Build(
-            "qwen3-vl",
-            "Qwen3-VL 8B Instruct",
-            "8b",
-            q,
-            f"qwen3-vl:8b-instruct-{q}",
-            4096,
-            _QWEN3_CONTEXT,
-            "qwen3vl",
-        )
-        for q in QWEN3_QUANTIZATIONS
-    ),
-    *(
-        Build(
-            "gemma3",
-            "Gemma 3 4B",
-            "4b",
-            q,
-            f"gemma3:4b-it-{q}",
-            4096,
-            _GEMMA_CONTEXT,
-            "gemma3",
-        )
-        for q in QUANTIZATIONS
-    ),
+    *_family("gemma3", "Gemma 3 4B", "4b-it", "gemma3", _GEMMA_CONTEXT),
 )
 
 
@@ -262,10 +225,10 @@ def create_fields(build: Build, directory: Path | None = None) -> dict[str, Any]
     return parsed.create_fields()
 
 
-def is_current(directory: Path, build: Build) -> bool:
+def is_current(directory: Path, build: Build, task: Task = PAPER_TASK) -> bool:
     """Whether the Modelfile on disk is what `render_text` produces now."""
     path = directory / build.filename
-    return path.is_file() and path.read_text(encoding="utf-8") == render_text(build)
+    return path.is_file() and path.read_text(encoding="utf-8") == render_text(build, task)
 
 
 def render_all(directory: Path, task: Task = PAPER_TASK) -> list[tuple[Path, bool]]:
@@ -273,11 +236,9 @@ def render_all(directory: Path, task: Task = PAPER_TASK) -> list[tuple[Path, boo
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for build in BUILDS:
-        path = directory / build.filename
-        text = render_text(build, task)
-        changed = not (path.is_file() and path.read_text(encoding="utf-8") == text)
+        path, changed = directory / build.filename, not is_current(directory, build, task)
         if changed:
-            write_atomic(path, text)
+            write_atomic(path, render_text(build, task))
         written.append((path, changed))
     return written
 
@@ -313,7 +274,7 @@ def lock_path() -> Path:
 
 
 class Lock:
-    """The lock file: one LockEntry per build, by local name."""
+    """The lock file: one LockEntry per build, by local name; each record or forget saves it."""
 
     def __init__(self, path: Path, entries: dict[str, LockEntry]) -> None:
         self.path = path
@@ -355,18 +316,21 @@ class Lock:
         entry.base, entry.base_digest, entry.source = build.base, digest, build.source
         if pulled:
             entry.pulled_at = now()
+        self.save()
 
     def record_build(self, build: Build, digest: str) -> None:
         entry = self.entry(build)
         entry.digest, entry.built_at = digest, now()
+        self.save()
 
-    def forget_build(self, build: Build) -> None:
+    def forget(self, build: Build, *, base: bool) -> None:
+        """Forget the digest recorded for the build's base tag, or (base=False) the build's."""
         entry = self.entry(build)
-        entry.digest = entry.built_at = None
-
-    def forget_base(self, build: Build) -> None:
-        entry = self.entry(build)
-        entry.base_digest = entry.pulled_at = None
+        if base:
+            entry.base_digest = entry.pulled_at = None
+        else:
+            entry.digest = entry.built_at = None
+        self.save()
 
     def save(self) -> None:
         document = {

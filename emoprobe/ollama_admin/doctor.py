@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from emoprobe.backends.server_support import (
     LOGPROBS_SINCE,
@@ -27,8 +27,7 @@ class NotReady(EmoprobeError):
     """`emoprobe doctor` found that a run cannot start."""
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     """One line of `emoprobe doctor`: a mark (✓ ! ✗), a topic, what was found, a fix."""
 
     mark: str
@@ -37,8 +36,9 @@ class Check:
     fix: str = ""
 
 
-@dataclass(frozen=True)
-class Diagnosis:
+class Diagnosis(NamedTuple):
+    """The checks, and whether a run can start (else why not; if so, with which model)."""
+
     checks: list[Check]
     ready: bool
     reason: str = ""
@@ -86,13 +86,8 @@ def _version_check(version: str) -> Check:
             "0.0.0); runs go on as asked",
         )
     if parsed < LOGPROBS_SINCE:
-        needed = str(LOGPROBS_SINCE)
-        return Check(
-            WARN,
-            "version",
-            f"Ollama {version} is older than {needed}: no logprobs",
-            "upgrade Ollama: https://ollama.com/download",
-        )
+        text = f"Ollama {version} is older than {LOGPROBS_SINCE}: no logprobs"
+        return Check(WARN, "version", text, "upgrade Ollama: https://ollama.com/download")
     return Check(OK, "version", f"Ollama {version}")
 
 
@@ -136,22 +131,16 @@ def _model_checks(
         unservable = can_serve(support, build.arch) if support is not None else None
         if unservable:
             state = "built" if built else "not built"
-            checks.append(
-                Check(FAIL, "build", f"{build.name} ({build.key}, {state}): {unservable}")
-            )
+            text = f"{build.name} ({build.key}, {state}): {unservable}"
+            checks.append(Check(FAIL, "build", text))
         elif built is None:
             missing.append(build)
         elif model_key(build.name) in vision:
             checks.append(Check(OK, "build", f"{build.name} ({build.key}): built, reads images"))
         else:
-            checks.append(
-                Check(
-                    FAIL,
-                    "build",
-                    f"{build.name}: built, but its capabilities lack vision",
-                    f"emoprobe models rm {build.key} && emoprobe models build {build.key}",
-                )
-            )
+            fix = f"emoprobe models rm {build.key} && emoprobe models build {build.key}"
+            text = f"{build.name}: built, but its capabilities lack vision"
+            checks.append(Check(FAIL, "build", text, fix))
     if missing:
         keys = ", ".join(build.key for build in missing)
         fix = (
@@ -159,35 +148,23 @@ def _model_checks(
             if len(missing) < len(BUILDS)
             else f"emoprobe models build {missing[0].key}"
         )
-        servable = [b for b in BUILDS if b not in missing]
-        if not servable and missing:
-            fix = f"emoprobe models build {missing[0].key}"
         checks.append(Check(WARN, "build", f"not built: {keys}", fix))
     built_vision = [b.name for b in BUILDS if model_key(b.name) in vision]
     names = [installed[key].name for key in vision]
     refused = [installed[key].name for key in families if key not in vision]
     if refused and support is not None:
-        checks.append(
-            Check(
-                FAIL,
-                "vision",
-                f"{len(refused)} model(s) read images but cannot run on Ollama "
-                f"{support.version}: {', '.join(refused[:6])}",
-                "an Ollama 0.24.x server, or vLLM with --backend openai",
-            )
+        text = (
+            f"{len(refused)} model(s) read images but cannot run on Ollama "
+            f"{support.version}: {', '.join(refused[:6])}"
         )
+        fix = "an Ollama 0.24.x server, or vLLM with --backend openai"
+        checks.append(Check(FAIL, "vision", text, fix))
     if names:
         shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
         checks.append(Check(OK, "vision", f"{len(names)} model(s) read images: {shown}"))
     else:
-        checks.append(
-            Check(
-                FAIL,
-                "vision",
-                "no model on the server reads images",
-                f"emoprobe models build {BUILDS[0].key}  (or: ollama pull qwen2.5vl:7b)",
-            )
-        )
+        fix = f"emoprobe models build {BUILDS[0].key}  (or: ollama pull qwen2.5vl:7b)"
+        checks.append(Check(FAIL, "vision", "no model on the server reads images", fix))
     suggested = built_vision[0] if built_vision else (names[0] if names else "")
     return checks, suggested
 

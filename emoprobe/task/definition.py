@@ -64,11 +64,8 @@ class Task:
         return hashlib.sha256(self.system_prompt.encode("utf-8")).hexdigest()
 
     def canonical_label(self, name: str) -> str | None:
-        """The task's label for a dataset label, ignoring case and surrounding space.
-
-        A label of the task is itself; otherwise `label_map` is consulted. None when the
-        task knows neither.
-        """
+        """The task's label for a dataset label (itself, else through `label_map`), ignoring
+        case and surrounding space; None when the task knows neither."""
         wanted = _key(name)
         for label in self.labels:
             if _key(label) == wanted:
@@ -183,51 +180,36 @@ def toml_type(value: Any) -> str:
     )
 
 
-def load_task(path: str | os.PathLike[str]) -> Task:
-    """The task a TOML file defines; every mistake raises a one-line `ConfigError`.
-
-    The format (see examples/tasks/ and the README)::
-
-        name = "basic-emotions"
-        labels = ["anger", "happiness", "neutral"]          # in the prompt's order
-        instruction = "Classify the ... Provide only the category ..."
-        context_header = "The definitions of each category are as follows:"  # optional
-        user_text = ""                                      # optional: sent with the image
-        ignore_labels = ["Contempt"]                        # optional: dataset labels to skip
-
-        [definitions]                                       # one per label
-        anger = "The person looks angry, ..."
-
-        [synonyms]                                          # optional: more answer words
-        happiness = ["happy", "joy"]
-
-        [label_map]                                         # optional: dataset -> task label
-        Angry = "anger"
-        Happy = "happiness"
-    """
+def read_toml(path: str | os.PathLike[str], kind: str) -> tuple[str, dict[str, Any]]:
+    """The text and the table of the TOML file `path`, a `kind` ("task file"); a file that
+    cannot be read or parsed is a one-line `ConfigError` naming it."""
     file = Path(os.fspath(path))
     shown = printable(os.fspath(file))
     try:
-        raw = file.read_bytes()
+        text = file.read_bytes().decode("utf-8-sig")
     except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"task file not found: {shown}") from None
+        raise ConfigError(f"{kind} not found: {shown}", path=file) from None
     except IsADirectoryError:
-        raise ConfigError(f"task file {shown} is a folder: pass a .toml file") from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"cannot read task file {shown}: {reason}") from None
-    try:
-        text = raw.decode("utf-8-sig")
+        raise ConfigError(f"{kind} {shown} is a folder: pass a .toml file", path=file) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"task file {shown} is not UTF-8 text (undecodable byte at offset {exc.start})"
+            f"{kind} {shown} is not UTF-8 text (undecodable byte at offset {exc.start})",
+            path=file,
         ) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot read {kind} {shown}: {reason}", path=file) from None
     try:
-        doc = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         reason = " ".join(str(exc).split())
-        raise ConfigError(f"task file {shown} is not valid TOML: {reason}") from None
-    return _task_from_doc(_TaskFile(file, doc))
+        raise ConfigError(f"{kind} {shown} is not valid TOML: {reason}", path=file) from None
+
+
+def load_task(path: str | os.PathLike[str]) -> Task:
+    """The task a TOML file defines (the format: examples/tasks/ and the README); every
+    mistake raises a one-line `ConfigError`."""
+    return _task_from_doc(_TaskFile(Path(os.fspath(path)), read_toml(path, "task file")[1]))
 
 
 def _task_from_doc(f: _TaskFile) -> Task:
@@ -244,24 +226,17 @@ def _task_from_doc(f: _TaskFile) -> Task:
     name = f.string("name", doc["name"], one_line=True)
     labels = _labels(f, doc["labels"])
     by_key = {_key(label): label for label in labels}
-    instruction = f.string("instruction", doc["instruction"])
-    context_header = f.string(
-        "context_header", doc.get("context_header", CONTEXT_HEADER), empty_ok=True
-    )
-    user_text = f.string("user_text", doc.get("user_text", ""), empty_ok=True)
-    definitions = _definitions(f, labels, by_key)
-    synonyms = _synonyms(f, by_key)
-    label_map = _label_map(f, by_key)
-    ignore_labels = _ignore_labels(f, by_key, label_map)
-    return Task(
+    return Task(  # the fields are checked in this order: the first mistake is the one named
         name=name,
-        instruction=instruction,
-        definitions=definitions,
-        synonyms=synonyms,
-        user_text=user_text,
-        context_header=context_header,
-        label_map=label_map,
-        ignore_labels=ignore_labels,
+        instruction=f.string("instruction", doc["instruction"]),
+        context_header=f.string(
+            "context_header", doc.get("context_header", CONTEXT_HEADER), empty_ok=True
+        ),
+        user_text=f.string("user_text", doc.get("user_text", ""), empty_ok=True),
+        definitions=_definitions(f, labels, by_key),
+        synonyms=_synonyms(f, by_key),
+        label_map=_label_map(f, by_key),
+        ignore_labels=_ignore_labels(f, by_key),
     )
 
 
@@ -366,10 +341,8 @@ def _label_map(f: _TaskFile, by_key: dict[str, str]) -> dict[str, str]:
     return mapping
 
 
-def _ignore_labels(
-    f: _TaskFile, by_key: Mapping[str, str], label_map: Mapping[str, str]
-) -> tuple[str, ...]:
-    mapped = {_key(source) for source in label_map}
+def _ignore_labels(f: _TaskFile, by_key: Mapping[str, str]) -> tuple[str, ...]:
+    mapped = {_key(source) for source in f.table("label_map")}
     ignored: list[str] = []
     for name in f.string_list("ignore_labels", f.doc.get("ignore_labels", [])):
         if _key(name) in by_key:

@@ -3,8 +3,8 @@ facial-expression sets ship in (`fer2013`, `rafdb`, `affectnet`, `daisee`).
 
 emoprobe never downloads a dataset: each module reads the user's own copy, in the layout
 its authors distribute it in, into the same items an ImageFolder gives. Each module has
-one `FORMAT` (`common.Format`: name, what it expects, `looks_like`, `load`); the registry
-and detection are `emoprobe.data.dataset`.
+one `FORMAT` (`common.Format`: name, what it expects, `looks_like`, `load`); `common` and
+`listing` hold what they share; the registry and detection are `emoprobe.data.dataset`.
 
 The public sets' modules give every image its dataset's class *name* (FER2013 ``Happy``,
 RAF-DB ``Happiness``), which goes through `Task.canonical_label` (so a task's ``label_map``

@@ -12,17 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from emoprobe.data.formats.common import (
-    BASIC_HINT,
-    Format,
-    Labeller,
-    LabelSpace,
-    finish,
-    first,
-    relpath,
-    scandir_sorted,
-    show,
-)
+from emoprobe.data.formats.common import BASIC_HINT, Format, Labeller, LabelSpace, first, show
+from emoprobe.data.formats.listing import relpath, scandir_sorted
 from emoprobe.data.records import Dataset, Item, is_image_name
 from emoprobe.errors import DatasetError
 
@@ -31,19 +22,9 @@ EXPECTS = (
     "train_set/ holding them)"
 )
 
-NAMES = {
-    "0": "Neutral",
-    "1": "Happy",
-    "2": "Sad",
-    "3": "Surprise",
-    "4": "Fear",
-    "5": "Disgust",
-    "6": "Anger",
-    "7": "Contempt",
-    "8": "None",
-    "9": "Uncertain",
-    "10": "Non-Face",
-}
+_CLASSES = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
+_OTHERS = ("None", "Uncertain", "Non-Face")  # codes 8-10, in the full release only
+NAMES = {str(code): name for code, name in enumerate((*_CLASSES, *_OTHERS))}
 _EXP = "_exp.npy"
 
 
@@ -149,7 +130,7 @@ def load(root: Path, space: LabelSpace, cache_dir: Path | None = None) -> Datase
         )
     if unannotated:
         warnings.append(f"left out {unannotated} image(s) without an annotations/<id>_exp.npy")
-    return finish(root, FORMAT, items, labeller, warnings)
+    return labeller.finish(root, FORMAT, items, warnings)
 
 
 FORMAT = Format("affectnet", EXPECTS, looks_like, load)

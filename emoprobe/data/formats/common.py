@@ -1,4 +1,4 @@
-"""What the dataset formats share: the task's label space, one-line messages, safe listing.
+"""What the dataset formats share: the task's label space, one-line messages, labelling.
 
 Names from the file system go into messages through `show`, which escapes undecodable
 bytes and control characters, so a hostile file name cannot break a line or a terminal.
@@ -61,10 +61,6 @@ class Format:
     load: Callable[[Path, LabelSpace, Path | None], Dataset]  # (path, labels, cache_dir)
 
 
-# ---------------------------------------------------------------------------------------
-# Messages
-
-
 def utf8(name: str) -> str:
     """A file-system name as valid UTF-8 text: undecodable bytes become ``\\xNN``."""
     return os.fsencode(name).decode("utf-8", "backslashreplace")
@@ -121,70 +117,6 @@ def ignored_warning(skipped: Counter[str], where: str) -> list[str]:
     ]
 
 
-# ---------------------------------------------------------------------------------------
-# Files
-
-
-def scandir_sorted(folder: str | os.PathLike[str]) -> list[os.DirEntry[str]]:
-    """The entries of `folder` sorted by name; an unreadable folder raises DatasetError."""
-    try:
-        with os.scandir(os.fspath(folder)) as it:
-            entries = list(it)
-    except OSError as exc:
-        raise DatasetError(
-            f"cannot read folder {show(folder)}: {os_reason(exc)} "
-            "(fix its permissions or remove it from the dataset)",
-            path=os.fspath(folder),
-        ) from None
-    entries.sort(key=lambda e: e.name)
-    return entries
-
-
-def entry_is_dir(entry: os.DirEntry[str]) -> bool | None:
-    """Whether `entry` is (or links to) a folder; None when it cannot be told (symlink loop)."""
-    try:
-        return entry.is_dir()
-    except OSError:
-        return None
-
-
-def child(folder: Path, name: str, want_dir: bool | None = None) -> Path | None:
-    """The entry of `folder` called `name` (exactly, else ignoring case), or None."""
-    exact = folder / name
-    try:
-        if exact.exists() and (want_dir is None or exact.is_dir() == want_dir):
-            return exact
-        with os.scandir(folder) as it:
-            for entry in it:
-                if entry.name.casefold() != name.casefold():
-                    continue
-                if want_dir is None or entry.is_dir() == want_dir:
-                    return Path(entry.path)
-    except OSError:
-        return None
-    return None
-
-
-def relpath(path: Path, root: Path) -> str:
-    return utf8(path.relative_to(root).as_posix())
-
-
-def read_labels(path: Path, what: str) -> str:
-    """A label file's text (UTF-8, with or without a BOM), or one line saying why not."""
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise DatasetError(f"cannot read {what}: {os_reason(exc)}", path=path) from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"{what} are not text (undecodable byte at offset {exc.start})", path=path
-        ) from None
-
-
-# ---------------------------------------------------------------------------------------
-# Labels of the public datasets
-
-
 @dataclass
 class Labeller:
     """Turns each image's dataset label into a task label, collecting what it cannot."""
@@ -213,8 +145,8 @@ class Labeller:
     def failed(self) -> bool:
         return bool(self.unknown)
 
-    def check(self) -> list[str]:
-        """Raise for unknown labels; else the warnings about images left out."""
+    def finish(self, root: Path, format: Format, items: list[Item], warnings: list[str]) -> Dataset:
+        """The dataset a loader read with this labeller; the one line why there is none."""
         if self.unknown:
             where = next(iter(self.unknown.values()))
             raise DatasetError(
@@ -223,31 +155,20 @@ class Labeller:
                 f"{', '.join(self.space.labels)}{self.hint}",
                 setting="task" if self.hint else None,
             )
-        return ignored_warning(self.skipped, self.source)
-
-
-def finish(
-    root: Path,
-    format: Format,
-    items: list[Item],
-    labeller: Labeller,
-    warnings: list[str],
-) -> Dataset:
-    """The dataset a public-format loader read, or the one line saying why there is none."""
-    warnings = labeller.check() + warnings
-    if not items and labeller.skipped:
-        raise DatasetError(
-            f"{labeller.source} has no images the task keeps: it ignores all their labels "
-            f"({quoted(sorted(labeller.skipped), 5)}); the allowed labels are "
-            f"{', '.join(labeller.space.labels)}",
-            path=root,
-        )
-    if not items:
-        raise DatasetError(
-            f"{labeller.source} has no usable images: format {format.name} expects "
-            f"{format.expects}",
-            path=root,
-        )
-    items.sort(key=lambda it: (it.label, it.relpath))
-    warnings += missing_labels_warning(labeller.space.labels, items)
-    return Dataset(root=root, format=format.name, items=items, warnings=warnings)
+        if not items and self.skipped:
+            raise DatasetError(
+                f"{self.source} has no images the task keeps: it ignores all their labels "
+                f"({quoted(sorted(self.skipped), 5)}); the allowed labels are "
+                f"{', '.join(self.space.labels)}",
+                path=root,
+            )
+        if not items:
+            raise DatasetError(
+                f"{self.source} has no usable images: format {format.name} expects "
+                f"{format.expects}",
+                path=root,
+            )
+        items.sort(key=lambda it: (it.label, it.relpath))
+        warnings = ignored_warning(self.skipped, self.source) + warnings
+        warnings += missing_labels_warning(self.space.labels, items)
+        return Dataset(root=root, format=format.name, items=items, warnings=warnings)

@@ -159,15 +159,10 @@ def _items(
     not_images: list[tuple[int, str]] = []
     for line, cell, label in rows:
         pure = PurePath(cell)
-        if pure.is_absolute():
-            full = Path(pure)
-            try:
-                relpath = pure.relative_to(root).as_posix()
-            except ValueError:
-                relpath = pure.as_posix()
-        else:
-            full = root / pure
-            relpath = pure.as_posix()
+        full = root / pure  # an absolute path stays itself
+        relpath = pure.as_posix()
+        if pure.is_absolute() and pure.is_relative_to(root):
+            relpath = pure.relative_to(root).as_posix()
         if relpath in first_seen:
             first_line, first_label = first_seen[relpath]
             if first_label == label:

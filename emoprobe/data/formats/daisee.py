@@ -15,18 +15,8 @@ import io
 import os
 from pathlib import Path
 
-from emoprobe.data.formats.common import (
-    Format,
-    Labeller,
-    LabelSpace,
-    child,
-    finish,
-    first,
-    read_labels,
-    relpath,
-    scandir_sorted,
-    show,
-)
+from emoprobe.data.formats.common import Format, Labeller, LabelSpace, first, show
+from emoprobe.data.formats.listing import child, read_labels, relpath, scandir_sorted
 from emoprobe.data.records import Dataset, Item, is_image_name
 from emoprobe.errors import DatasetError
 
@@ -174,7 +164,7 @@ def load(root: Path, space: LabelSpace, cache_dir: Path | None = None) -> Datase
             f"left out the frames of {len(unlabelled)} folder(s) that are not a labelled clip "
             f"({first(unlabelled)})"
         )
-    return finish(root, FORMAT, items, labeller, warnings)
+    return labeller.finish(root, FORMAT, items, warnings)
 
 
 FORMAT = Format("daisee", EXPECTS, looks_like, load)

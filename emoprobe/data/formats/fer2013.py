@@ -19,15 +19,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from emoprobe.data.formats.common import (
-    BASIC_HINT,
-    Format,
-    Labeller,
-    LabelSpace,
-    finish,
-    os_reason,
-    show,
-)
+from emoprobe.data.formats.common import BASIC_HINT, Format, Labeller, LabelSpace, os_reason, show
 from emoprobe.data.records import Dataset, Item
 from emoprobe.errors import CacheError, DatasetError, WriteError
 from emoprobe.files import write_atomic
@@ -35,15 +27,8 @@ from emoprobe.settings import default_cache_dir
 
 EXPECTS = "a FER2013 CSV file (fer2013.csv or icml_face_data.csv) with emotion and pixels columns"
 
-NAMES = {
-    "0": "Angry",
-    "1": "Disgust",
-    "2": "Fear",
-    "3": "Happy",
-    "4": "Sad",
-    "5": "Surprise",
-    "6": "Neutral",
-}
+_CLASSES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")  # by code
+NAMES = {str(code): name for code, name in enumerate(_CLASSES)}
 _READ_CHUNK = 1 << 20
 
 
@@ -119,7 +104,7 @@ def load(path: Path, space: LabelSpace, cache_dir: Path | None) -> Dataset:
             f"left out {len(bad)} row(s) of FER2013 CSV {shown} whose pixels are not a square "
             f"grayscale image of numbers 0-255 (first: line {bad[0]})"
         )
-    return finish(path, FORMAT, items, labeller, warnings)
+    return labeller.finish(path, FORMAT, items, warnings)
 
 
 def _file_name(index: int) -> str:

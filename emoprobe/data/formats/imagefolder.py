@@ -19,14 +19,13 @@ from pathlib import Path
 from emoprobe.data.formats.common import (
     Format,
     LabelSpace,
-    entry_is_dir,
     layout_hint,
     missing_labels_warning,
     quoted,
-    scandir_sorted,
     show,
     utf8,
 )
+from emoprobe.data.formats.listing import entry_is_dir, scandir_sorted
 from emoprobe.data.records import IMAGE_SUFFIXES, Dataset, Item, is_image_name
 from emoprobe.errors import DatasetError
 

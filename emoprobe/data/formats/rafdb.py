@@ -10,19 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from emoprobe.data.formats.common import (
-    BASIC_HINT,
-    Format,
-    Labeller,
-    LabelSpace,
-    child,
-    finish,
-    first,
-    read_labels,
-    relpath,
-    scandir_sorted,
-    show,
-)
+from emoprobe.data.formats.common import BASIC_HINT, Format, Labeller, LabelSpace, first, show
+from emoprobe.data.formats.listing import child, read_labels, relpath, scandir_sorted
 from emoprobe.data.records import Dataset, Item
 from emoprobe.errors import DatasetError
 
@@ -31,15 +20,8 @@ EXPECTS = (
     "or Image/original/"
 )
 
-NAMES = {
-    "1": "Surprise",
-    "2": "Fear",
-    "3": "Disgust",
-    "4": "Happiness",
-    "5": "Sadness",
-    "6": "Anger",
-    "7": "Neutral",
-}
+_CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
+NAMES = {str(code): name for code, name in enumerate(_CLASSES, 1)}  # codes 1-7
 
 
 def _label_file(root: Path) -> Path | None:
@@ -92,19 +74,17 @@ def load(root: Path, space: LabelSpace, cache_dir: Path | None = None) -> Datase
         if name not in present:
             missing.append(name)
         items.append(Item(folder / name, relpath(folder / name, root), label))
-    warnings = []
     if missing and len(missing) == len(items) and not labeller.failed:
         raise DatasetError(
             f"none of the {len(items)} images listed in {shown} is in {show(folder)} "
             f"({first(missing)}): format rafdb expects {FORMAT.expects}",
             path=folder,
         )
-    if missing:
-        warnings.append(
-            f"{len(missing)} image(s) listed in {shown} are not in {show(folder)} "
-            f"({first(missing)}); they will be reported as errors"
-        )
-    return finish(root, FORMAT, items, labeller, warnings)
+    absent = (
+        f"{len(missing)} image(s) listed in {shown} are not in {show(folder)} "
+        f"({first(missing)}); they will be reported as errors"
+    )
+    return labeller.finish(root, FORMAT, items, [absent] if missing else [])
 
 
 FORMAT = Format("rafdb", EXPECTS, looks_like, load)
