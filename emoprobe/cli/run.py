@@ -93,14 +93,13 @@ def run(
     resumes where it stopped. With several --model, each model runs in turn (one loaded
     at a time) into its own folder, then a comparison.
     """
+    from emoprobe.data.demo import demo_dataset
     from emoprobe.pipeline.config import RunConfig
     from emoprobe.task.definition import PAPER_TASK, load_task
     from emoprobe.task.model_options import parse_options
 
     models = tuple(dict.fromkeys(models))  # the same model twice is one run
     if dataset is None:
-        from emoprobe.data.demo import demo_dataset
-
         dataset = demo_dataset(cache_dir)
         click.echo(f"no DATASET given: running the demo set of 25 cartoon faces ({dataset})")
     config = RunConfig(

@@ -186,12 +186,10 @@ def _compile(
 def _freeze(
     synonyms: Mapping[str, Sequence[str]] | None,
 ) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    if not synonyms:
-        return ()
     return tuple(
         sorted(
             (str(key), (words,) if isinstance(words, str) else tuple(map(str, words)))
-            for key, words in synonyms.items()
+            for key, words in (synonyms or {}).items()
         )
     )
 
