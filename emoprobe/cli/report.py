@@ -16,16 +16,22 @@ from emoprobe.cli.run import figure
 @click.argument(
     "run_dirs", nargs=-1, required=True, metavar="RUN_DIR...", type=click.Path(path_type=Path)
 )
-def report(run_dirs: tuple[Path, ...]) -> None:
+@click.option(
+    "--redraw",
+    is_flag=True,
+    help="Draw every plot again, even one whose stamp says it shows these figures.",
+)
+def report(run_dirs: tuple[Path, ...], redraw: bool) -> None:
     """Rebuild metrics.json, report.md and the plots of RUN_DIR from its files alone.
 
     Reads predictions.csv and manifest.json only: no server, no cache. Several run
-    folders may be given.
+    folders may be given. A plot already drawn from the same figures by this version
+    is kept as it is (the bytes would be the same).
     """
     from emoprobe.reporting.markdown import rebuild_report, status_counts
 
     for run_dir in run_dirs:
-        metrics = rebuild_report(run_dir)
+        metrics = rebuild_report(run_dir, keep_plots=not redraw)
         click.echo(
             f"{metrics.n} images  accuracy {figure(metrics.accuracy)}  "
             f"weighted F1 {figure(metrics.f1_weighted)}  {status_counts(metrics)}"

@@ -17,6 +17,7 @@ from emoprobe.backends.server_support import image_rule, support_for_text
 from emoprobe.backends.weights import quantization_scope
 from emoprobe.files import write_atomic
 from emoprobe.reporting.paper import PaperResult, paper_result_for
+from emoprobe.reporting.png_stamp import plot_stamp, stamp_of, stamped
 from emoprobe.results import alarms as alarm_kinds
 from emoprobe.results.alarms import Alarm
 from emoprobe.results.manifest import Manifest, ModelRecord
@@ -149,47 +150,65 @@ def interval(bounds: Sequence[float] | None) -> str:
 
 
 def write_report(
-    folder: Path, metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame
+    folder: Path,
+    metrics: Metrics,
+    manifest: Manifest,
+    predictions: pd.DataFrame,
+    *,
+    keep_plots: bool = False,
 ) -> Path:
     """Write the plots and report.md of one run into `folder`; return report.md's path."""
     subject = f"{manifest.model.name or '?'} on {dataset_name(manifest)}"
-    plots = write_run_plots(folder, metrics, paper_for(manifest), subject)
+    plots = write_run_plots(folder, metrics, paper_for(manifest), subject, keep=keep_plots)
     path = folder / REPORT
     write_atomic(path, render_report(metrics, manifest, predictions, plots))
     return path
 
 
-def rebuild_report(folder: Path) -> Metrics:
+def rebuild_report(folder: Path, *, keep_plots: bool = False) -> Metrics:
     """metrics.json, the plots and report.md of a run folder from its predictions.csv and
-    manifest.json alone (no server, no cache), under the run's lock."""
+    manifest.json alone (no server, no cache), under the run's lock; `keep_plots`: keep
+    the plots already drawn from the same figures (`write_run_plots`)."""
     rundir = RunDir(folder)
     with rundir.rebuilding() as run:
         metrics = rundir.write_metrics(run)
-        write_report(rundir.path, metrics, run.manifest, run.predictions)
+        write_report(rundir.path, metrics, run.manifest, run.predictions, keep_plots=keep_plots)
     return metrics
 
 
 def write_run_plots(
-    folder: Path, metrics: Metrics, paper: PaperResult | None, subject: str = ""
+    folder: Path,
+    metrics: Metrics,
+    paper: PaperResult | None,
+    subject: str = "",
+    *,
+    keep: bool = False,
 ) -> dict[str, str]:
-    """{what: PNG file name} of the plots written beside the report ({} if none)."""
+    """{what: PNG file name} of the plots written beside the report ({} if none). With
+    `keep`, plots whose stamp says they were drawn from these very figures, by this
+    plotting code, are left as they are (`png_stamp`): the same bytes, not drawn again."""
     if not metrics.n_scored:
         return {}
+    names = {"confusion": "confusion_matrix.png", "per_class": "per_class_f1.png"}
+    if metrics.scores:
+        names["reliability"] = "reliability.png"
+    stamp = plot_stamp(metrics.to_json(), repr(paper), subject)
+    if keep and all(stamp_of(folder / name) == stamp for name in names.values()):
+        return names
     from emoprobe.reporting import plots
 
     try:
-        files = {
-            "confusion": ("confusion_matrix.png", plots.confusion_matrix_png(metrics, subject)),
-            "per_class": ("per_class_f1.png", plots.per_class_f1_png(metrics, paper, subject)),
+        drawn = {
+            "confusion": plots.confusion_matrix_png(metrics, subject),
+            "per_class": plots.per_class_f1_png(metrics, paper, subject),
         }
         if metrics.scores:
-            reliability = plots.reliability_png(metrics.scores, subject)
-            files["reliability"] = ("reliability.png", reliability)
+            drawn["reliability"] = plots.reliability_png(metrics.scores, subject)
     except ImportError:  # matplotlib is a dependency; a broken install costs the plots only
         return {}
-    for name, data in files.values():
-        write_atomic(folder / name, data)
-    return {what: name for what, (name, _) in files.items()}
+    for what, data in drawn.items():
+        write_atomic(folder / names[what], stamped(data, stamp))
+    return names
 
 
 def paper_for(manifest: Manifest) -> PaperResult | None:
