@@ -299,9 +299,8 @@ class ResponseCache:
 
     @staticmethod
     def _read_many(store: diskcache.Cache, keys: Sequence[bytes | str]) -> dict[Any, Any]:
-        """Values of raw (bytes or str) keys in one query, read as `Cache.get` reads
-        them (diskcache's table and `Disk.fetch`); emoprobe never sets an expiry. A
-        value that does not unpickle reads as `_UNREADABLE`."""
+        """Values of raw (bytes or str) keys in one query, read as `Cache.get` reads them (no
+        expiry is ever set); a value that does not unpickle reads as `_UNREADABLE`."""
         marks = ",".join("?" * len(keys))
         rows = store._sql(
             f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})",
