@@ -407,8 +407,7 @@ class Probe:
         return TEMPLATE_TOKENS + -(-chars // CHARS_PER_TOKEN)
 
     def _check_context(self, backend: Backend, image_tokens: int) -> None:
-        """Warn once when prompt + image + answer exceed the context: `num_ctx` as asked
-        (the server reloads the runner with it), else what the loaded runner has."""
+        """Warn once if prompt, image and answer pass the context (`num_ctx`, else the runner's)."""
         asked = self.options.get("num_ctx")
         context = asked if isinstance(asked, int) and not isinstance(asked, bool) else None
         if context is None:
