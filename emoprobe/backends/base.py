@@ -63,12 +63,8 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One image put to one model: the prompt, the image and how to answer.
-
-    `format`: a JSON schema the answer must follow; `top_logprobs` > 0: return each
-    answer token's log-probability and that many alternatives (`Answer.logprobs`).
-    The image never shows in the request's repr.
-    """
+    """One image put to one model, the image never in the repr; `format`: a JSON schema the
+    answer must follow; `top_logprobs` > 0: that many alternatives per answer token."""
 
     model: str
     system: str

@@ -187,8 +187,7 @@ class BoundedTransport(httpx.BaseTransport):
 
 
 def client_options(timeout: float) -> dict[str, Any]:
-    """The settings of every HTTP client emoprobe opens to a model server: no proxy
-    and no redirect may route the faces elsewhere; each request bounded (module doc)."""
+    """The settings of every HTTP client to a model server: no proxy, no redirect, bounded."""
     return {
         "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         "trust_env": False,

@@ -153,8 +153,7 @@ class OllamaBackend:
         )
 
     def _near_misses(self, error: ModelNotFound, model: str) -> ModelNotFound:
-        """`error`, or a ModelNotFound naming the server's models close to `model` (a typo
-        such as qwen2.5-vl:7b for qwen2.5vl:7b is no tag to pull)."""
+        """`error`, or a ModelNotFound naming the server's models close to `model` (a typo)."""
         if model.startswith("emoprobe-"):
             return error  # a build of emoprobe's: the fix is to build it
         try:
@@ -206,8 +205,7 @@ class OllamaBackend:
         )
 
     def load(self, model: str, options: Mapping[str, Any] | None = None) -> float:
-        """An empty chat loads the model for the run (`keep_alive`) with its options (num_ctx
-        decides the runner) and `think` (checked against the model's capabilities)."""
+        """An empty chat loads the model for the run (`keep_alive`) with its options and `think`."""
         started = time.monotonic()
         sent = dict(options or {})
         think = sent.pop("think", None)
@@ -234,8 +232,7 @@ class OllamaBackend:
             self._checked(self._http.post("/api/chat", json=body | (extra or {})))
 
     def encode(self, request: ChatRequest) -> bytes:
-        """The `POST /api/chat` body the `ollama` client would send, image in base64, built
-        once; `options["think"]` goes as the request's `think` field."""
+        """The `POST /api/chat` body, image in base64, built once; `options["think"]` as `think`."""
         options = dict(request.options)
         think = options.pop("think", None)  # the request's own field, not an option
         body: dict[str, Any] = {
@@ -389,8 +386,7 @@ class OllamaBackend:
 
 
 def streams(request: ChatRequest) -> bool:
-    """Whether to stream the reply: only for log-probabilities (kept per token) and answers
-    that may run past MAX_ANSWER_CHARS; a bounded answer comes whole, one line."""
+    """Whether to stream: for log-probabilities and answers that may pass MAX_ANSWER_CHARS."""
     limit = request.options.get("num_predict")
     if request.top_logprobs > 0 or isinstance(limit, bool) or not isinstance(limit, int):
         return True

@@ -160,8 +160,7 @@ class OpenAIBackend:
         return f"OpenAIBackend({self.base_url!r}, timeout={self.timeout:g})"
 
     def describe(self, model: str) -> ModelInfo:
-        """Check that the server answers and lists `model` (`GET /v1/models`); whether it
-        reads images only the first image tells (the API lists no capabilities)."""
+        """Check that the server lists `model` (`GET /v1/models`); an image tells if it sees."""
         requested = time.time()
         entries = self._list_models()
         entry = _find_model(entries, model)
@@ -181,8 +180,7 @@ class OpenAIBackend:
         )
 
     def model_digest(self, entry: dict[str, Any], requested: float | None = None) -> str:
-        """sha256 of what identifies the served model (so cache keys follow it): the base
-        URL, the id and the `/models` entry's fields that describe the weights."""
+        """sha256 of what identifies the served model (URL, id, weights): cache keys follow it."""
         identity: dict[str, Any] = {
             "api": "openai",
             "url": self.base_url,
@@ -288,8 +286,7 @@ class OpenAIBackend:
         raise RequestRejected(f"HTTP {status}: {message}")
 
     def _auth_error(self, status: int) -> BackendError:
-        """401/403: no retry or other image can succeed, so a plain BackendError (fatal:
-        it stops the run), not one that fails image after image or is retried."""
+        """401/403: a plain BackendError (fatal), as no retry or other image can succeed."""
         what = "wants an API key" if status == 401 else "refuses access"
         env = self.api_key_env
         fix = f"check the key in ${env}" if self._api_key else f"set ${env} to the server's key"

@@ -182,9 +182,8 @@ _UNSERVABLE_RE = re.compile(
 
 
 def is_unservable_load_error(message: object) -> bool:
-    """Whether a server error says "this server cannot run this model" (never retry it):
-    llama-server's and the older runner's "unknown model architecture", the scheduler's
-    "no longer compatible"; not a runner that merely crashed (exit status 2, out of memory)."""
+    """Whether a server error says "this server cannot run this model" (never retry it), not
+    that a runner merely crashed: "unknown model architecture", "no longer compatible"."""
     return isinstance(message, str) and _UNSERVABLE_RE.search(message) is not None
 
 

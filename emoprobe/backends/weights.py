@@ -2,8 +2,7 @@
 
 `/api/show` returns every tensor's name and type (since Ollama 0.6.1, 4bed73925). A
 GGUF names vision-tower tensors `v.*` and projector tensors `mm.*` (llama.cpp's
-convention, which Ollama's converters follow); the rest is the language model. Norms
-and biases stay F32 in every quantization, so they say nothing and are left out.
+convention, which Ollama's converters follow); the rest is the language model.
 
     summarize([...])  ->  WeightTypes(language="Q4_K (+Q6_K)", vision="F16")
 

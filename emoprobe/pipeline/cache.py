@@ -245,8 +245,7 @@ class ResponseCache:
             self._responses.set(key, value)
 
     def answer(self, key: str, *, model: str | None = None) -> Answer | None:
-        """The answer under `key` (with `model`: only if its value names that model);
-        None for a miss or a value no emoprobe wrote (counted in `unreadable`)."""
+        """The answer under `key` (with `model`: only that model's); None for a miss or junk."""
         return self._answer_of(key, self.get(key), model)
 
     def first_answer(self, key: str, legacy: str | None = None, *, model: str) -> Answer | None:
@@ -276,8 +275,7 @@ class ResponseCache:
 
     def remember_model(self, name: str, record: dict[str, Any]) -> None:
         """What a server said a model name meant (digest, details), for offline replay."""
-        with _translated(self.directory):
-            self._responses.set(MODELS_PREFIX + name, record)
+        self.set(MODELS_PREFIX + name, record)
 
     def recall_model(self, name: str) -> dict[str, Any] | None:
         return self.get(MODELS_PREFIX + name)
@@ -288,8 +286,7 @@ class ResponseCache:
         return value if isinstance(value, str) else None
 
     def file_hashes(self, files: Sequence[tuple[Path, os.stat_result]]) -> list[str | None]:
-        """`file_hash` of many files in one read of the memo (one SQL query per
-        `HASH_BATCH` files): the preparer looks each image up in the answers alone."""
+        """`file_hash` of many files, in one SQL query per `HASH_BATCH` of them."""
         keys = [_file_key(path, stat) for path, stat in files]
         found: dict[bytes, Any] = {}
         with _translated(self.directory):
@@ -299,9 +296,8 @@ class ResponseCache:
 
     @staticmethod
     def _read_many(store: diskcache.Cache, keys: Sequence[bytes | str]) -> dict[Any, Any]:
-        """Values of raw (bytes or str) keys in one query, read as `Cache.get` reads
-        them (diskcache's table and `Disk.fetch`); emoprobe never sets an expiry. A
-        value that does not unpickle reads as `_UNREADABLE`."""
+        """Values of raw (bytes or str) keys in one query, read as `Cache.get` reads them (no
+        expiry is ever set); a value that does not unpickle reads as `_UNREADABLE`."""
         marks = ",".join("?" * len(keys))
         rows = store._sql(
             f"SELECT key, mode, filename, value FROM Cache WHERE raw = 1 AND key IN ({marks})",

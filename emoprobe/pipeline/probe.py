@@ -177,11 +177,8 @@ class Probe:
         retries: int = DEFAULT_RETRIES,
         max_side: int | None = None,
     ) -> Probe:
-        """A probe with its own cache and server connection; close it (or use `with`).
-
-        `host` defaults to `$OLLAMA_HOST` (else the local server); a host that is not
-        this machine is refused unless `allow_remote` (the images are faces).
-        """
+        """A probe with its own cache and server connection; close it (or use `with`). `host`:
+        `$OLLAMA_HOST` by default; one not this machine needs `allow_remote` (faces)."""
         check_model_name(model)
         check_request_settings(timeout, retries)
         url = checked_host(host or default_host(backend), allow_remote=allow_remote)
@@ -232,9 +229,8 @@ class Probe:
         return next(self.prepare_many([(seq, path)]))
 
     def prepare_many(self, images: Iterable[tuple[int, Path]]) -> Iterator[Outcome | Job]:
-        """`prepare` each (seq, path) in turn, lazily: the file hashes of `HASH_BATCH`
-        images are read from the memo at once, so each image costs one cache lookup
-        (its answer), and a Job carries its request body, built here."""
+        """`prepare` each (seq, path) in turn, lazily, reading the file hashes of `HASH_BATCH`
+        images at once (one cache lookup per image); a Job carries its request body."""
         pending = iter(images)
         while batch := list(islice(pending, HASH_BATCH)):
             stats: list[os.stat_result | OSError] = []
@@ -316,9 +312,7 @@ class Probe:
         )
 
     def send(self, job: Job, backend: Backend, *, store: bool = True) -> Outcome:
-        """One attempt on `backend`; the answer is cached (`store=False`: by the caller,
-        with `store`, so that the request thread goes on at once). Raises the
-        backend's errors."""
+        """One attempt on `backend` (its errors raised); the answer cached unless `store=False`."""
         self._ensure_loaded(backend, job)
         answer = capped(backend.chat(self._request(job), job.body or None))
         if self._top_logprobs:
@@ -355,10 +349,8 @@ class Probe:
         return Outcome.failed(job, STOPPED)
 
     def result(self, outcome: Outcome) -> ProbeResult:
-        """The outcome read: the label its answer names (json answers that do not
-        validate are counted and read by the parser), or why there is none; its status
-        says which (`predictions.STATUSES`). Only an `ok` answer in logprobs mode gets
-        scores: those where the answer names the label the parser chose."""
+        """The outcome read: the label its answer names (an invalid json answer is counted and
+        parsed), or why there is none; scores only for an `ok` answer in logprobs mode."""
         answer = capped(outcome.answer) if outcome.answer else None
         if answer is None:
             status = predictions.UNREADABLE if outcome.error else predictions.FAILED
@@ -415,8 +407,7 @@ class Probe:
         return TEMPLATE_TOKENS + -(-chars // CHARS_PER_TOKEN)
 
     def _check_context(self, backend: Backend, image_tokens: int) -> None:
-        """Warn once when prompt + image + answer exceed the context: `num_ctx` as asked
-        (the server reloads the runner with it), else what the loaded runner has."""
+        """Warn once if prompt, image and answer pass the context (`num_ctx`, else the runner's)."""
         asked = self.options.get("num_ctx")
         context = asked if isinstance(asked, int) and not isinstance(asked, bool) else None
         if context is None:

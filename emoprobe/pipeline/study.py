@@ -72,9 +72,8 @@ def in_turn(
     answer_modes: Sequence[str] = (),
     warn: Callable[[str], None] = lambda message: None,
 ) -> list[RunResult]:
-    """`run_model(index, model)` for each model in turn, every model (and that its server
-    can answer in each of `answer_modes`) checked first, the previous model unloaded
-    on every host before the next starts."""
+    """`run_model(index, model)` for each model in turn, every model (and its answer modes)
+    checked first, the previous model unloaded on every host before the next starts."""
     backends = [
         open_backend(config.backend, host=host, timeout=config.timeout)
         for host in (() if config.offline else config.hosts)

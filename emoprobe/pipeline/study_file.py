@@ -217,7 +217,7 @@ class _StudyReader:
         self.check_keys(doc, _TOP_KEYS, ())
         if "models" not in doc:
             raise self.fail((), "missing key 'models' (a list of model names)")
-        name = self.name(doc.get("name", _stem_name(self.path)), ("name",))
+        name = self.name(doc.get("name", slug(self.path.stem, "-.") or "study"), ("name",))
         dataset = None
         if "dataset" in doc:
             relative = self.string(doc["dataset"], ("dataset",))
@@ -407,7 +407,3 @@ def _shown_where(where: Where) -> str:
         else:
             text += f".{part}" if text else part
     return text or "the file"
-
-
-def _stem_name(path: Path) -> str:
-    return slug(path.stem, "-.") or "study"
