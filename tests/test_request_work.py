@@ -22,16 +22,13 @@ from emoprobe.pipeline.runner import run
 
 
 class CountingCache(ResponseCache):
-    """The real cache, counting its reads: answer lookups and file-hash memo queries."""
+    """The real cache, counting its reads: answer lookups and file-hash memo queries
+    (every read of either, `get` included, is one `_read_many` query)."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
         self.answer_reads = 0
         self.memo_queries = 0
-
-    def get(self, key):
-        self.answer_reads += 1
-        return super().get(key)
 
     def file_hash(self, path, stat):
         self.memo_queries += 1

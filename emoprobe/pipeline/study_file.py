@@ -22,13 +22,13 @@ from emoprobe.data.dataset import DATASET_FORMATS
 from emoprobe.errors import ConfigError, printable
 from emoprobe.files import slug
 from emoprobe.task.answers import ANSWER_MODES
-from emoprobe.task.definition import PAPER_TASK, Task, load_task, toml_type
+from emoprobe.task.definition import PAPER_TASK, Task, load_task, read_toml, toml_type
 from emoprobe.task.model_options import DEFAULT_OPTIONS, OPTION_TYPES, typed_option
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    pass
 
 DEFAULT_VARIANT = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -116,26 +116,7 @@ _VARIANT_KEYS = (
 def load_study(path: str | os.PathLike[str]) -> StudySpec:
     """The study a TOML file describes; any mistake is a one-line `ConfigError`."""
     file = Path(os.fspath(path))
-    shown = printable(os.fspath(file))
-    try:
-        text = file.read_bytes().decode("utf-8-sig")
-    except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"study file not found: {shown}", path=file) from None
-    except IsADirectoryError:
-        raise ConfigError(f"study file {shown} is a folder: pass a .toml file", path=file) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"study file {shown} is not UTF-8 text (undecodable byte at offset {exc.start})",
-            path=file,
-        ) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"cannot read study file {shown}: {reason}", path=file) from None
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        reason = " ".join(str(exc).split())
-        raise ConfigError(f"study file {shown} is not valid TOML: {reason}", path=file) from None
+    text, doc = read_toml(file, "study file")
     return _StudyReader(file, text, doc).spec()
 
 
