@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -434,9 +435,9 @@ def _fast_frame(path: Path, labels: Sequence[str]) -> pd.DataFrame | None:
     if any(column is None for column in numbers.values()):
         return None  # `read_rows` says which cell
     error = _restored_column(cells["error"])
-    status = pd.Series(
-        [current_status(s, e) for s, e in zip(cells["status"], error, strict=True)], dtype=object
-    )
+    status = cells["status"]
+    if (status == LEGACY_ERROR).any():  # an older file: its `error` rows renamed
+        status = pd.Series([current_status(s, e) for s, e in zip(status, error, strict=True)])
     final = status.isin(STATUSES).to_numpy()
     if not final.any():
         return to_frame([], labels)
@@ -488,6 +489,9 @@ def _restored_column(column: pd.Series) -> pd.Series:
     return cast("pd.Series", column.where(~inert, column.str[1:]))
 
 
+_WHOLE = re.compile(r"(?:[+-]?[0-9]+\n)*(?:[+-]?[0-9]+)?")  # whole numbers, a line each
+
+
 def _numbers(column: pd.Series, whole: bool = False) -> pd.Series | None:
     """Cells as float64, NaN where empty; None if a non-empty cell is no number as
     `float` (or, `whole`, `int`) reads it, or not a finite one."""
@@ -495,7 +499,7 @@ def _numbers(column: pd.Series, whole: bool = False) -> pd.Series | None:
     import pandas as pd
 
     filled = column != ""
-    if whole and not column[filled].str.fullmatch(r"[+-]?[0-9]+").all():
+    if whole and not _WHOLE.fullmatch("\n".join(column[filled])):  # one match for all cells
         return None
     values = pd.to_numeric(column.where(filled), errors="coerce").astype("float64")
     if bool((values.isna() & filled).any()) or not np.isfinite(values.dropna()).all():
