@@ -521,11 +521,25 @@ def rows_of(frame: pd.DataFrame) -> list[Row]:
 
     rows = []
     for i in range(len(frame)):
-        cells = {name: value(name, i) for name in COLUMNS}
-        cells["label"], cells["prediction"] = cells["label"] or "", cells["prediction"] or ""
-        cells["cached"] = bool(cells["cached"])
         found = {label: v[i] for label, v in zip(labels, scores, strict=True) if v[i] == v[i]}
-        rows.append(Row(**cells, scores=found if labels else None))
+        rows.append(
+            Row(
+                path=columns["path"][i],
+                sha256=columns["sha256"][i],
+                label=value("label", i) or "",
+                prediction=value("prediction", i) or "",
+                raw=columns["raw"][i],
+                status=columns["status"][i],
+                error=columns["error"][i],
+                latency_s=value("latency_s", i),
+                cached=bool(columns["cached"][i]),
+                prompt_tokens=value("prompt_tokens", i),
+                output_tokens=value("output_tokens", i),
+                prefill_ms=value("prefill_ms", i),
+                decode_ms=value("decode_ms", i),
+                scores=found if labels else None,
+            )
+        )
     return rows
 
 
