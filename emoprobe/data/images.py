@@ -201,7 +201,10 @@ def _prepare(data: bytes, digest: str, max_side: int | None) -> PreparedImage:
             steps.append(f"re-encoded{progressive} {fmt} as {out_format}")
 
         buf = io.BytesIO()
-        out.save(buf, out_format, quality=JPEG_QUALITY)  # PNG has no quality: ignored
+        if out_format == "JPEG":
+            out.save(buf, "JPEG", quality=JPEG_QUALITY)
+        else:
+            out.save(buf, "PNG")
         note = "; ".join(steps)
         return PreparedImage(
             digest, buf.getvalue(), *out.size, note, None, width * height, _MIME[out_format]
