@@ -6,8 +6,10 @@ import os
 
 import pytest
 
+from emoprobe.data.images import PREPARE_VERSION
 from emoprobe.errors import CacheError
-from emoprobe.pipeline.cache import ResponseCache, response_key
+from emoprobe.pipeline.cache import KeyMaker, ResponseCache, response_key
+from emoprobe.task.definition import PAPER_TASK, Task
 
 BASE = dict(
     backend="ollama",
@@ -40,6 +42,29 @@ def test_the_key_is_stable_and_ignores_option_order():
     reordered = {**BASE, "options": {"seed": 42, "temperature": 0.0}}
     assert response_key(**reordered) == response_key(**BASE)
     assert len(response_key(**BASE)) == 64
+
+
+@pytest.mark.parametrize(
+    "task",
+    [PAPER_TASK, Task(name="odd", instruction="say 0" + "0" * 62 + "x", definitions={"a": "A"})],
+)
+@pytest.mark.parametrize("sha", ["a" * 64, "0" * 63 + "x", "not a hash"])
+def test_key_maker_gives_response_key_of_the_same_fields(task, sha):
+    """Keys put together from their parts are the keys of the whole text, even for a
+    prompt that holds the placeholder's text or an image hash that is not hex."""
+    keys = KeyMaker("ollama", "d" * 64, task, {"seed": 1}, "text", 448, model="m:1b")
+    fields = dict(
+        backend="ollama",
+        model_digest="d" * 64,
+        messages_text=[("system", task.system_prompt), ("user", task.user_text + "<image>")],
+        options={"seed": 1},
+        answer_mode="text",
+        image_sha256=sha,
+        image_preparation=f"{PREPARE_VERSION}:max_side=448",
+    )
+    for _ in range(2):  # the memo's second use too
+        assert keys.key(sha) == response_key(**fields, model="m:1b")
+        assert keys.legacy_key(sha) == response_key(**fields)
 
 
 def test_values_and_file_hashes_survive_reopening(tmp_path):

@@ -40,7 +40,7 @@ MODEL_KEY_VERSION = 2
 HASH_BATCH = 500  # file-hash memo entries read per query (SQLite allows 999 parameters)
 
 
-def response_key(
+def key_text(
     *,
     backend: str,
     model_digest: str,
@@ -51,8 +51,8 @@ def response_key(
     image_preparation: str,
     model: str | None = None,
 ) -> str:
-    """A stable hex key for one request, with no image data; without `model` (the name
-    asked for), emoprobe 0.1's key, read only for answers whose value names the model."""
+    """The canonical text a response key hashes: no image data, only its sha256; without
+    `model` (the name asked for), emoprobe 0.1's, read only for answers naming the model."""
     material = {
         "v": KEY_VERSION if model is None else MODEL_KEY_VERSION,
         "backend": backend,
@@ -65,8 +65,16 @@ def response_key(
     }
     if model is not None:
         material["model"] = model
-    canonical = json.dumps(material, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return json.dumps(material, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+
+
+def response_key(**fields: Any) -> str:
+    """A stable hex key for one request: the sha256 of `key_text(**fields)`."""
+    return hashlib.sha256(key_text(**fields).encode()).hexdigest()
+
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+_SHA_SLOT = "0" * 63 + "x"  # no sha256 looks so; a prompt holding it: `_parts` has 3
 
 
 @dataclass(frozen=True)
@@ -90,8 +98,25 @@ class KeyMaker:
         return self._key(image_sha256, None) if self.model_digest else None
 
     def _key(self, image_sha256: str, model: str | None) -> str:
+        """`response_key` of this image; its canonical text put together from the parts
+        around the image's hash, built once (the same text, hence the same key)."""
+        parts = self._parts(model)
+        if len(parts) == 2 and _HEX.fullmatch(image_sha256):
+            text = b"".join((parts[0], image_sha256.encode(), parts[1]))
+        else:
+            text = self._text(image_sha256, model).encode()
+        return hashlib.sha256(text).hexdigest()
+
+    def _parts(self, model: str | None) -> list[bytes]:
+        """The key text split around the image's hash (memo per model name)."""
+        memo: dict[str | None, list[bytes]] = self.__dict__.setdefault("_memo", {})
+        if model not in memo:
+            memo[model] = self._text(_SHA_SLOT, model).encode().split(_SHA_SLOT.encode())
+        return memo[model]
+
+    def _text(self, image_sha256: str, model: str | None) -> str:
         task = self.task
-        return response_key(
+        return key_text(
             backend=self.backend,
             model_digest=self.model_digest,
             messages_text=[("system", task.system_prompt), ("user", task.user_text + "<image>")],
