@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import importlib
 import io
+import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ CACHE_HOOKS = (
     ("set", "cache writes"),
     ("remember_file_hash", "cache writes"),
 )
+STAGE_PASSES = 3  # a shared machine's hiccups move one pass by tenths of a ms: the median
 STAGES = (
     "image preparation",
     "request body, built ahead",
@@ -139,6 +141,14 @@ def stage_split(images: list[Path], url: str, cache_dir: Path) -> dict[str, dict
             backend.close()
     figures["cold"].update(_library_costs(images[1:]))
     return figures
+
+
+def median_split(passes: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Each figure's median over the passes of `stage_split` (cold and warm alike)."""
+    return {
+        kind: {name: statistics.median(p[kind][name] for p in passes) for name in passes[0][kind]}
+        for kind in passes[0]
+    }
 
 
 def _library_costs(images: list[Path]) -> dict[str, float]:

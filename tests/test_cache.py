@@ -8,7 +8,7 @@ import pytest
 
 from emoprobe.data.images import PREPARE_VERSION
 from emoprobe.errors import CacheError
-from emoprobe.pipeline.cache import KeyMaker, ResponseCache, response_key
+from emoprobe.pipeline.cache import MEMO_WRITES, KeyMaker, ResponseCache, response_key
 from emoprobe.task.definition import PAPER_TASK, Task
 
 BASE = dict(
@@ -80,6 +80,27 @@ def test_values_and_file_hashes_survive_reopening(tmp_path):
         assert cache.recall_model("qwen2.5vl:7b") == {"digest": "d" * 64}
         image.write_bytes(b"png, changed")
         assert cache.file_hash(image, os.stat(image)) is None
+
+
+def test_file_hashes_are_written_in_batches_and_read_before_they_are(tmp_path):
+    """The memo is written MEMO_WRITES entries at a time; entries not yet written are
+    read all the same, and written at close."""
+    images = []
+    for n in range(MEMO_WRITES + 3):
+        images.append(tmp_path / f"{n}.png")
+        images[-1].write_bytes(b"png %d" % n)
+    files = [(image, os.stat(image)) for image in images]
+    with ResponseCache(tmp_path / "cache") as cache:
+        for n, (image, st) in enumerate(files):
+            cache.remember_file_hash(image, st, f"{n:064x}")
+        with ResponseCache(tmp_path / "cache") as other:  # what is on disk so far
+            on_disk = other.file_hashes(files)
+        assert on_disk == [f"{n:064x}" for n in range(MEMO_WRITES)] + [None] * 3
+        assert cache.file_hashes(files) == [f"{n:064x}" for n in range(len(files))]
+        assert cache.file_hash(*files[-1]) == f"{len(files) - 1:064x}"
+    with ResponseCache(tmp_path / "cache") as cache:
+        assert cache.file_hashes(files) == [f"{n:064x}" for n in range(len(files))]
+        assert cache.info()["file_hashes"] == len(files)
 
 
 def test_a_corrupt_cache_is_a_one_line_error(tmp_path):

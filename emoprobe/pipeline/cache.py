@@ -16,6 +16,7 @@ import math
 import os
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ MODELS_PREFIX = "model:"
 KEY_VERSION = 1  # emoprobe 0.1: no model name in the key
 MODEL_KEY_VERSION = 2
 HASH_BATCH = 500  # file-hash memo entries read per query (SQLite allows 999 parameters)
+MEMO_WRITES = 64  # file hashes written to the memo in one transaction (lost: re-hashed)
 
 
 def key_text(
@@ -234,6 +236,8 @@ class ResponseCache:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._unreadable: set[str] = set()  # keys of values no emoprobe wrote: misses
+        self._new_hashes: dict[bytes, str] = {}  # file hashes not yet written to the memo
+        self._new_hashes_lock = threading.Lock()
         with _translated(self.directory):
             if self.directory.exists() and not self.directory.is_dir():
                 raise NotADirectoryError(f"{self.directory} is not a folder")
@@ -306,8 +310,11 @@ class ResponseCache:
         return self.get(MODELS_PREFIX + name)
 
     def file_hash(self, path: Path, stat: os.stat_result) -> str | None:
+        key = _file_key(path, stat)
+        if known := self._new_hashes.get(key):
+            return known
         with _translated(self.directory):
-            value = self._hashes.get(_file_key(path, stat))
+            value = self._hashes.get(key)
         return value if isinstance(value, str) else None
 
     def file_hashes(self, files: Sequence[tuple[Path, os.stat_result]]) -> list[str | None]:
@@ -317,6 +324,8 @@ class ResponseCache:
         with _translated(self.directory):
             for start in range(0, len(keys), HASH_BATCH):
                 found |= self._read_many(self._hashes, keys[start : start + HASH_BATCH])
+        with self._new_hashes_lock:
+            found |= self._new_hashes
         return [value if isinstance(value, str) else None for value in map(found.get, keys)]
 
     @staticmethod
@@ -340,8 +349,21 @@ class ResponseCache:
         return values
 
     def remember_file_hash(self, path: Path, stat: os.stat_result, sha256: str) -> None:
-        with _translated(self.directory):
-            self._hashes.set(_file_key(path, stat), sha256)
+        """Memo a file's hash; written `MEMO_WRITES` at a time in one transaction (and at
+        `close`): a memo entry lost to a crash only costs reading that file again."""
+        with self._new_hashes_lock:
+            self._new_hashes[_file_key(path, stat)] = sha256
+            if len(self._new_hashes) >= MEMO_WRITES:
+                self._write_hashes()
+
+    def _write_hashes(self) -> None:
+        """Write the memo entries not yet written (the caller holds the lock)."""
+        if not self._new_hashes:
+            return
+        with _translated(self.directory), self._hashes.transact():
+            for key, sha256 in self._new_hashes.items():
+                self._hashes.set(key, sha256)
+        self._new_hashes = {}
 
     def answers(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every stored (key, value): answers and model records, never file hashes."""
@@ -354,6 +376,8 @@ class ResponseCache:
 
     def info(self) -> dict[str, Any]:
         """Counts and sizes for `emoprobe cache info`."""
+        with self._new_hashes_lock:
+            self._write_hashes()
         models: dict[str, dict[str, Any]] = {}
         answers = 0
         for key, value in self.answers():
@@ -379,12 +403,18 @@ class ResponseCache:
         with _translated(self.directory):
             removed = sum(1 for key in self._responses if not key.startswith(MODELS_PREFIX))
             self._responses.clear()
+            with self._new_hashes_lock:
+                self._new_hashes = {}
             self._hashes.clear()
             return removed
 
     def close(self) -> None:
-        self._responses.close()
-        self._hashes.close()
+        try:
+            with self._new_hashes_lock:
+                self._write_hashes()
+        finally:
+            self._responses.close()
+            self._hashes.close()
 
     def __enter__(self) -> ResponseCache:
         return self
