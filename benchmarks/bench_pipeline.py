@@ -21,6 +21,7 @@ Timings on a shared 2-core machine are noisy: compare figures inside one table.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import platform
 import re
@@ -361,6 +362,9 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}: {os.cpu_count()} CPUs, {platform.machine()}, "
         f"Python {platform.python_version()}, {'quick' if arguments.quick else 'full'} run\n"
     )
+    # Bytecode compiled ahead, as pip leaves an installed package: where the environment
+    # sets PYTHONDONTWRITEBYTECODE, every child would compile emoprobe afresh otherwise.
+    compileall.compile_dir(HERE.parent / "emoprobe", quiet=1)
     try:
         make_jpeg_folder(work / "many", sizes.images, seed=1)
         make_jpeg_folder(work / "few", sizes.few, seed=2)

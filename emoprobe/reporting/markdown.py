@@ -548,13 +548,13 @@ def _answers(metrics: Metrics, manifest: Manifest, predictions: pd.DataFrame) ->
     lines[-1] += " " + _forms_text(metrics)
     lines += _synonyms(manifest, predictions)
     status, raw = predictions["status"], predictions["raw"]
-    quotes = Counter(_shorten(text) for text in raw[status.isin(NO_LABEL_STATUSES)])
+    quotes = Counter(_shorten(text) for text in raw[status.isin(NO_LABEL_STATUSES)].tolist())
     if quotes:
         lines += ["", "Most frequent answers without a label (shortened):", ""]
         common = quotes.most_common(QUOTED_ANSWERS)
         lines.append(table(["answer", "times"], [[Code(quote), n] for quote, n in common]))
     for kind in UNANSWERED_STATUSES:
-        reasons = Counter(predictions["error"][status == kind])
+        reasons = Counter(predictions["error"][status == kind].tolist())
         if reasons:
             lines += ["", f"Images {STATUS_NAMES[kind]}: {counts.get(kind, 0)}.", ""]
             lines += [table(["reason", "images"], reasons.most_common())]
@@ -583,7 +583,7 @@ def _synonyms(manifest: Manifest, predictions: pd.DataFrame) -> list[str]:
     if not synonyms:
         return []
     ok = predictions[predictions["status"] == OK]
-    answers = Counter(zip(ok["raw"], ok["prediction"], strict=True))  # answers repeat
+    answers = Counter(zip(ok["raw"].tolist(), ok["prediction"].tolist(), strict=True))
     used: Counter[tuple[str, str]] = Counter()
     for (text, label), times in answers.items():
         if word := synonym_used(text, labels, synonyms):

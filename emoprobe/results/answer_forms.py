@@ -30,20 +30,29 @@ class AnswerForms:
 
 
 def answer_forms(frame: pd.DataFrame, labels: Sequence[str], mode: str) -> AnswerForms:
-    """How the answered rows' raw answers were formed, for `mode`."""
+    """How the answered rows' raw answers were formed, for `mode`; each distinct answer
+    is read once (a run has few), weighed by how many rows gave it."""
     answered = frame[frame["status"].isin(SCORED_STATUSES)]
-    raw = [str(text) for text in answered["raw"]]
+    counts = answered["raw"].value_counts(dropna=False)
+    distinct = [str(text) for text in counts.index]
     if mode == "json":
-        valid = [json_label(text, labels) is not None for text in raw]
-        ok = (answered["status"] == OK).to_numpy()
-        repaired = sum(bool(o) and not v for o, v in zip(ok, valid, strict=True))
+        is_valid = {text: json_label(text, labels) is not None for text in distinct}
+        valid = sum(int(n) for text, n in zip(distinct, counts, strict=True) if is_valid[text])
+        ok_counts = answered["raw"][(answered["status"] == OK).to_numpy()].value_counts()
+        repaired = sum(
+            int(n) for text, n in ok_counts.items() if not is_valid.get(str(text), False)
+        )
         return AnswerForms(
             mode,
             len(answered),
-            json_valid=sum(valid),
+            json_valid=valid,
             json_repaired=repaired,
-            json_invalid=len(raw) - sum(valid) - repaired,
+            json_invalid=len(answered) - valid - repaired,
         )
     names = {label.casefold() for label in labels}
-    bare = sum(text.strip().rstrip(".!").strip().casefold() in names for text in raw)
+    bare = sum(
+        int(n)
+        for text, n in zip(distinct, counts, strict=True)
+        if text.strip().rstrip(".!").strip().casefold() in names
+    )
     return AnswerForms(mode, len(answered), exactly_one_label=bare)

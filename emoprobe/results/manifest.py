@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from functools import cache
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -221,18 +223,21 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
 
 
 def _file_records(entries: list[Any]) -> list[FileRecord] | None:
-    """FileRecords of plain entries (a dict of strings per file), else None."""
+    """FileRecords of plain entries (a dict of three strings per file), else None; the
+    checks run over all entries at once (C loops), each label then held once."""
     try:
-        records = [FileRecord(**entry) for entry in entries]
-    except TypeError:  # not a dict, or a key FileRecord does not have
+        if set(map(len, entries)) - {3}:
+            return None
+        fields = list(map(_FILE_FIELDS, entries))
+    except (TypeError, KeyError):  # not a dict, or a key FileRecord does not have
         return None
-    kinds = {type(value) for r in records for value in (r.path, r.label, r.sha256)}
-    if not kinds <= {str}:
+    if set(map(type, chain.from_iterable(fields))) - {str}:
         return None
     labels: dict[str, str] = {}
-    for record in records:  # a few labels, each held once
-        record.label = labels.setdefault(record.label, record.label)
-    return records
+    return [FileRecord(path, labels.setdefault(label, label), sha) for path, label, sha in fields]
+
+
+_FILE_FIELDS = itemgetter("path", "label", "sha256")
 
 
 def read_manifest(path: Path) -> Manifest | None:

@@ -10,7 +10,6 @@ requests) are left out of the scores and counted.
 from __future__ import annotations
 
 import json
-import statistics
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
@@ -290,8 +289,15 @@ _SCORE_KEYS = (
 def latency_stats(frame: pd.DataFrame) -> dict[str, float | None]:
     """Median and 95th-percentile request latency over this run's own requests: rows
     answered from the cache are left out (older folders kept the first request's)."""
-    latencies = sorted(float(value) for value in frame["latency_s"][~frame["cached"]].dropna())
-    if not latencies:
+    import numpy as np
+
+    values = frame["latency_s"][~frame["cached"].to_numpy(dtype=bool)].to_numpy(dtype=np.float64)
+    latencies = np.sort(values[~np.isnan(values)])
+    if not len(latencies):
         return {"latency_median_s": None, "latency_p95_s": None}
+    middle = len(latencies) // 2  # the median as `statistics.median` takes it
+    median = latencies[middle]
+    if len(latencies) % 2 == 0:
+        median = (latencies[middle - 1] + median) / 2
     p95_index = min(len(latencies) - 1, max(0, round(0.95 * len(latencies)) - 1))
-    return {"latency_median_s": statistics.median(latencies), "latency_p95_s": latencies[p95_index]}
+    return {"latency_median_s": float(median), "latency_p95_s": float(latencies[p95_index])}
