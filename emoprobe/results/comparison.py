@@ -126,17 +126,22 @@ def shared_scored(runs: list[RunRecord]) -> tuple[list[pd.DataFrame], list[pd.Da
     tables = []
     for run in runs:
         answered = scored(run.predictions)
-        answered = answered[answered["sha256"] != ""]
-        tables.append(answered.set_index(["sha256", "path"], drop=False))
-    keys = tables[0].index
-    for table in tables[1:]:
-        keys = keys[keys.isin(table.index)]
-    if keys.empty:
+        tables.append(answered[answered["sha256"] != ""].reset_index(drop=True))
+    rows = [  # (sha256, path) → row number, per run
+        {key: n for n, key in enumerate(zip(t["sha256"].tolist(), t["path"].tolist(), strict=True))}
+        for t in tables
+    ]
+    everywhere = set(rows[0]).intersection(*rows[1:])
+    keys = [key for key in rows[0] if key in everywhere]
+    if not keys:
         raise ConfigError(
             "the runs share no scored image (matched by sha256 and path): "
             "nothing to compare; were they made on the same dataset?"
         )
-    subsets = [table.loc[keys] for table in tables]
+    subsets = [
+        table.iloc[[place[key] for key in keys]].reset_index(drop=True)
+        for table, place in zip(tables, rows, strict=True)
+    ]
     truth = np.stack([subset["label"].astype(str).to_numpy() for subset in subsets])
     disagree = int((truth != truth[0]).any(axis=0).sum())
     if disagree:
