@@ -418,10 +418,9 @@ def reply_lines(reply: httpx.Response) -> Iterator[bytes]:
     that streams anyway is read line by line all the same."""
     pending: list[bytes] = []
     for data in reply.iter_raw():
-        if b"\n" not in data:
-            pending.append(data)
-            continue
         pending.append(data)
+        if b"\n" not in data:
+            continue
         *lines, rest = b"".join(pending).split(b"\n")
         pending = [rest]
         for line in lines:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,9 @@ class KeyMaker:
     answer_mode: str
     max_side: int | None
     model: str = ""
+    _parts_memo: dict[str | None, list[bytes]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )  # the key text split around the image's hash, per model name (`_parts`)
 
     def key(self, image_sha256: str) -> str:
         """The key an answer is stored under: the model's name and digest both in it."""
@@ -111,7 +114,7 @@ class KeyMaker:
 
     def _parts(self, model: str | None) -> list[bytes]:
         """The key text split around the image's hash (memo per model name)."""
-        memo: dict[str | None, list[bytes]] = self.__dict__.setdefault("_memo", {})
+        memo = self._parts_memo
         if model not in memo:
             memo[model] = self._text(_SHA_SLOT, model).encode().split(_SHA_SLOT.encode())
         return memo[model]

@@ -38,10 +38,9 @@ def answer_forms(frame: pd.DataFrame, labels: Sequence[str], mode: str) -> Answe
     if mode == "json":
         is_valid = {text: json_label(text, labels) is not None for text in distinct}
         valid = sum(int(n) for text, n in zip(distinct, counts, strict=True) if is_valid[text])
-        ok_counts = answered["raw"][(answered["status"] == OK).to_numpy()].value_counts()
-        repaired = sum(
-            int(n) for text, n in ok_counts.items() if not is_valid.get(str(text), False)
-        )
+        ok = answered["raw"][(answered["status"] == OK).to_numpy()]
+        ok_counts = ok.value_counts(dropna=False)
+        repaired = sum(int(n) for text, n in ok_counts.items() if not is_valid[str(text)])
         return AnswerForms(
             mode,
             len(answered),
