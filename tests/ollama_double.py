@@ -450,6 +450,12 @@ def image_sha256s(request_json: dict[str, Any]) -> list[str]:
     return digests
 
 
+def _request_content(request_json: dict[str, Any]) -> str:
+    """What makes two chat requests the same question: a digest of their messages."""
+    messages = json.dumps(request_json.get("messages"), sort_keys=True, default=str)
+    return hashlib.sha256(messages.encode()).hexdigest()
+
+
 def _last_image_sha(request_json: dict[str, Any]) -> str | None:
     for message in reversed(request_json.get("messages") or []):
         if isinstance(message, dict) and message.get("images"):
@@ -678,14 +684,18 @@ class FaultRule:
     model: str | None = None
     message: str | None = None
     seconds: float | None = None
+    per_request: int | None = None
     seen: int = 0  # matching chat requests this rule has looked at
     served: int = 0  # faults this rule has produced
+    served_for: Counter[str] = field(default_factory=Counter)  # faults per request content
 
     @property
     def exhausted(self) -> bool:
         return self.times is not None and self.served >= self.times
 
-    def _consider(self, index: int, model_key: str, key: Callable[[str], str] = _key) -> bool:
+    def _consider(
+        self, index: int, model_key: str, content: str, key: Callable[[str], str] = _key
+    ) -> bool:
         if self.model is not None and key(self.model) != model_key:
             return False
         self.seen += 1
@@ -694,6 +704,8 @@ class FaultRule:
         if self.every is not None and self.seen % self.every != 0:
             return False
         if self.first is not None and index >= self.first:
+            return False
+        if self.per_request is not None and self.served_for[content] >= self.per_request:
             return False
         return self.on is None or index in self.on
 
@@ -1430,7 +1442,7 @@ class _OllamaHandler(_RecordingHandler):
     ) -> None:
         double, run = self.double, self.run
         arrived = time.monotonic()
-        rule = double._pick_fault(chat_index, spec.name)
+        rule = double._pick_fault(chat_index, spec.name, body)
         kind = rule.kind if rule else None
         self.record.fault = kind
         streamed = body.get("stream", True) is not False
@@ -1905,6 +1917,7 @@ class ChatDoubleBase(_ServerBase):
         model: str | None = None,
         message: str | None = None,
         seconds: float | None = None,
+        per_request: int | None = None,
     ) -> FaultRule:
         """Make chat requests (with messages, for an installed model) fail.
 
@@ -1913,7 +1926,9 @@ class ChatDoubleBase(_ServerBase):
         ``first=N``  chat requests whose index (position in chat_requests) is < N;
         ``on={i,}``  chat requests with those indices;
         ``model=``   only requests for that model;
-        ``times=N``  stop after producing N faults.
+        ``times=N``  stop after producing N faults;
+        ``per_request=N``  at most N faults for requests with the same messages (one image's
+                     retries), so that a client that retries always gets through.
         The first non-exhausted rule (in injection order) that matches wins.
         """
         if kind not in self.fault_kinds:
@@ -1929,6 +1944,7 @@ class ChatDoubleBase(_ServerBase):
             model=model,
             message=message,
             seconds=seconds,
+            per_request=per_request,
         )
         with self._lock:
             self._rules.append(rule)
@@ -1951,15 +1967,17 @@ class ChatDoubleBase(_ServerBase):
         with self._lock:
             return list(self._rules)
 
-    def _pick_fault(self, index: int, model: str) -> FaultRule | None:
+    def _pick_fault(self, index: int, model: str, body: dict[str, Any]) -> FaultRule | None:
         key = self._model_key
+        content = _request_content(body)
         with self._lock:
             chosen = None
             for rule in self._rules:
-                if rule._consider(index, key(model), key) and chosen is None:
+                if rule._consider(index, key(model), content, key) and chosen is None:
                     chosen = rule
             if chosen is not None:
                 chosen.served += 1
+                chosen.served_for[content] += 1
                 self.faults_served += 1
                 self.faults_by_kind[chosen.kind] += 1
             return chosen

@@ -278,7 +278,7 @@ class _OpenAIHandler(_RecordingHandler):
 
     def _serve_chat(self, body: dict[str, Any], model: str, images: int, index: int) -> None:
         double, run = self.double, self.run
-        rule = double._pick_fault(index, model)
+        rule = double._pick_fault(index, model, body)
         kind = rule.kind if rule else None
         self.record.fault = kind
         message = rule.message if rule else None

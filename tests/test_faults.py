@@ -55,11 +55,15 @@ def study(cli, tmp_path: Path, ollama_double: OllamaDouble):
 )
 def test_a_fault_every_few_requests_loses_nothing_and_changes_nothing(cli, study, tmp_path, kind):
     root, double, expected = study
-    double.inject(kind, every=3)
+    # At most one fault per image: with several workers, one image's retries could
+    # otherwise each land on a third request and use up its retries (a flake, not a bug).
+    double.inject(kind, every=3, per_request=1)
     out = tmp_path / "out"
     result = cli("run", root, "--host", double.url, "--out", out, *FAST_RETRY)
     assert result.exit_code == 0, result.output
-    assert double.faults_served >= 4
+    # 15 images: F faults make 15 + F requests, whose multiples of 3 are each a fault or
+    # an image's one retry skipped, so (15 + F) // 3 <= 2F and F >= 3.
+    assert double.faults_served >= 3
     assert answers(rows_by_path(out)) == expected
 
 

@@ -502,7 +502,7 @@ def test_answers_from_the_cache_bring_no_latency_and_retries_show_by_kind(cli, t
     truth = make_image_folder(root, per_label=2)
     cache = tmp_path / "cache"
     with OllamaDouble(answer=answer_by_image(dict.fromkeys(truth, "Happy"))) as double:
-        double.inject("busy503", every=3)
+        double.inject("busy503", every=3, per_request=1)
         first = cli(
             "run", root, "--host", double.url, "--out", tmp_path / "a", "--cache-dir", cache,
             "--backoff", "0.01", "--quiet",

@@ -419,6 +419,14 @@ def test_fault_selectors(client: ollama.Client, ollama_double: OllamaDouble) -> 
     assert rule.served == 2
     ollama_double.clear_faults()
     ollama_double.reset_stats()
+    rule = ollama_double.inject("http500", per_request=2)
+    assert outcomes(4) == ["500", "500", "ok", "ok"]
+    assert rule.served == 2
+    with pytest.raises(ollama.ResponseError):  # other messages: faulted afresh
+        client.chat(VISION, ask(text="Another question?"))
+    assert rule.served == 3
+    ollama_double.clear_faults()
+    ollama_double.reset_stats()
     ollama_double.inject("busy503", on={0, 3})
     ollama_double.inject("http500", times=2)
     assert outcomes(5) == ["503", "500", "500", "503", "ok"]
