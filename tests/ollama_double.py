@@ -1969,7 +1969,9 @@ class ChatDoubleBase(_ServerBase):
 
     def _pick_fault(self, index: int, model: str, body: dict[str, Any]) -> FaultRule | None:
         key = self._model_key
-        content = _request_content(body)
+        # The messages' digest only where a rule counts faults per request.
+        counted = any(rule.per_request is not None for rule in self.faults)
+        content = _request_content(body) if counted else ""
         with self._lock:
             chosen = None
             for rule in self._rules:

@@ -515,7 +515,7 @@ def _numbers(column: pd.Series, whole: bool = False) -> pd.Series | None:
     if len(filled) == len(cells):
         return pd.Series(numbers, index=column.index)
     values = np.full(len(cells), np.nan)
-    values[np.array([bool(cell) for cell in cells])] = numbers
+    values[(column != "").to_numpy(dtype=bool)] = numbers
     return cast("pd.Series", pd.Series(values, index=column.index))
 
 
